@@ -1,0 +1,111 @@
+"""Simulators of missing data, for training-time corruption and for benchmarks.
+
+Masks follow the library's convention: ``True`` means *observed*. Feature-level masks
+(:func:`mcar`, :func:`mar`, :func:`mnar`) return a boolean tensor; modality-level
+corruptions (:func:`drop_modalities`, :func:`paired_split`) take and return a
+:class:`~polymodal.Batch`, and only ever remove observations.
+
+MAR and MNAR follow the VSAE paper's appendix C.4, with the probability read as the
+probability of being *missing*:
+
+* MAR: the first ``ceil(M/4)`` features of each row are always observed; every other
+  feature of the row is missing with probability ``sigmoid(sum_{k<=K} x_k / M)``.
+* MNAR: feature i is missing with probability ``sigmoid(x_i)``.
+
+On min-max scaled data both give high missing rates (MNAR about 0.5 to 0.73): that is the
+paper's definition, not a bug. Use :func:`mcar` to set a rate directly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import Batch
+
+
+def _rows(x: Any) -> Tensor:
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, Tensor) else x, dtype=torch.float32)
+    if x.dim() != 2:
+        raise ValueError(f"expected a table of shape (N, M), got {tuple(x.shape)}")
+    return torch.nan_to_num(x)
+
+
+def _check_rate(rate: float) -> None:
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"missing rate must be in [0, 1), got {rate}")
+
+
+def mcar(shape: tuple[int, ...], rate: float, generator: torch.Generator | None = None) -> Tensor:
+    """Observed mask where each entry is missing independently with probability ``rate``."""
+    _check_rate(rate)
+    return torch.rand(shape, generator=generator) >= rate
+
+
+def mar(x: Any, generator: torch.Generator | None = None) -> Tensor:
+    """MAR mask for a table ``x`` (N, M): missingness depends on always-observed features."""
+    x = _rows(x)
+    n, m = x.shape
+    k = math.ceil(m / 4)
+    p_missing = torch.sigmoid(x[:, :k].sum(1, keepdim=True) / m).expand(n, m - k)
+    observed = torch.ones(n, m, dtype=torch.bool)
+    observed[:, k:] = torch.rand(n, m - k, generator=generator) >= p_missing
+    return observed
+
+
+def mnar(x: Any, generator: torch.Generator | None = None) -> Tensor:
+    """MNAR mask for a table ``x`` (N, M): feature i is missing with probability sigmoid(x_i)."""
+    x = _rows(x)
+    return torch.rand(x.shape, generator=generator) >= torch.sigmoid(x)
+
+
+def _sample_presence(batch: Batch) -> Tensor:
+    """``[M, B]``: whether each modality has any observed entry in each sample (or sequence)."""
+    return torch.stack([batch.observed[name].reshape(len(batch), -1).any(1) for name in batch.schema.names])
+
+
+def _keep(batch: Batch, keep: Tensor) -> Batch:
+    """Mask out, per sample, every modality whose row of ``keep`` ([M, B]) is False."""
+    observed = {}
+    for i, name in enumerate(batch.schema.names):
+        shape = (-1,) + (1,) * (batch.observed[name].dim() - 1)
+        observed[name] = batch.observed[name] & keep[i].view(shape).to(batch.device)
+    return batch.with_observed(observed)
+
+
+def drop_modalities(batch: Batch, rate: float, generator: torch.Generator | None = None) -> Batch:
+    """Remove each present modality of each sample with probability ``rate``.
+
+    A sample always keeps at least one of the modalities it had: when all would be removed,
+    one of them, chosen uniformly, is kept.
+    """
+    _check_rate(rate)
+    present = _sample_presence(batch).cpu()
+    keep = present & (torch.rand(present.shape, generator=generator) >= rate)
+    emptied = present.any(0) & ~keep.any(0)
+    scores = torch.rand(present.shape, generator=generator).masked_fill(~present, -1.0)
+    rescue = torch.zeros_like(keep)
+    rescue[scores.argmax(0), torch.arange(present.shape[1])] = True
+    return _keep(batch, keep | (rescue & emptied))
+
+
+def paired_split(batch: Batch, fraction: float, generator: torch.Generator | None = None) -> Batch:
+    """Weak supervision: a random ``fraction`` of samples stays complete; each other sample keeps
+    exactly one modality, assigned in turn so that the unpaired pools have equal sizes.
+
+    The number of samples is unchanged, as in the MVAE paper's weak-supervision experiments.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"paired fraction must be in [0, 1], got {fraction}")
+    n, m = len(batch), len(batch.schema)
+    order = torch.randperm(n, generator=generator)
+    n_paired = round(fraction * n)
+    keep = torch.zeros(m, n, dtype=torch.bool)
+    keep[:, order[:n_paired]] = True
+    unpaired = order[n_paired:]
+    keep[torch.arange(len(unpaired)) % m, unpaired] = True
+    return _keep(batch, keep)

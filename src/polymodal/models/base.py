@@ -1,0 +1,156 @@
+"""The task API every model shares, written once.
+
+A model implements ``loss``, ``encode`` (the posterior given whatever each sample has)
+and ``decode`` (likelihoods of every modality given latents); ``embed``, ``impute``,
+``predict``, ``generate`` and ``log_likelihood`` are built on those here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..data import Batch
+from ..gaussian import Gaussian, log_mean_exp
+from ..likelihoods import Observation
+from ..modalities import Schema
+
+MODELS: dict[str, type[Model]] = {}
+
+
+class ConfigError(ValueError):
+    """A model or training config with unknown keys or invalid values."""
+
+
+def make_config(cls: type, values: dict[str, Any]) -> Any:
+    """Instantiate dataclass ``cls`` from ``values``, refusing unknown keys by name."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown keys {unknown}; valid keys are {names}")
+    return cls(**values)
+
+
+@dataclass
+class LossOutput:
+    """The scalar to minimise and its named terms (detached, for logging)."""
+
+    loss: Tensor
+    terms: dict[str, Tensor]
+
+
+class Model(nn.Module):
+    """Base of the models. Subclasses set ``name`` and ``Config`` and are registered."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            MODELS[cls.name] = cls
+
+    def __init__(self, schema: Schema, config: Any = None, **kwargs: Any):
+        super().__init__()
+        if config is not None and kwargs:
+            raise ConfigError(f"{type(self).__name__}: pass either a config or keyword options, not both")
+        if config is None:
+            config = make_config(self.Config, kwargs)
+        elif isinstance(config, dict):
+            config = make_config(self.Config, config)
+        self.schema = schema
+        self.config = config
+        unknown = sorted(set(getattr(config, "weights", {})) - set(schema.names))
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}: weights name unknown modalities {unknown}; the schema has {schema.names}")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def weight(self, name: str) -> float:
+        """The likelihood weight (lambda) of a modality; 1 unless the config says otherwise."""
+        return float(getattr(self.config, "weights", {}).get(name, 1.0))
+
+    def prior(self, shape: tuple[int, ...]) -> Gaussian:
+        return Gaussian.standard((*shape, self.config.latent_dim), device=self.device)
+
+    def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
+        raise NotImplementedError
+
+    def encode(self, batch: Batch) -> Gaussian:
+        raise NotImplementedError
+
+    def decode(self, z: Tensor) -> dict[str, Observation]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def embed(self, batch: Batch) -> Tensor:
+        """Posterior mean of the latent given what each sample has."""
+        self.eval()
+        return self.encode(batch.to(self.device)).mean
+
+    @torch.no_grad()
+    def reconstruct(self, batch: Batch) -> dict[str, Observation]:
+        """Likelihoods of every modality decoded from the posterior mean."""
+        return self.decode(self.embed(batch))
+
+    @torch.no_grad()
+    def impute(self, batch: Batch) -> Batch:
+        """A copy of ``batch`` whose unobserved entries are filled from the posterior mean.
+
+        Observed entries are returned unchanged and every mask becomes True.
+        """
+        batch = batch.to(self.device)
+        decoded = self.reconstruct(batch)
+        values = {}
+        for name, x in batch.values.items():
+            values[name] = torch.where(batch.observed[name], x, decoded[name].point.to(x.dtype))
+        return Batch(batch.schema, values, {k: torch.ones_like(m) for k, m in batch.observed.items()})
+
+    @torch.no_grad()
+    def predict(self, batch: Batch, target: str, inputs: list[str] | None = None, proba: bool = False) -> Tensor:
+        """Predict modality ``target`` from the ``inputs`` modalities (default: all others).
+
+        Returns the imputation value (class indices for categorical), or with ``proba`` the
+        likelihood's mean (class probabilities for categorical).
+        """
+        inputs = [n for n in self.schema.names if n != target] if inputs is None else inputs
+        if target in inputs:
+            raise ValueError(f"predict: target {target!r} cannot also be an input")
+        hidden = [n for n in self.schema.names if n not in inputs]
+        observation = self.reconstruct(batch.without(*hidden))[target]
+        return observation.mean if proba else observation.point
+
+    @torch.no_grad()
+    def generate(self, n: int, sample: bool = False) -> Batch:
+        """``n`` joint samples from the prior: likelihood means (or samples) of every modality."""
+        self.eval()
+        decoded = self.decode(self.prior((n,)).sample())
+        values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
+        return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
+
+    @torch.no_grad()
+    def log_likelihood(self, batch: Batch, n_samples: int = 1000, chunk: int = 100) -> Tensor:
+        """Importance-sampled log p(observed entries) per sample, with the posterior as proposal.
+
+        log p(x_o) ~= log mean_s p(x_o | z_s) p(z_s) / q(z_s | x_o),  z_s ~ q(z | x_o).
+        Samples are drawn ``chunk`` at a time for the whole batch at once.
+        """
+        self.eval()
+        batch = batch.to(self.device)
+        q = self.encode(batch)
+        prior = self.prior(tuple(q.shape[:-1]))
+        log_w = []
+        for start in range(0, n_samples, chunk):
+            z = q.rsample((min(chunk, n_samples - start),))
+            decoded = self.decode(z)
+            lw = prior.log_prob(z) - q.log_prob(z)
+            for name, obs in decoded.items():
+                lw = lw + obs.log_prob(batch.values[name], batch.observed[name])
+            log_w.append(lw)
+        return log_mean_exp(torch.cat(log_w), 0)

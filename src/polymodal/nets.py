@@ -1,0 +1,160 @@
+"""Networks: MLP, a small conv encoder/decoder for images, and the default nets of a Modality.
+
+Encoders map one modality's values ``[*lead, *features]`` to a Gaussian expert over the
+latent ``[*lead, latent]``; decoders map ``[*lead, latent]`` to likelihood parameters
+``[*lead, *features, n_params]`` (logits, never probabilities). ``lead`` is any number of
+leading axes (batch, time, samples), flattened for the network and restored after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .gaussian import Gaussian
+from .modalities import Modality
+
+
+class MLP(nn.Sequential):
+    """Linear layers with SiLU between them; none after the last."""
+
+    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int):
+        sizes = [in_features, *hidden, out_features]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.SiLU())
+        super().__init__(*layers)
+
+
+def _image_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
+
+
+def _halvings(size: int, channels: Sequence[int]) -> list[int]:
+    sizes = [size]
+    for _ in channels:
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 3x3 convolutions (one per entry of ``channels``), then a linear layer."""
+
+    def __init__(self, shape: tuple[int, ...], channels: Sequence[int], out_features: int):
+        super().__init__()
+        c, h, w = _image_dims(shape)
+        self.shape = shape
+        layers: list[nn.Module] = []
+        for c_out in channels:
+            layers += [nn.Conv2d(c, c_out, 3, stride=2, padding=1), nn.SiLU()]
+            c = c_out
+        self.convs = nn.Sequential(*layers)
+        hs, ws = _halvings(h, channels), _halvings(w, channels)
+        self.head = nn.Linear(c * hs[-1] * ws[-1], out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.reshape(-1, *_image_dims(self.shape))
+        return self.head(self.convs(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """A linear layer, then stride-2 transposed convolutions back to the exact image size."""
+
+    def __init__(self, in_features: int, channels: Sequence[int], shape: tuple[int, ...], n_params: int):
+        super().__init__()
+        c, h, w = _image_dims(shape)
+        hs, ws = _halvings(h, channels), _halvings(w, channels)
+        self.start = (channels[-1], hs[-1], ws[-1])
+        self.shape, self.n_params = shape, n_params
+        self.head = nn.Linear(in_features, channels[-1] * hs[-1] * ws[-1])
+        outs = [*reversed(channels[:-1]), c * n_params]
+        layers: list[nn.Module] = []
+        c_in = channels[-1]
+        for i, c_out in enumerate(outs):
+            level = len(channels) - 1 - i  # size index we upsample to
+            pad = (1 - hs[level] % 2, 1 - ws[level] % 2)
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad))
+            if i < len(outs) - 1:
+                layers.append(nn.SiLU())
+            c_in = c_out
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = self.convs(F.silu(self.head(z)).view(-1, *self.start))  # [N, c * P, h, w]
+        c, h, w = _image_dims(self.shape)
+        return x.view(-1, self.n_params, c, h, w).movedim(1, -1).reshape(-1, *self.shape, self.n_params)
+
+
+class ExpertHead(nn.Module):
+    """Features -> Gaussian expert. Variance is ``softplus + min_var``, or ``max_var * sigmoid``
+    when a bound is needed (MVAE-Q's quotient must stay proper)."""
+
+    def __init__(self, in_features: int, latent: int, max_var: float | None = None, min_var: float = 1e-4):
+        super().__init__()
+        self.linear = nn.Linear(in_features, 2 * latent)
+        self.max_var, self.min_var = max_var, min_var
+
+    def forward(self, h: Tensor) -> Gaussian:
+        mean, raw = self.linear(h).chunk(2, -1)
+        var = self.max_var * torch.sigmoid(raw) + self.min_var if self.max_var else F.softplus(raw) + self.min_var
+        return Gaussian(mean, var)
+
+
+class Encoder(nn.Module):
+    """Default encoder of a modality: its values -> a Gaussian expert over the latent."""
+
+    def __init__(
+        self,
+        modality: Modality,
+        latent: int,
+        hidden: Sequence[int] = (256, 256),
+        channels: Sequence[int] = (32, 64),
+        max_var: float | None = None,
+    ):
+        super().__init__()
+        self.modality = modality
+        width = hidden[-1] if hidden else latent
+        if modality.net == "conv":
+            self.body: nn.Module = nn.Sequential(ConvEncoder(modality.shape, channels, width), nn.SiLU())
+        else:
+            n_in = modality.size * (modality.num_classes if modality.categorical else 1)
+            self.body = nn.Sequential(MLP(n_in, hidden[:-1], width), nn.SiLU()) if hidden else nn.Identity()
+            width = width if hidden else n_in
+        self.head = ExpertHead(width, latent, max_var)
+
+    def forward(self, x: Tensor) -> Gaussian:
+        event = len(self.modality.shape)
+        lead = x.shape[: x.dim() - event]
+        if self.modality.categorical:
+            x = F.one_hot(x.long(), self.modality.num_classes).float()
+        h = self.body(x.reshape(lead.numel(), -1) if self.modality.net == "mlp" else x.reshape(-1, *self.modality.shape))
+        expert = self.head(h)
+        return Gaussian(expert.mean.reshape(*lead, -1), expert.var.reshape(*lead, -1))
+
+
+class Decoder(nn.Module):
+    """Default decoder of a modality: latent -> likelihood parameters ``[*lead, *features, P]``."""
+
+    def __init__(
+        self,
+        modality: Modality,
+        latent: int,
+        hidden: Sequence[int] = (256, 256),
+        channels: Sequence[int] = (32, 64),
+    ):
+        super().__init__()
+        self.modality = modality
+        self.n_params = modality.likelihood.n_params
+        if modality.net == "conv":
+            self.body: nn.Module = ConvDecoder(latent, channels, modality.shape, self.n_params)
+        else:
+            self.body = MLP(latent, hidden, modality.size * self.n_params)
+
+    def forward(self, z: Tensor) -> Tensor:
+        lead = z.shape[:-1]
+        return self.body(z.reshape(-1, z.shape[-1])).reshape(*lead, *self.modality.shape, self.n_params)

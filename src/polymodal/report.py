@@ -1,0 +1,74 @@
+"""Plots of a run, written as PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .data import Batch  # noqa: E402
+from .models.base import Model  # noqa: E402
+
+
+def _grid(axes_row, images, title: str) -> None:
+    for i, ax in enumerate(axes_row):
+        if i >= len(images):
+            ax.axis("off")
+            continue
+        ax.imshow(np.asarray(images[i]), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes_row[0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=9)
+
+
+@torch.no_grad()
+def plot_image_label(
+    model: Model,
+    test: Batch,
+    path: str | Path,
+    image: str = "image",
+    label: str = "label",
+    n: int = 10,
+) -> Path:
+    """Three rows: images generated from each label; test images; their reconstructions."""
+    classes = model.schema[label].num_classes
+    k = min(n, classes)
+    labels = torch.arange(k)
+    given = Batch.from_data(model.schema, {label: labels.numpy()})
+    from_label = model.predict(given, image, [label], proba=True).cpu()
+    shown = test.select(slice(0, n))
+    recon = model.reconstruct(shown)[image].mean.cpu()
+    cols = max(k, len(shown))
+    fig, axes = plt.subplots(3, cols, figsize=(1.1 * cols + 1.5, 3.8), squeeze=False)
+    _grid(axes[0], from_label, f"{image}\nfrom {label}")
+    _grid(axes[1], shown.values[image].cpu(), f"test {image}")
+    _grid(axes[2], recon, "reconstruction")
+    for ax, c in zip(axes[0], labels.tolist()):
+        ax.set_title(str(c), fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: list[dict[str, float]], path: str | Path) -> Path:
+    """Training and validation loss per epoch."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    epochs = [h["epoch"] for h in history]
+    for key in ("loss", "valid_loss"):
+        if key in history[0]:
+            ax.plot(epochs, [h[key] for h in history], label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss per sample")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
