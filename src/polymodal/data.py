@@ -140,7 +140,7 @@ class Batch:
 
     def presence(self) -> Tensor:
         """``[M, B]`` presence of every static modality, in schema order."""
-        return torch.stack([self.present(m.name) for m in self.schema])
+        return torch.stack([self.present(m.name) for m in self.schema if not m.sequential])
 
     def to(self, device: torch.device | str) -> Batch:
         """The batch on ``device``, masks included."""

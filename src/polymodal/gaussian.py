@@ -96,10 +96,11 @@ def combine(
     ``experts`` has the expert axis at ``dim``. ``mask`` (bool or 0/1) and ``exponent`` are
     broadcast against the experts' batch shape (``experts.shape[:-1]``); they may add
     leading axes, e.g. one row per subset of modalities, in which case give ``dim`` as a
-    negative index. Masked experts are ignored, even when their mean is not finite.
+    negative index. Masked experts are ignored, even when their mean is not finite. A sign
+    per expert for experts ``[E, B, D]`` is therefore an exponent of shape ``[E, 1]``.
 
-    Raises :class:`NonPositivePrecisionError` when a negative exponent leaves a combined
-    precision that is not positive.
+    Raises :class:`NonPositivePrecisionError` when a combined precision is not positive: a
+    quotient divided out too much, or a mask left no expert (include the prior expert).
     """
     precision = 1.0 / experts.var
     weighted_mean = experts.mean
@@ -107,18 +108,18 @@ def combine(
         keep = mask.bool().unsqueeze(-1)
         precision = torch.where(keep, precision, torch.zeros((), dtype=precision.dtype, device=precision.device))
         weighted_mean = torch.where(keep, weighted_mean, torch.zeros((), dtype=weighted_mean.dtype, device=weighted_mean.device))
-    has_quotient = False
+    check = mask is not None
     if exponent is not None:
         exponent = torch.as_tensor(exponent, dtype=precision.dtype, device=precision.device)
         if exponent.dim() > 0:
             exponent = exponent.unsqueeze(-1)
-        has_quotient = bool((exponent < 0).any())
+        check = check or bool((exponent < 0).any())
         precision = precision * exponent
     total = precision.sum(dim)
-    if has_quotient and not bool((total > 0).all()):
+    if check and not bool((total > 0).all()):
         raise NonPositivePrecisionError(
-            f"quotient of experts leaves non-positive precision (minimum {total.min().item():.3g}); "
-            "the divided-out experts must be broader than the product of the others"
+            f"combined precision is not positive (minimum {total.min().item():.3g}): a quotient divided out experts "
+            "narrower than the product of the others, or a mask left no expert (include the prior expert)"
         )
     mean = (precision * weighted_mean).sum(dim) / total
     return Gaussian(mean, 1.0 / total)

@@ -45,6 +45,8 @@ class Observation:
         ``x`` and ``mask`` broadcast against the parameters' batch shape (e.g. several latent
         samples per data point)."""
         x = x.expand(self.params.shape[:-1])
+        if mask is not None:  # a masked entry may hold anything (NaN, -1): keep it out of values and gradients
+            x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
         return _masked_sum(self.family.elementwise_log_prob(self.params, x), mask, self.event_ndim)
 
     @property
@@ -82,6 +84,9 @@ class Likelihood:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Likelihood) and self.config() == other.config()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.config().items())))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")

@@ -95,7 +95,8 @@ def drop_modalities(batch: Batch, rate: float, generator: torch.Generator | None
 
 def paired_split(batch: Batch, fraction: float, generator: torch.Generator | None = None) -> Batch:
     """Weak supervision: a random ``fraction`` of samples stays complete; each other sample keeps
-    exactly one modality, assigned in turn so that the unpaired pools have equal sizes.
+    exactly one modality, assigned in turn so that the unpaired pools have equal sizes (a
+    sample lacking its assigned modality keeps one it has, chosen uniformly).
 
     The number of samples is unchanged, as in the MVAE paper's weak-supervision experiments.
     """
@@ -107,5 +108,9 @@ def paired_split(batch: Batch, fraction: float, generator: torch.Generator | Non
     keep = torch.zeros(m, n, dtype=torch.bool)
     keep[:, order[:n_paired]] = True
     unpaired = order[n_paired:]
-    keep[torch.arange(len(unpaired)) % m, unpaired] = True
+    present = _sample_presence(batch).cpu()[:, unpaired]
+    scores = torch.rand(present.shape, generator=generator)
+    scores[torch.arange(len(unpaired)) % m, torch.arange(len(unpaired))] += 2.0  # the assigned modality first
+    scores = scores.masked_fill(~present, -1.0)
+    keep[scores.argmax(0), unpaired] = True
     return _keep(batch, keep)

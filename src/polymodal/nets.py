@@ -91,8 +91,8 @@ class ConvDecoder(nn.Module):
 
 
 class ExpertHead(nn.Module):
-    """Features -> Gaussian expert. Variance is ``softplus + min_var``, or ``max_var * sigmoid``
-    when a bound is needed (MVAE-Q's quotient must stay proper)."""
+    """Features -> Gaussian expert. Variance is ``softplus + min_var``, or a sigmoid between ``min_var``
+    and ``max_var`` when a bound is needed (MVAE-Q's quotient must stay proper)."""
 
     def __init__(self, in_features: int, latent: int, max_var: float | None = None, min_var: float = 1e-4):
         super().__init__()
@@ -101,7 +101,10 @@ class ExpertHead(nn.Module):
 
     def forward(self, h: Tensor) -> Gaussian:
         mean, raw = self.linear(h).chunk(2, -1)
-        var = self.max_var * torch.sigmoid(raw) + self.min_var if self.max_var else F.softplus(raw) + self.min_var
+        if self.max_var:
+            var = self.min_var + (self.max_var - self.min_var) * torch.sigmoid(raw)
+        else:
+            var = F.softplus(raw) + self.min_var
         return Gaussian(mean, var)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -27,11 +28,15 @@ class ConfigError(ValueError):
 
 
 def make_config(cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate dataclass ``cls`` from ``values``, refusing unknown keys by name."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(names))
+    """Instantiate dataclass ``cls`` from ``values``, refusing unknown keys by name.
+
+    Lists become tuples where the field's default is a tuple, so a config read back from
+    JSON equals the one that was saved."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown keys {unknown}; valid keys are {names}")
+        raise ConfigError(f"{cls.__name__}: unknown keys {unknown}; valid keys are {list(fields)}")
+    values = {k: tuple(v) if isinstance(v, list) and isinstance(fields[k].default, tuple) else v for k, v in values.items()}
     return cls(**values)
 
 
@@ -67,6 +72,12 @@ class Model(nn.Module):
         unknown = sorted(set(getattr(config, "weights", {})) - set(schema.names))
         if unknown:
             raise ConfigError(f"{type(self).__name__}: weights name unknown modalities {unknown}; the schema has {schema.names}")
+
+    def save(self, folder: str | Path) -> Path:
+        """Write config JSON and safetensors weights to ``folder``; ``polymodal.load`` reads it."""
+        from ..persistence import save
+
+        return save(self, folder)
 
     @property
     def device(self) -> torch.device:

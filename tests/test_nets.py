@@ -1,0 +1,103 @@
+import pytest
+import torch
+from torch import nn
+
+from polymodal.modalities import Modality
+from polymodal.nets import MLP, Decoder, Encoder, ExpertHead
+
+LATENT = 4
+SMALL = dict(hidden=(16,), channels=(4, 8))
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
+def test_mlp_layers_and_shapes():
+    mlp = MLP(5, [8, 6], 3)
+    assert [type(m) for m in mlp] == [nn.Linear, nn.SiLU, nn.Linear, nn.SiLU, nn.Linear]
+    assert [m.out_features for m in mlp if isinstance(m, nn.Linear)] == [8, 6, 3]
+    assert mlp(torch.randn(2, 7, 5)).shape == (2, 7, 3)
+    assert len(MLP(5, [], 3)) == 1
+
+
+def inputs(modality, lead):
+    if modality.categorical:
+        return torch.randint(0, modality.num_classes, (*lead, *modality.shape))
+    return torch.rand(*lead, *modality.shape)
+
+
+MODALITIES = {
+    "vector": Modality("v", (5,)),
+    "scalar": Modality("s", ()),
+    "label": Modality("y", (), likelihood="categorical", num_classes=6),
+    "labels": Modality("w", (3,), likelihood="categorical", num_classes=4),
+    "image-8x8": Modality("i", (8, 8), likelihood="bernoulli", net="conv"),
+    "image-1x7x9": Modality("j", (1, 7, 9), likelihood={"name": "gaussian", "learn_scale": True}, net="conv"),
+    "image-3x16x16": Modality("k", (3, 16, 16), likelihood="laplace", net="conv"),
+    "image-mlp": Modality("m", (5, 3), likelihood="bernoulli"),
+}
+
+
+@pytest.mark.parametrize("modality", MODALITIES.values(), ids=MODALITIES.keys())
+@pytest.mark.parametrize("lead", [(3,), (2, 3)])
+def test_encoder_shapes_and_leading_axes(modality, lead):
+    encoder = Encoder(modality, LATENT, **SMALL)
+    x = inputs(modality, lead)
+    expert = encoder(x)
+    assert expert.mean.shape == expert.var.shape == (*lead, LATENT)
+    assert (expert.var > 0).all()
+    # leading axes are only flattened: each sample's expert is the one it gets alone
+    flat = x.reshape(-1, *modality.shape)
+    alone = encoder(flat[-1:])
+    torch.testing.assert_close(expert.mean.reshape(-1, LATENT)[-1:], alone.mean)
+    torch.testing.assert_close(expert.var.reshape(-1, LATENT)[-1:], alone.var)
+
+
+@pytest.mark.parametrize("modality", MODALITIES.values(), ids=MODALITIES.keys())
+@pytest.mark.parametrize("lead", [(3,), (2, 3)])
+def test_decoder_params_shape(modality, lead):
+    decoder = Decoder(modality, LATENT, **SMALL)
+    z = torch.randn(*lead, LATENT)
+    params = decoder(z)
+    n_params = modality.likelihood.n_params
+    assert params.shape == (*lead, *modality.shape, n_params)
+    torch.testing.assert_close(params.reshape(-1, *modality.shape, n_params)[-1:], decoder(z.reshape(-1, LATENT)[-1:]))
+    # the parameters feed the likelihood directly
+    log_prob = modality.likelihood(params, len(modality.shape)).log_prob(inputs(modality, lead))
+    assert log_prob.shape == lead and torch.isfinite(log_prob).all()
+
+
+def test_decoder_outputs_logits_not_probabilities():
+    decoder = Decoder(MODALITIES["image-8x8"], LATENT, **SMALL)
+    params = decoder(10 * torch.randn(64, LATENT))
+    assert params.min() < 0 or params.max() > 1
+
+
+def test_categorical_encoder_one_hot_sees_the_class():
+    encoder = Encoder(MODALITIES["label"], LATENT, **SMALL)
+    out = encoder(torch.arange(6))
+    assert not torch.allclose(out.mean[0], out.mean[1])
+
+
+def test_encoder_without_hidden_layers():
+    encoder = Encoder(MODALITIES["vector"], LATENT, hidden=())
+    assert encoder(torch.rand(3, 5)).mean.shape == (3, LATENT)
+
+
+def test_expert_head_variance_bounds():
+    head = ExpertHead(3, LATENT, max_var=1.0)
+    h = torch.randn(500, 3) * 100  # saturate the sigmoid both ways
+    var = head(h).var
+    assert (var > 0).all() and (var <= 1.0).all()
+    assert var.max() > 0.99 and var.min() < 1e-3
+    unbounded = ExpertHead(3, LATENT)(h).var
+    assert (unbounded >= 1e-4).all() and unbounded.max() > 1.0
+
+
+def test_encoder_passes_max_var():
+    encoder = Encoder(MODALITIES["vector"], LATENT, **SMALL, max_var=0.5)
+    with torch.no_grad():
+        encoder.head.linear.weight.mul_(1000)
+    assert (encoder(torch.rand(100, 5) * 10).var <= 0.5).all()
