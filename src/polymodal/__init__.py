@@ -1,20 +1,21 @@
 """polymodal: generative models of incomplete multimodal data."""
 
-from . import missing
-from .data import Batch, DataError, concat
-from .datasets import load_digits
-from .gaussian import Gaussian, NonPositivePrecisionError, combine, kl_divergence, log_mean_exp, moment_match, w2
-from .likelihoods import Bernoulli, Categorical, Laplace, Likelihood, Observation
-from .likelihoods import Gaussian as GaussianLikelihood
-from .modalities import Modality, Schema
-from .models import MODELS, MVAE, ConfigError, LossOutput, Model, MVAEConfig
-from .training import TrainConfig, Trainer
-
 __version__ = "0.1.0"
+
+from . import missing  # noqa: E402
+from .data import Batch, DataError, concat  # noqa: E402
+from .datasets import load_digits  # noqa: E402
+from .gaussian import Gaussian, NonPositivePrecisionError, combine, kl_divergence, log_mean_exp, moment_match, w2  # noqa: E402
+from .likelihoods import Bernoulli, Categorical, Laplace, Likelihood, Observation  # noqa: E402
+from .likelihoods import Gaussian as GaussianLikelihood  # noqa: E402
+from .modalities import Modality, Schema  # noqa: E402
+from .models import MODELS, MVAE, ConfigError, LossOutput, Model, MVAEConfig  # noqa: E402
+from .persistence import ModelFileError, load  # noqa: E402
+from .training import NonFiniteLossError, Schedule, TrainConfig, Trainer  # noqa: E402
 
 __all__ = [
     "Batch", "Bernoulli", "Categorical", "ConfigError", "DataError", "Gaussian", "GaussianLikelihood",
-    "Laplace", "Likelihood", "LossOutput", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model",
-    "NonPositivePrecisionError", "Observation", "Schema", "TrainConfig", "Trainer", "combine", "concat",
-    "kl_divergence", "load_digits", "log_mean_exp", "missing", "moment_match", "w2",
+    "Laplace", "Likelihood", "LossOutput", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model", "ModelFileError",
+    "NonFiniteLossError", "NonPositivePrecisionError", "Observation", "Schedule", "Schema", "TrainConfig", "Trainer",
+    "combine", "concat", "kl_divergence", "load", "load_digits", "log_mean_exp", "missing", "moment_match", "w2",
 ]

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .modalities import Schema
@@ -86,7 +86,7 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
     model = MODELS[kind](Schema.from_config(schema), config)
     try:
         state = load_file(str(folder / WEIGHTS))
-    except (SafetensorsError, OSError) as error:
+    except (SafetensorError, OSError) as error:
         raise ModelFileError(f"{folder / WEIGHTS} is corrupt: {error}") from None
     missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()
     if missing or unexpected:

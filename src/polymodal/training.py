@@ -1,24 +1,72 @@
 """The Trainer shared by every model.
 
-The trainer owns the loop and the schedules; models only compute ``loss(batch, beta)``.
-The KL weight beta rises linearly per step from ~0 to 1 over ``kl_warmup`` epochs and is
-passed to the loss as a plain number. Validation uses beta = 1 (the true ELBO), so
-validation losses are comparable across epochs.
+The trainer owns the loop and the schedules; a model only computes
+``loss(batch, beta=..., **weights)``. Loss weights (the KL weight ``beta`` and any
+per-model weight) follow :class:`Schedule` s from the config and reach the loss as plain
+numbers. Validation uses every weight at its final value, so validation losses are
+comparable across epochs.
+
+Reproducibility and exact resume: the random streams of epoch ``e`` (the data order and
+the model's sampling noise) are seeded from ``(seed, e)``, and the noise also from the
+process rank. An epoch therefore draws the same numbers whether the run went straight
+through or was resumed from a checkpoint, on one process or several.
+
+Multi-process training: run the same script under ``torchrun``. The trainer joins the
+process group that torchrun describes (gloo on CPU, NCCL on CUDA), wraps the model in
+DistributedDataParallel, gives each rank its shard of every epoch's permutation (as
+``DistributedSampler`` does), averages validation metrics across ranks before early
+stopping, and writes checkpoints and logs from rank 0 only. ``batch_size`` is per process.
 """
 
 from __future__ import annotations
 
+import csv
+import inspect
 import math
+import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch import nn
 from tqdm.auto import tqdm
 
 from .data import Batch
-from .models.base import ConfigError, Model, make_config
+from .models.base import ConfigError, LossOutput, Model, make_config
+from .persistence import atomic_write
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class Schedule:
+    """A loss weight going from ``start`` to ``end`` over ``epochs`` epochs: linearly per
+    step (``"linear"``), or all at once when they are over (``"step"``)."""
+
+    start: float = 0.0
+    end: float = 1.0
+    epochs: float = 0.0
+    kind: str = "linear"
+
+    def __post_init__(self):
+        if self.kind not in ("linear", "step") or self.epochs < 0:
+            raise ConfigError(f"Schedule: kind must be 'linear' or 'step' and epochs >= 0, got {self}")
+
+    def __call__(self, step: int, steps_per_epoch: int) -> float:
+        span = self.epochs * steps_per_epoch
+        if step >= span:
+            return self.end
+        if self.kind == "step":
+            return self.start
+        return self.start + (self.end - self.start) * (step + 1) / span
 
 
 @dataclass
@@ -26,20 +74,44 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    lr_schedule: str | None = None
+    lr_gamma: float = 0.99
+    clip_grad: float | None = None
     kl_warmup: float = 0.0
+    schedules: dict[str, Any] = field(default_factory=dict)
     patience: int | None = None
-    seed: int | None = 0
+    seed: int = 0
     threads: int | None = 1
     device: str = "cpu"
     progress: bool = True
+    out: str | None = None
+    checkpoint_every: int = 1
+    tensorboard: bool = False
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.kl_warmup < 0:
-            raise ConfigError(f"TrainConfig: epochs, batch_size and lr must be positive and kl_warmup >= 0, got {self}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.kl_warmup < 0 or self.checkpoint_every < 1:
+            raise ConfigError(
+                f"TrainConfig: epochs, batch_size, lr and checkpoint_every must be positive and kl_warmup >= 0, got {self}"
+            )
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"TrainConfig: optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.lr_schedule not in (None, "cosine", "exponential"):
+            raise ConfigError(f"TrainConfig: lr_schedule must be None, 'cosine' or 'exponential', got {self.lr_schedule!r}")
+        if self.clip_grad is not None and self.clip_grad <= 0:
+            raise ConfigError(f"TrainConfig: clip_grad must be positive, got {self.clip_grad}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"TrainConfig: patience must be at least 1, got {self.patience}")
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"TrainConfig: device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
+        self.schedules = {
+            name: s if isinstance(s, Schedule) else make_config(Schedule, dict(s)) for name, s in self.schedules.items()
+        }
+        if self.kl_warmup and "beta" in self.schedules:
+            raise ConfigError("TrainConfig: give the beta schedule either as kl_warmup or in schedules, not both")
+        if self.kl_warmup:
+            self.schedules["beta"] = Schedule(0.0, 1.0, self.kl_warmup)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,8 +123,8 @@ def resolve_device(name: str) -> torch.device:
 @contextmanager
 def torch_threads(n: int | None):
     """Use ``n`` intra-op threads inside the block. One thread is the default for training:
-    the small matrix products of these models run much faster single-threaded on a busy
-    machine (see ``benchmarks/speed.py``)."""
+    the small matrix products of these models ran several times slower with two threads when
+    the other core was busy (``benchmarks/speed.py --busy``)."""
     previous = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
@@ -62,8 +134,31 @@ def torch_threads(n: int | None):
         torch.set_num_threads(previous)
 
 
+class _Objective(nn.Module):
+    """``forward`` is the model's loss, so that DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: Model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch, weights: dict[str, float]) -> LossOutput:
+        return self.model.loss(batch, **weights)
+
+
+def _process_group(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the group torchrun describes if there is one."""
+    if not dist.is_available():
+        return 0, 1
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class Trainer:
-    """Fits a model with Adam, KL warm-up, validation and early stopping."""
+    """Fits a model: Adam(W), loss-weight schedules, LR schedule, gradient clipping,
+    validation, early stopping, checkpoints and exact resume, CSV/TensorBoard logs, DDP."""
 
     def __init__(self, model: Model, config: TrainConfig | dict | None = None, **kwargs: Any):
         if config is None or isinstance(config, dict):
@@ -72,74 +167,221 @@ class Trainer:
             raise ConfigError("Trainer: pass either a config or keyword options, not both")
         self.model = model
         self.config = config
+        accepted = inspect.signature(model.loss).parameters
+        unknown = sorted(set(config.schedules) - set(accepted))
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+            raise ConfigError(f"Trainer: {model.name}.loss takes no weights {unknown}; it takes {list(accepted)[1:]}")
         self.device = resolve_device(config.device)
+        if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
+            self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        self.rank, self.world = _process_group(self.device)
         self.history: list[dict[str, float]] = []
 
-    def beta(self, step: int, steps_per_epoch: int) -> float:
-        if self.config.kl_warmup == 0:
-            return 1.0
-        return min(1.0, (step + 1) / (self.config.kl_warmup * steps_per_epoch))
+    @property
+    def out(self) -> Path | None:
+        return Path(self.config.out) if self.config.out else None
 
-    def _batches(self, data: Batch, generator: torch.Generator | None):
+    def weights(self, step: int, steps_per_epoch: int) -> dict[str, float]:
+        """The loss weights at a global step."""
+        return {name: s(step, steps_per_epoch) for name, s in self.config.schedules.items()}
+
+    def final_weights(self) -> dict[str, float]:
+        return {name: s.end for name, s in self.config.schedules.items()}
+
+    def _batches(self, data: Batch, epoch: int | None):
+        """This rank's batches: a shard of epoch ``epoch``'s permutation, or of the data in order."""
         n = len(data)
-        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-        for start in range(0, n, self.config.batch_size):
+        if epoch is None:
+            order = torch.arange(n)[self.rank :: self.world]
+        else:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch))
+            if self.world > 1:  # pad to a multiple of the world size, as DistributedSampler does
+                order = torch.cat([order, order[: (-n) % self.world]])[self.rank :: self.world]
+        for start in range(0, len(order), self.config.batch_size):
             yield data.select(order[start : start + self.config.batch_size]).to(self.device)
 
     @torch.no_grad()
     def evaluate(self, data: Batch) -> dict[str, float]:
-        """Mean loss and terms per sample over ``data``, with beta = 1, in eval mode."""
+        """Mean loss and terms per sample over ``data`` with the final loss weights, in eval
+        mode; averaged over all ranks under DDP. The model's sampling noise is the same at
+        every call, so epochs are compared on equal terms, and training's random streams are
+        left untouched."""
         self.model.eval()
-        totals: dict[str, float] = {}
-        for batch in self._batches(data, None):
-            out = self.model.loss(batch, beta=1.0)
-            for key, value in {"loss": out.loss, **out.terms}.items():
-                totals[key] = totals.get(key, 0.0) + float(value) * len(batch)
-        return {key: value / len(data) for key, value in totals.items()}
+        totals: dict[str, torch.Tensor] = {}
+        count = torch.zeros((), dtype=torch.float64)
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.config.seed + self.rank)
+            for batch in self._batches(data, None):
+                out = self.model.loss(batch, **self.final_weights())
+                for key, value in {"loss": out.loss, **out.terms}.items():
+                    totals[key] = totals.get(key, 0.0) + value.detach().double().cpu() * len(batch)
+                count += len(batch)
+        names = sorted(totals)
+        packed = torch.stack([totals[k] for k in names] + [count])
+        if self.world > 1:
+            packed = packed.to(self.device)
+            dist.all_reduce(packed)
+            packed = packed.cpu()
+        return {k: float(v / packed[-1]) for k, v in zip(names, packed[:-1])}
 
-    def fit(self, train: Batch, valid: Batch | None = None) -> list[dict[str, float]]:
-        """Train for ``epochs`` (fewer with early stopping on ``valid``); returns the history."""
+    def _optimizer(self, model: nn.Module):
+        c = self.config
+        kind = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
+        optimizer = kind(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        scheduler = None
+        if c.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.epochs)
+        elif c.lr_schedule == "exponential":
+            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=c.lr_gamma)
+        return optimizer, scheduler
+
+    def fit(self, train: Batch, valid: Batch | None = None, resume: bool | str | Path = False) -> list[dict[str, float]]:
+        """Train up to ``epochs`` (fewer with early stopping on ``valid``); returns the history.
+
+        ``resume=True`` continues from ``out/checkpoint.pt`` when it exists (and starts afresh
+        otherwise); a path resumes from that checkpoint.
+        """
         c = self.config
         if c.patience is not None and valid is None:
             raise ConfigError("Trainer: early stopping (patience) needs validation data")
-        if c.seed is not None:
-            torch.manual_seed(c.seed)
-        generator = torch.Generator().manual_seed(c.seed if c.seed is not None else torch.seed())
+        if len(train) == 0:
+            raise ValueError("Trainer: no training data")
         model = self.model.to(self.device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=c.lr)
-        steps_per_epoch = math.ceil(len(train) / c.batch_size)
-        best, best_state, waited, step = math.inf, None, 0, 0
-        bar = tqdm(range(1, c.epochs + 1), desc=f"{model.name}", disable=not c.progress, unit="epoch")
+        objective: nn.Module = _Objective(model)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids)
+        optimizer, scheduler = self._optimizer(model)
+        state = {"epoch": 0, "step": 0, "best": math.inf, "waited": 0, "best_state": {}}
+        self.history = []
+        checkpoint = self._checkpoint_path(resume)
+        if checkpoint is not None:
+            state = self._restore(checkpoint, model, optimizer, scheduler)
+        steps_per_epoch = math.ceil(math.ceil(len(train) / self.world) / c.batch_size)
+        writer = self._tensorboard()
+        main = self.rank == 0
+        bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not (c.progress and main), unit="epoch")
         with torch_threads(c.threads):
             for epoch in bar:
+                torch.manual_seed((c.seed * 1_000_003 + epoch) * 1_009 + self.rank)
                 start = time.perf_counter()
                 model.train()
-                total, seen = 0.0, 0
-                for batch in self._batches(train, generator):
-                    beta = self.beta(step, steps_per_epoch)
-                    out = model.loss(batch, beta=beta)
+                total, seen = torch.zeros(()), 0
+                for i, batch in enumerate(self._batches(train, epoch)):
+                    weights = self.weights(state["step"], steps_per_epoch)
+                    out = objective(batch, weights)
+                    if not torch.isfinite(out.loss):
+                        kept = f"; the last checkpoint in {self.out} is intact" if self.out else ""
+                        raise NonFiniteLossError(
+                            f"non-finite loss ({float(out.loss.detach())}) at epoch {epoch}, "
+                            f"step {i + 1} of {steps_per_epoch}{kept}"
+                        )
                     optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
+                    if c.clip_grad is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip_grad)
                     optimizer.step()
-                    total += out.loss.detach() * len(batch)
+                    total += out.loss.detach().cpu() * len(batch)
                     seen += len(batch)
-                    step += 1
-                record = {"epoch": epoch, "loss": float(total) / seen, "beta": beta, "seconds": time.perf_counter() - start}
+                    state["step"] += 1
+                if scheduler is not None:
+                    scheduler.step()
+                record = {"epoch": epoch, "loss": float(total) / seen, **weights, "lr": optimizer.param_groups[0]["lr"]}
+                record["seconds"] = time.perf_counter() - start
                 if valid is not None:
                     record.update({f"valid_{k}": v for k, v in self.evaluate(valid).items()})
                 self.history.append(record)
                 bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "valid_loss") if k in record})
-                if not math.isfinite(record["loss"]):
-                    raise FloatingPointError(f"non-finite training loss at epoch {epoch}")
+                stop = False
                 if c.patience is not None:
-                    if record["valid_loss"] < best:
-                        best, waited = record["valid_loss"], 0
-                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    if record["valid_loss"] < state["best"]:
+                        state["best"], state["waited"] = record["valid_loss"], 0
+                        state["best_state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                     else:
-                        waited += 1
-                        if waited >= c.patience:
-                            break
-        if best_state is not None:
-            model.load_state_dict(best_state)
+                        state["waited"] += 1
+                        stop = state["waited"] >= c.patience
+                state["epoch"] = epoch
+                if main:
+                    self._log(record, writer)
+                    if self.out and (epoch % c.checkpoint_every == 0 or epoch == c.epochs or stop):
+                        self._save(state, model, optimizer, scheduler)
+                if stop:
+                    break
+        if writer is not None:
+            writer.close()
+        if state["best_state"]:
+            model.load_state_dict(state["best_state"])
         model.eval()
         return self.history
+
+    def _checkpoint_path(self, resume: bool | str | Path) -> Path | None:
+        if resume is False:
+            return None
+        if resume is True:
+            if self.out is None:
+                raise ConfigError("Trainer: resume=True needs an out folder")
+            path = self.out / CHECKPOINT
+            return path if path.exists() else None
+        path = Path(resume)
+        if path.is_dir():
+            path = path / CHECKPOINT
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint to resume from at {path}")
+        return path
+
+    def _save(self, state: dict, model: Model, optimizer, scheduler) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        checkpoint = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "history": self.history,
+            "seed": self.config.seed,
+            **state,
+        }
+        atomic_write(self.out / CHECKPOINT, lambda p: torch.save(checkpoint, p))
+
+    def _restore(self, path: Path, model: Model, optimizer, scheduler) -> dict:
+        try:
+            checkpoint = torch.load(path, map_location=self.device, weights_only=True)
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (RuntimeError, KeyError, ValueError, EOFError) as error:
+            raise ValueError(f"cannot resume from {path}: it does not fit this model or is corrupt ({error})") from None
+        if checkpoint["seed"] != self.config.seed:
+            raise ConfigError(f"cannot resume from {path}: it was trained with seed {checkpoint['seed']}, not {self.config.seed}")
+        if scheduler is not None and checkpoint["scheduler"]:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        self.history = list(checkpoint["history"])
+        best_state = {k: v.cpu() for k, v in checkpoint["best_state"].items()}
+        return {k: checkpoint[k] for k in ("epoch", "step", "best", "waited")} | {"best_state": best_state}
+
+    def _tensorboard(self):
+        if not (self.config.tensorboard and self.rank == 0):
+            return None
+        if self.out is None:
+            raise ConfigError("Trainer: tensorboard=True needs an out folder for the logs")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("Trainer: tensorboard=True needs the tensorboard package (pip install tensorboard)") from None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+    def _log(self, record: dict[str, float], writer) -> None:
+        if writer is not None:
+            for key, value in record.items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, record["epoch"])
+        if self.out is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        columns = list(dict.fromkeys(k for r in self.history for k in r))
+
+        def write(path: Path) -> None:
+            with open(path, "w", newline="") as f:
+                writer_ = csv.DictWriter(f, columns)
+                writer_.writeheader()
+                writer_.writerows(self.history)
+
+        atomic_write(self.out / "history.csv", write)
