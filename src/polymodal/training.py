@@ -261,7 +261,8 @@ class Trainer:
         steps_per_epoch = math.ceil(math.ceil(len(train) / self.world) / c.batch_size)
         writer = self._tensorboard()
         main = self.rank == 0
-        bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not (c.progress and main), unit="epoch")
+        show = c.progress and main
+        bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not show, unit="epoch")
         with torch_threads(c.threads):
             for epoch in bar:
                 torch.manual_seed((c.seed * 1_000_003 + epoch) * 1_009 + self.rank)
@@ -285,6 +286,8 @@ class Trainer:
                     total += out.loss.detach().cpu() * len(batch)
                     seen += len(batch)
                     state["step"] += 1
+                    if show and i % 10 == 9:
+                        bar.set_postfix(loss=f"{float(total) / seen:.4g}")
                 if scheduler is not None:
                     scheduler.step()
                 record = {"epoch": epoch, "loss": float(total) / seen, **weights, "lr": optimizer.param_groups[0]["lr"]}
