@@ -9,13 +9,28 @@ from .gaussian import Gaussian, NonPositivePrecisionError, combine, kl_divergenc
 from .likelihoods import Bernoulli, Categorical, Laplace, Likelihood, Observation  # noqa: E402
 from .likelihoods import Gaussian as GaussianLikelihood  # noqa: E402
 from .modalities import Modality, Schema  # noqa: E402
-from .models import MODELS, MVAE, ConfigError, LossOutput, Model, MVAEConfig  # noqa: E402
+from .models import (  # noqa: E402
+    MIWAE,
+    MODELS,
+    MVAE,
+    VSAE,
+    ConfigError,
+    LossOutput,
+    MIWAEConfig,
+    Model,
+    MVAEConfig,
+    VSAEConfig,
+    ZeroFillVAE,
+    ZeroFillVAEConfig,
+)
 from .persistence import ModelFileError, load  # noqa: E402
+from .tables import TableSchema  # noqa: E402
 from .training import NonFiniteLossError, Schedule, TrainConfig, Trainer  # noqa: E402
 
 __all__ = [
     "Batch", "Bernoulli", "Categorical", "ConfigError", "DataError", "Gaussian", "GaussianLikelihood",
-    "Laplace", "Likelihood", "LossOutput", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model", "ModelFileError",
+    "Laplace", "Likelihood", "LossOutput", "MIWAE", "MIWAEConfig", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model",
+    "ModelFileError", "TableSchema", "VSAE", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
     "NonFiniteLossError", "NonPositivePrecisionError", "Observation", "Schedule", "Schema", "TrainConfig", "Trainer",
     "combine", "concat", "kl_divergence", "load", "load_digits", "log_mean_exp", "missing", "moment_match", "w2",
 ]

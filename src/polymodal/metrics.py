@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -27,3 +28,34 @@ def cross_modal(model, test, image: str = "image", label: str = "label") -> dict
         f"{label}_accuracy_from_{image}": accuracy(predicted.cpu(), test.values[label]),
         f"{image}_mse_from_{label}": mse(generated.cpu(), test.values[image]),
     }
+
+
+def _columns(table) -> np.ndarray:
+    array = np.asarray(table, dtype=np.float64)
+    return array[:, None] if array.ndim == 1 else array
+
+
+def nrmse(imputed, truth, removed) -> float:
+    """Normalised RMSE over the removed entries: per column, RMSE / std of the true column,
+    averaged over the columns that have removed entries (the VSAE paper's metric)."""
+    imputed, truth, removed = _columns(imputed), _columns(truth), _columns(removed).astype(bool)
+    scores = []
+    for j in range(truth.shape[1]):
+        rows = removed[:, j]
+        if rows.any():
+            rmse_j = np.sqrt(np.mean((imputed[rows, j] - truth[rows, j]) ** 2))
+            scores.append(rmse_j / max(truth[:, j].std(), 1e-12))
+    return float(np.mean(scores))
+
+
+def rmse(imputed, truth, removed) -> float:
+    """Root mean squared error over all removed entries."""
+    imputed, truth, removed = _columns(imputed), _columns(truth), _columns(removed).astype(bool)
+    return float(np.sqrt(np.mean((imputed[removed] - truth[removed]) ** 2)))
+
+
+def pfc(imputed, truth, removed) -> float:
+    """Proportion of falsely classified removed entries, per column, averaged over columns."""
+    imputed, truth, removed = _columns(imputed), _columns(truth), _columns(removed).astype(bool)
+    scores = [np.mean(imputed[removed[:, j], j] != truth[removed[:, j], j]) for j in range(truth.shape[1]) if removed[:, j].any()]
+    return float(np.mean(scores))

@@ -161,3 +161,46 @@ class Decoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         lead = z.shape[:-1]
         return self.body(z.reshape(-1, z.shape[-1])).reshape(*lead, *self.modality.shape, self.n_params)
+
+
+def input_width(modality: Modality) -> int:
+    """Width of a modality's values flattened for a joint network (one-hot for categorical)."""
+    return modality.size * (modality.num_classes if modality.categorical else 1)
+
+
+def joint_input(batch, fill: str = "zeros", with_mask: bool = False) -> Tensor:
+    """All modalities of a batch side by side, ``[B, sum of widths (+ M)]``.
+
+    Unobserved entries are replaced by zeros (``fill="zeros"``) or standard-normal noise
+    (``"noise"``); categorical values are one-hot, all zeros when unobserved. With
+    ``with_mask`` the modalities' presence is appended.
+    """
+    parts = []
+    for modality in batch.schema:
+        x, observed = batch.values[modality.name], batch.observed[modality.name]
+        if modality.categorical:
+            x = F.one_hot(x.long(), modality.num_classes).float() * observed.unsqueeze(-1)
+        else:
+            filler = torch.randn_like(x) if fill == "noise" else torch.zeros_like(x)
+            x = torch.where(observed, x, filler)
+        parts.append(x.reshape(len(batch), -1))
+    if with_mask:
+        parts.append(batch.presence().T.float())
+    return torch.cat(parts, -1)
+
+
+class JointDecoder(nn.Module):
+    """One MLP from a vector to the likelihood parameters of every modality of a schema."""
+
+    def __init__(self, schema, in_features: int, hidden: Sequence[int]):
+        super().__init__()
+        self.schema = schema
+        self.sizes = [m.size * m.likelihood.n_params for m in schema]
+        self.body = MLP(in_features, hidden, sum(self.sizes))
+
+    def forward(self, h: Tensor) -> dict[str, Tensor]:
+        lead = h.shape[:-1]
+        chunks = self.body(h.reshape(-1, h.shape[-1])).split(self.sizes, -1)
+        return {
+            m.name: chunk.reshape(*lead, *m.shape, m.likelihood.n_params) for m, chunk in zip(self.schema, chunks)
+        }

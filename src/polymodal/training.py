@@ -167,8 +167,10 @@ class Trainer:
             raise ConfigError("Trainer: pass either a config or keyword options, not both")
         self.model = model
         self.config = config
+        defaults = {name: make_config(Schedule, dict(s)) for name, s in model.default_schedules().items()}
+        self.schedules = {**defaults, **config.schedules}
         accepted = inspect.signature(model.loss).parameters
-        unknown = sorted(set(config.schedules) - set(accepted))
+        unknown = sorted(set(self.schedules) - set(accepted))
         if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
             raise ConfigError(f"Trainer: {model.name}.loss takes no weights {unknown}; it takes {list(accepted)[1:]}")
         self.device = resolve_device(config.device)
@@ -183,10 +185,10 @@ class Trainer:
 
     def weights(self, step: int, steps_per_epoch: int) -> dict[str, float]:
         """The loss weights at a global step."""
-        return {name: s(step, steps_per_epoch) for name, s in self.config.schedules.items()}
+        return {name: s(step, steps_per_epoch) for name, s in self.schedules.items()}
 
     def final_weights(self) -> dict[str, float]:
-        return {name: s.end for name, s in self.config.schedules.items()}
+        return {name: s.end for name, s in self.schedules.items()}
 
     def _batches(self, data: Batch, epoch: int | None):
         """This rank's batches: a shard of epoch ``epoch``'s permutation, or of the data in order."""

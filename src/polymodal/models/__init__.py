@@ -1,6 +1,12 @@
 """Models, one file per method, registered by name in ``MODELS``."""
 
 from .base import MODELS, ConfigError, LossOutput, Model
+from .baselines import ZeroFillVAE, ZeroFillVAEConfig
+from .miwae import MIWAE, MIWAEConfig
 from .mvae import MVAE, MVAEConfig
+from .vsae import VSAE, VSAEConfig
 
-__all__ = ["MODELS", "ConfigError", "LossOutput", "MVAE", "MVAEConfig", "Model"]
+__all__ = [
+    "MIWAE", "MODELS", "MVAE", "VSAE", "ConfigError", "LossOutput", "MIWAEConfig", "MVAEConfig", "Model",
+    "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
+]

@@ -87,8 +87,18 @@ class Model(nn.Module):
         """The likelihood weight (lambda) of a modality; 1 unless the config says otherwise."""
         return float(getattr(self.config, "weights", {}).get(name, 1.0))
 
+    @property
+    def latent_size(self) -> int:
+        """Dimension of the whole latent vector."""
+        return self.config.latent_dim
+
     def prior(self, shape: tuple[int, ...]) -> Gaussian:
-        return Gaussian.standard((*shape, self.config.latent_dim), device=self.device)
+        return Gaussian.standard((*shape, self.latent_size), device=self.device)
+
+    def default_schedules(self) -> dict[str, Any]:
+        """Loss-weight schedules the method calls for, as ``{weight: Schedule options}``; the
+        trainer's config overrides them."""
+        return {}
 
     def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
         raise NotImplementedError
@@ -111,16 +121,34 @@ class Model(nn.Module):
         return self.decode(self.embed(batch))
 
     @torch.no_grad()
-    def impute(self, batch: Batch) -> Batch:
-        """A copy of ``batch`` whose unobserved entries are filled from the posterior mean.
+    def impute(self, batch: Batch, samples: int = 0, chunk: int = 100) -> Batch:
+        """A copy of ``batch`` whose unobserved entries are filled in; observed entries are
+        returned unchanged and every mask becomes True.
 
-        Observed entries are returned unchanged and every mask becomes True.
+        With ``samples = 0`` the fill is decoded from the posterior mean. With ``samples = K``
+        it is the self-normalised importance-sampling estimate of E[x_u | x_o] under the
+        model, sum_k w_k E[x_u | z_k] with w_k proportional to p(x_o | z_k) p(z_k) / q(z_k | x_o)
+        (the most probable class under the weighted probabilities, for categorical).
         """
+        self.eval()
         batch = batch.to(self.device)
-        decoded = self.reconstruct(batch)
-        values = {}
-        for name, x in batch.values.items():
-            values[name] = torch.where(batch.observed[name], x, decoded[name].point.to(x.dtype))
+        if samples:
+            log_w, means = [], {name: [] for name in self.schema.names}
+            q = self.encode(batch)
+            for start in range(0, samples, chunk):
+                lw, decoded = self.log_weights(batch, q, q.sample((min(chunk, samples - start),)))
+                log_w.append(lw)
+                for name, obs in decoded.items():
+                    means[name].append(obs.mean)
+            w = torch.cat(log_w).softmax(0)  # [K, B]
+            fill = {}
+            for mod in self.schema:
+                mean = torch.cat(means[mod.name])
+                estimate = (w.view(*w.shape, *[1] * (mean.dim() - 2)) * mean).sum(0)
+                fill[mod.name] = estimate.argmax(-1) if mod.categorical else estimate
+        else:
+            fill = {name: obs.point for name, obs in self.reconstruct(batch).items()}
+        values = {name: torch.where(batch.observed[name], x, fill[name].to(x.dtype)) for name, x in batch.values.items()}
         return Batch(batch.schema, values, {k: torch.ones_like(m) for k, m in batch.observed.items()})
 
     @torch.no_grad()
@@ -145,6 +173,15 @@ class Model(nn.Module):
         values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
         return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
 
+    def log_weights(self, batch: Batch, q: Gaussian, z: Tensor) -> tuple[Tensor, dict[str, Observation]]:
+        """Importance log-weights log p(x_o, z) - log q(z | x_o) for latents ``z`` ``[K, B, D]``
+        drawn from ``q``, and the decoded likelihoods."""
+        decoded = self.decode(z)
+        log_w = self.prior(tuple(q.shape[:-1])).log_prob(z) - q.log_prob(z)
+        for name, obs in decoded.items():
+            log_w = log_w + obs.log_prob(batch.values[name], batch.observed[name])
+        return log_w, decoded
+
     @torch.no_grad()
     def log_likelihood(self, batch: Batch, n_samples: int = 1000, chunk: int = 100) -> Tensor:
         """Importance-sampled log p(observed entries) per sample, with the posterior as proposal.
@@ -155,13 +192,6 @@ class Model(nn.Module):
         self.eval()
         batch = batch.to(self.device)
         q = self.encode(batch)
-        prior = self.prior(tuple(q.shape[:-1]))
-        log_w = []
-        for start in range(0, n_samples, chunk):
-            z = q.rsample((min(chunk, n_samples - start),))
-            decoded = self.decode(z)
-            lw = prior.log_prob(z) - q.log_prob(z)
-            for name, obs in decoded.items():
-                lw = lw + obs.log_prob(batch.values[name], batch.observed[name])
-            log_w.append(lw)
+        starts = range(0, n_samples, chunk)
+        log_w = [self.log_weights(batch, q, q.sample((min(chunk, n_samples - start),)))[0] for start in starts]
         return log_mean_exp(torch.cat(log_w), 0)
