@@ -22,9 +22,11 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
+	$(PY) -m pip install -e ".[bench]"
 	$(PY) benchmarks/digits.py
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/speed.py --busy
+	$(PY) benchmarks/tabular.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -194,3 +194,22 @@ def test_paired_split_digits_shapes():
     both = presence.all(0)
     assert abs(both.sum() - round(0.1 * len(train))) == 0
     assert np.all(presence.sum(0) >= 1)
+
+
+def test_cross_scores_every_observed_modality_under_each_subset_posterior():
+    schema = pm.Schema([pm.Modality("a", (3,)), pm.Modality("b", (2,))])
+    g = torch.Generator().manual_seed(0)
+    batch = pm.Batch.from_data(schema, {"a": torch.randn(6, 3, generator=g), "b": torch.randn(6, 2, generator=g)})
+    for cross in (False, True):
+        model = pm.MVAE(schema, latent_dim=2, hidden=(8,), subsets=0, cross=cross)
+        torch.manual_seed(0)
+        recon = model.loss(batch).terms["recon"]
+        torch.manual_seed(0)
+        subsets = model.subsets()  # joint, {a}, {b}
+        z = model.posterior(model.experts(batch), subsets[:, :, None] & batch.presence()).rsample()
+        decoded = model.decode(z)
+        scored = torch.ones_like(subsets) if cross else subsets
+        expected = sum(
+            (decoded[name].log_prob(batch.values[name]) * scored[:, m, None]).sum(0) for m, name in enumerate(schema.names)
+        ).mean()
+        torch.testing.assert_close(recon, expected.detach())

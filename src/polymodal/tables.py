@@ -1,8 +1,9 @@
 """Tables as modalities: each column its own modality, or named groups of columns.
 
 :class:`TableSchema` is fitted on a training table (a pandas DataFrame or a 2-D array,
-with NaN for missing cells). Numeric columns get a Gaussian likelihood and are min-max
-scaled to [0, 1] using their *observed* training values; categorical columns (pandas
+with NaN for missing cells). Numeric columns are min-max scaled to
+[0, 1] using their *observed* training values and get the likelihood ``numeric`` (by
+default a Gaussian of scale 0.1: a squared error, as in the VSAE paper); categorical columns (pandas
 ``category``/``object``/``bool`` dtypes, or those named in ``categorical``) get a
 Categorical likelihood over the categories seen in training. ``transform`` turns a table
 into a :class:`~polymodal.Batch`, ``inverse_transform`` turns a batch back into a table in
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .data import Batch, DataError
-from .likelihoods import Gaussian
+from .likelihoods import Gaussian, Likelihood, make_likelihood
 from .modalities import Modality, Schema
 
 
@@ -43,9 +44,15 @@ class TableSchema:
     modality; every other column is a modality of its own, named after the column.
     """
 
-    def __init__(self, categorical: Sequence[str] | None = None, groups: Mapping[str, Sequence[str]] | None = None):
+    def __init__(
+        self,
+        categorical: Sequence[str] | None = None,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        numeric: str | dict | Likelihood | None = None,
+    ):
         self.categorical = categorical
         self.groups = groups
+        self.numeric = numeric
 
     def fit(self, table: Any) -> TableSchema:
         frame = _frame(table)
@@ -81,6 +88,7 @@ class TableSchema:
         for c in self.columns_:
             if c not in grouped:
                 self.modality_columns_[str(c)] = [c]
+        numeric = Gaussian(scale=0.1) if self.numeric is None else make_likelihood(self.numeric)
         modalities = []
         for name, cols in self.modality_columns_.items():
             if cols[0] in self.categories_:
@@ -88,7 +96,7 @@ class TableSchema:
                 modalities.append(Modality(name, (), "categorical", num_classes=k))
             else:
                 shape = (len(cols),) if name in (self.groups or {}) else ()
-                modalities.append(Modality(name, shape, Gaussian(scale=0.1)))
+                modalities.append(Modality(name, shape, numeric))
         self.schema_ = Schema(modalities)
         return self
 

@@ -109,6 +109,10 @@ class Model(nn.Module):
     def decode(self, z: Tensor) -> dict[str, Observation]:
         raise NotImplementedError
 
+    def observations(self, params: dict[str, Tensor]) -> dict[str, Observation]:
+        """Each modality's likelihood, given decoder outputs by modality name."""
+        return {mod.name: mod.likelihood(params[mod.name], len(mod.shape)) for mod in self.schema}
+
     @torch.no_grad()
     def embed(self, batch: Batch) -> Tensor:
         """Posterior mean of the latent given what each sample has."""

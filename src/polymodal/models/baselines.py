@@ -59,8 +59,7 @@ class ZeroFillVAE(Model):
         if self.config.condition_on_mask:
             mask = torch.ones(*z.shape[:-1], len(self.schema), device=z.device) if mask is None else mask
             h = torch.cat([z, mask.float().expand(*z.shape[:-1], -1)], -1)
-        params = self.decoder(h)
-        return {mod.name: mod.likelihood(params[mod.name], len(mod.shape)) for mod in self.schema}
+        return self.observations(self.decoder(h))
 
     @torch.no_grad()
     def reconstruct(self, batch: Batch) -> dict[str, Observation]:

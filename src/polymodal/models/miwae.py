@@ -52,8 +52,7 @@ class MIWAE(Model):
         return Gaussian(mean, F.softplus(raw) + 1e-4)
 
     def decode(self, z: Tensor) -> dict[str, Observation]:
-        params = self.decoder(z)
-        return {mod.name: mod.likelihood(params[mod.name], len(mod.shape)) for mod in self.schema}
+        return self.observations(self.decoder(z))
 
     def loss(self, batch: Batch) -> LossOutput:
         q = self.encode(batch)

@@ -101,7 +101,7 @@ class MVAE(Model):
         return self.posterior(self.experts(batch), batch.presence())
 
     def decode(self, z: Tensor) -> dict[str, Observation]:
-        return {mod.name: mod.likelihood(self.decoders[mod.name](z), len(mod.shape)) for mod in self.schema}
+        return self.observations({name: decoder(z) for name, decoder in self.decoders.items()})
 
     def subsets(self) -> Tensor:
         """``[S, M]`` modality subsets of this step: joint, each single, k random ones."""
