@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 from . import missing  # noqa: E402
 from .data import Batch, DataError, concat  # noqa: E402
-from .datasets import load_digits  # noqa: E402
+from .datasets import generate_spirals, load_digits, load_spirals  # noqa: E402
 from .gaussian import Gaussian, NonPositivePrecisionError, combine, kl_divergence, log_mean_exp, moment_match, w2  # noqa: E402
 from .likelihoods import Bernoulli, Categorical, Laplace, Likelihood, Observation  # noqa: E402
 from .likelihoods import Gaussian as GaussianLikelihood  # noqa: E402
@@ -32,5 +32,6 @@ __all__ = [
     "Laplace", "Likelihood", "LossOutput", "MIWAE", "MIWAEConfig", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model",
     "ModelFileError", "TableSchema", "VSAE", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
     "NonFiniteLossError", "NonPositivePrecisionError", "Observation", "Schedule", "Schema", "TrainConfig", "Trainer",
-    "combine", "concat", "kl_divergence", "load", "load_digits", "log_mean_exp", "missing", "moment_match", "w2",
+    "combine", "concat", "generate_spirals", "kl_divergence", "load", "load_digits", "load_spirals", "log_mean_exp",
+    "missing", "moment_match", "w2",
 ]

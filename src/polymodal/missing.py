@@ -2,8 +2,10 @@
 
 Masks follow the library's convention: ``True`` means *observed*. Feature-level masks
 (:func:`mcar`, :func:`mar`, :func:`mnar`) return a boolean tensor; modality-level
-corruptions (:func:`drop_modalities`, :func:`paired_split`) take and return a
-:class:`~polymodal.Batch`, and only ever remove observations.
+corruptions (:func:`drop_modalities`, :func:`paired_split`; on sequences they act per
+sequence) and time-step corruptions (:func:`drop_steps`, :func:`drop_burst`,
+:func:`keep_segment`) take and return a :class:`~polymodal.Batch`, and only ever remove
+observations.
 
 MAR and MNAR follow the VSAE paper's appendix C.4, with the probability read as the
 probability of being *missing*:
@@ -114,3 +116,67 @@ def paired_split(batch: Batch, fraction: float, generator: torch.Generator | Non
     scores = scores.masked_fill(~present, -1.0)
     keep[scores.argmax(0), unpaired] = True
     return _keep(batch, keep)
+
+
+def _sequential(batch: Batch, names: list[str] | None) -> list[str]:
+    if names is None:
+        names = [m.name for m in batch.schema if m.sequential]
+        if not names:
+            raise ValueError(f"no sequential modality in {batch.schema.names}; time-step corruptions need [B, T, ...] data")
+    for name in names:
+        if not batch.schema[name].sequential:
+            raise ValueError(f"modality {name!r} is not sequential; time-step corruptions need [B, T, ...] data")
+    return names
+
+
+def _keep_steps(batch: Batch, keep: dict[str, Tensor]) -> Batch:
+    """Mask out the time steps whose ``keep[name]`` ([B, T]) is False."""
+    observed = {}
+    for name, steps in keep.items():
+        mask = batch.observed[name]
+        observed[name] = mask & steps.to(mask.device).view(*steps.shape, *[1] * (mask.dim() - 2))
+    return batch.with_observed(observed)
+
+
+def drop_steps(
+    batch: Batch, fraction: float, names: list[str] | None = None, generator: torch.Generator | None = None
+) -> Batch:
+    """Delete ``int(fraction * T)`` time steps chosen uniformly, independently for each
+    sequential modality (default: all) and each sequence."""
+    names = _sequential(batch, names)
+    keep = {}
+    for name in names:
+        b, t = batch.observed[name].shape[:2]
+        order = torch.rand(b, t, generator=generator).argsort(1)
+        keep[name] = order >= int(fraction * t)  # the int(fraction * T) lowest ranks go
+    return _keep_steps(batch, keep)
+
+
+def drop_burst(
+    batch: Batch, fraction: float, names: list[str] | None = None, generator: torch.Generator | None = None
+) -> Batch:
+    """Delete one contiguous burst of ``int(fraction * T)`` steps at a uniformly random start,
+    independently for each sequential modality (default: all) and each sequence."""
+    names = _sequential(batch, names)
+    keep = {}
+    for name in names:
+        b, t = batch.observed[name].shape[:2]
+        length = int(fraction * t)
+        start = torch.randint(0, t - length + 1, (b, 1), generator=generator)
+        steps = torch.arange(t)
+        keep[name] = (steps < start) | (steps >= start + length)
+    return _keep_steps(batch, keep)
+
+
+def keep_segment(batch: Batch, start: float, stop: float, names: list[str] | None = None) -> Batch:
+    """Keep only steps in ``[int(start * T), int(stop * T))`` of the named sequential modalities
+    (default: all), e.g. ``keep_segment(b, 0, 0.75)`` to extrapolate the last quarter."""
+    if not 0.0 <= start <= stop <= 1.0:
+        raise ValueError(f"segment must satisfy 0 <= start <= stop <= 1, got [{start}, {stop})")
+    names = _sequential(batch, names)
+    keep = {}
+    for name in names:
+        b, t = batch.observed[name].shape[:2]
+        steps = torch.arange(t)
+        keep[name] = ((steps >= int(start * t)) & (steps < int(stop * t))).expand(b, t)
+    return _keep_steps(batch, keep)
