@@ -10,12 +10,14 @@ from .likelihoods import Bernoulli, Categorical, Laplace, Likelihood, Observatio
 from .likelihoods import Gaussian as GaussianLikelihood  # noqa: E402
 from .modalities import Modality, Schema  # noqa: E402
 from .models import (  # noqa: E402
+    MDMM,
     MIWAE,
     MODELS,
     MVAE,
     VSAE,
     ConfigError,
     LossOutput,
+    MDMMConfig,
     MIWAEConfig,
     Model,
     MVAEConfig,
@@ -29,7 +31,8 @@ from .training import NonFiniteLossError, Schedule, TrainConfig, Trainer  # noqa
 
 __all__ = [
     "Batch", "Bernoulli", "Categorical", "ConfigError", "DataError", "Gaussian", "GaussianLikelihood",
-    "Laplace", "Likelihood", "LossOutput", "MIWAE", "MIWAEConfig", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model",
+    "Laplace", "Likelihood", "LossOutput", "MDMM", "MDMMConfig",
+    "MIWAE", "MIWAEConfig", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model",
     "ModelFileError", "TableSchema", "VSAE", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
     "NonFiniteLossError", "NonPositivePrecisionError", "Observation", "Schedule", "Schema", "TrainConfig", "Trainer",
     "combine", "concat", "generate_spirals", "kl_divergence", "load", "load_digits", "load_spirals", "log_mean_exp",

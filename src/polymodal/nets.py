@@ -204,3 +204,25 @@ class JointDecoder(nn.Module):
         return {
             m.name: chunk.reshape(*lead, *m.shape, m.likelihood.n_params) for m, chunk in zip(self.schema, chunks)
         }
+
+
+class GatedTransition(nn.Module):
+    """Gated transition function (Krishnan et al., 2017): z -> Gaussian over the next z.
+
+    mean = (1 - g) * linear(z) + g * nonlinear(z) with gate g = sigmoid(MLP(z)), and
+    std = softplus(linear(relu(nonlinear(z)))) + 1e-3.
+    """
+
+    def __init__(self, latent: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, latent))
+        self.nonlinear = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, latent))
+        self.linear = nn.Linear(latent, latent)
+        self.scale = nn.Linear(latent, latent)
+
+    def forward(self, z: Tensor) -> Gaussian:
+        gate = torch.sigmoid(self.gate(z))
+        nonlinear = self.nonlinear(z)
+        mean = (1 - gate) * self.linear(z) + gate * nonlinear
+        std = F.softplus(self.scale(F.relu(nonlinear))) + 1e-3
+        return Gaussian(mean, std**2)

@@ -2,11 +2,12 @@
 
 from .base import MODELS, ConfigError, LossOutput, Model
 from .baselines import ZeroFillVAE, ZeroFillVAEConfig
+from .mdmm import MDMM, MDMMConfig
 from .miwae import MIWAE, MIWAEConfig
 from .mvae import MVAE, MVAEConfig
 from .vsae import VSAE, VSAEConfig
 
 __all__ = [
-    "MIWAE", "MODELS", "MVAE", "VSAE", "ConfigError", "LossOutput", "MIWAEConfig", "MVAEConfig", "Model",
+    "MDMM", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "ConfigError", "LossOutput", "MIWAEConfig", "MVAEConfig", "Model",
     "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
 ]

@@ -1,0 +1,99 @@
+import pytest
+import torch
+
+import polymodal as pm
+from polymodal.gaussian import combine, moment_match, stack
+
+
+def short_spirals(n=24, steps=20):
+    train, _ = pm.load_spirals()
+    return pm.Batch(train.schema, {k: v[:n, :steps] for k, v in train.values.items()},
+                    {k: m[:n, :steps] for k, m in train.observed.items()})
+
+
+def model(**kwargs):
+    torch.manual_seed(0)
+    return pm.MDMM(short_spirals().schema, **{"latent_dim": 3, "hidden": (8,), "transition_hidden": 8, **kwargs})
+
+
+def test_one_step_filter_and_smoother_are_the_product_with_the_prior():
+    m = model()
+    batch = short_spirals(4, 1).without("y", "direction")
+    expert = m.encoders["x"](batch.values["x"])[:, 0]
+    prior = m.prior((4,))
+    expected = combine(stack([prior, expert]))
+    filtered = m.filter(batch)[:, 0]
+    smoothed = m.smooth(batch)[:, 0]
+    for got in (filtered, smoothed):  # at the last step the future p(z) cancels the divided-out p(z)
+        torch.testing.assert_close(got.mean, expected.mean)
+        torch.testing.assert_close(got.var, expected.var)
+
+
+def test_two_step_backward_filter_matches_the_algorithm_by_hand():
+    m = model()
+    batch = short_spirals(3, 2)
+    experts, present = m.experts(batch)
+    use = present[None]
+    torch.manual_seed(5)
+    posts, futures, _ = m.backward_filter(experts, use, particles=7)
+    torch.manual_seed(5)
+    post_2 = m._product([(m.prior((1, 3)), 1.0)], experts[:, :, 1], use[..., 1])
+    z = post_2.rsample((7,))
+    future_1 = moment_match(m.transition(z, "backward"), dim=0)
+    post_1 = m._product([(future_1, 1.0)], experts[:, :, 0], use[..., 0])
+    torch.testing.assert_close(posts.mean[..., 1, :], post_2.mean)
+    torch.testing.assert_close(futures.mean[..., 0, :], future_1.mean)
+    torch.testing.assert_close(futures.var[..., 0, :], future_1.var)
+    torch.testing.assert_close(posts.mean[..., 0, :], post_1.mean)
+    # the smoother's first step: future * p(z) / p(z) * experts
+    posts_s, priors, _ = m.forward_smooth(experts, use, futures, sample=False)
+    first = m._product([(future_1, 1.0)], experts[:, :, 0], use[..., 0])
+    torch.testing.assert_close(posts_s.mean[..., 0, :], first.mean)
+    torch.testing.assert_close(priors.mean[..., 0, :], m.prior((1, 3)).mean)
+
+
+def test_masked_experts_change_nothing():
+    m = model()
+    batch = pm.missing.drop_steps(short_spirals(6, 10), 0.5, generator=torch.Generator().manual_seed(0))
+    other = {k: v + 7 if v.is_floating_point() else 1 - v for k, v in batch.values.items()}  # a valid other class
+    garbage = pm.Batch(batch.schema, {k: torch.where(batch.observed[k], v, other[k]) for k, v in batch.values.items()},
+                            batch.observed)
+    for query in (m.filter, m.smooth):
+        torch.manual_seed(0)
+        a = query(batch)
+        torch.manual_seed(0)
+        b = query(garbage)
+        torch.testing.assert_close(a.mean, b.mean)
+
+
+def test_short_training_improves_the_smoothing_elbo():
+    batch = short_spirals()
+    m = model(particles=5)
+    trainer = pm.Trainer(m, epochs=25, batch_size=12, lr=5e-3, progress=False)
+    before = trainer.evaluate(batch)["smoothing"]
+    trainer.fit(batch)
+    assert trainer.evaluate(batch)["smoothing"] > before + 0.5
+
+
+def test_inference_calls_with_mixed_missingness():
+    m = model(eval_particles=10)
+    batch = short_spirals(8, 12)
+    g = torch.Generator().manual_seed(1)
+    batch = pm.missing.drop_modalities(pm.missing.drop_steps(batch, 0.3, generator=g), 0.4, g)
+    assert m.filter(batch).shape == (8, 12, 3) and m.smooth(batch).shape == (8, 12, 3)
+    assert m.sample_latents(batch, 4).shape == (4, 8, 12, 3)
+    filled = m.impute(batch)
+    for name in batch.schema.names:
+        kept = batch.observed[name]
+        assert torch.equal(filled.values[name][kept], batch.values[name][kept])
+    longer = m.extrapolate(batch, forward=5, backward=3)
+    assert longer.values["x"].shape == (8, 20) and torch.equal(longer.values["x"][:, 3:15][batch.observed["x"]],
+                                                                batch.values["x"][batch.observed["x"]])
+    labels = m.predict(batch, "direction", ["x", "y"])
+    assert labels.shape == (8, 12) and labels.dtype == torch.long
+    assert m.generate(2, steps=6).values["y"].shape == (2, 6)
+
+
+def test_static_modalities_are_refused():
+    with pytest.raises(ValueError, match="not sequential"):
+        pm.MDMM(pm.Schema([pm.Modality("s", (2,))]))
