@@ -96,7 +96,9 @@ def run(name: str, mechanism: str, rate: float, seed: int, models: list[str], ep
     train_in, test_in = train.mask(~train_obs), test.mask(~test_obs)
     score = pfc if categorical else nrmse
     results = {}
-    tables = TableSchema(categorical=list(table.columns) if categorical else None).fit(train_in)
+    # categorical levels are known in advance (biopsy's 1..10): fit them on the whole table so
+    # a level that the training holes happen to hide is not an error; numeric scaling uses train only
+    tables = TableSchema(categorical=list(table.columns) if categorical else None).fit(table if categorical else train_in)
     truth = tables.transform(test).numpy()
     truth_table = np.stack([truth[str(c)] for c in table.columns], 1)
     fit_idx, valid_idx = train_test_split(np.arange(len(train_in)), test_size=0.2, random_state=seed)
