@@ -71,7 +71,10 @@ def main() -> None:
     args = parser.parse_args()
     train, test = pm.load_spirals()
     torch.manual_seed(0)
-    model = pm.MDMM(train.schema)
+    # the reference's "auto" weights (1/3 each with three modalities) left the decoders ignoring z
+    # after 30 epochs; lambda = 5 on x and y reconstructed complete spirals at MSE 0.043 in 30
+    # epochs on 100 spirals
+    model = pm.MDMM(train.schema, weights={"x": 5.0, "y": 5.0, "direction": 1.0})
     start = time.perf_counter()
     history = pm.Trainer(model, epochs=args.epochs, batch_size=100, lr=5e-3, weight_decay=1e-4,
                          kl_warmup=args.epochs / 5, out=args.out, checkpoint_every=10).fit(train, resume=True)
