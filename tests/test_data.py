@@ -214,3 +214,9 @@ def test_schema_config_round_trip():
     assert restored == schema
     assert restored["im"].likelihood.learn_scale and restored["seq"].sequential and restored["y"].num_classes == 4
     assert restored != SCHEMA
+
+
+def test_observed_mask_without_values_is_refused():
+    schema = Schema([Modality("a", (2,)), Modality("b", ())])
+    with pytest.raises(DataError, match=r"observed masks given for modalities \['b'\]"):
+        Batch.from_data(schema, {"a": np.zeros((3, 2))}, observed={"b": np.ones(3, dtype=bool)})

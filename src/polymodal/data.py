@@ -64,6 +64,9 @@ class Batch:
         unknown = sorted((set(data) | set(observed)) - set(schema.names))
         if unknown:
             raise DataError(f"unknown modalities {unknown}; the schema has {schema.names}")
+        orphans = sorted(set(observed) - set(data))
+        if orphans:
+            raise DataError(f"observed masks given for modalities {orphans} that have no values in the data")
         if not data:
             raise DataError(f"no data given; the schema has {schema.names}")
         arrays = {name: _to_array(name, x) for name, x in data.items()}

@@ -68,6 +68,7 @@ from torch import Tensor, nn
 from ..data import Batch
 from ..gaussian import Gaussian, log_mean_exp
 from ..likelihoods import Observation
+from ..missing import drop_modalities
 from ..modalities import Schema
 from ..nets import MLP, Encoder, JointDecoder, input_width, joint_input
 from .base import LossOutput, Model
@@ -131,7 +132,7 @@ class VSAE(Model):
         return self.observations(self.decoder(h))
 
     def loss(self, batch: Batch, beta: float = 1.0, unobserved: float = 1.0) -> LossOutput:
-        q = self.encode(self.hide_some(batch) if self.training and self.config.hide > 0 else batch)
+        q = self.encode(drop_modalities(batch, self.config.hide) if self.training and self.config.hide > 0 else batch)
         if unobserved > 0:
             with torch.no_grad():
                 targets = {name: obs.point for name, obs in self.decode(q.rsample()).items()}
@@ -163,12 +164,6 @@ class VSAE(Model):
         log_w, decoded = super().log_weights(batch, q, z)
         present = batch.presence().T.float().expand(*z.shape[:-1], -1)
         return log_w - F.binary_cross_entropy_with_logits(self.mask_logits(z), present, reduction="none").sum(-1), decoded
-
-    def hide_some(self, batch: Batch) -> Batch:
-        """The batch with each observed modality hidden with probability ``hide``, at least one kept."""
-        from ..missing import drop_modalities
-
-        return drop_modalities(batch, self.config.hide)
 
     @torch.no_grad()
     def generate(self, n: int, sample: bool = False) -> Batch:
