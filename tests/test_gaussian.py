@@ -204,3 +204,12 @@ def test_combine_broadcasts_mask_over_subset_axis(s, seed, e, b, d):
     assert out.shape == (s, b, d)
     for i in range(s):
         assert_gaussian_close(out[i], combine(experts, masks[i], dim=0))
+
+
+@given(**dims)
+def test_adding_natural_parameters_is_the_product(seed, e, b, d):
+    experts, _, _ = random_experts(seed, e, b, d)
+    precision, shift = experts.natural
+    product = Gaussian.from_natural(precision.sum(0), shift.sum(0))
+    assert_gaussian_close(product, combine(experts))
+    assert_gaussian_close(Gaussian.from_natural(*experts.natural), experts)

@@ -32,24 +32,35 @@ def test_one_step_filter_and_smoother_are_the_product_with_the_prior():
 def test_two_step_backward_filter_matches_the_algorithm_by_hand():
     m = model()
     batch = short_spirals(3, 2)
-    experts, present = m.experts(batch)
-    use = present[None]
+    names = batch.schema.names
+    experts = [m.encoders[n](batch.values[n]) for n in names]  # each [3, 2, D]; everything observed
+
+    def product(first, t):
+        return combine(stack([first] + [e[:, t] for e in experts]))
+
+    evidence = m.evidence(batch, torch.ones(1, len(names), dtype=torch.bool))
     torch.manual_seed(5)
-    posts, futures, _ = m.backward_filter(experts, use, particles=7)
+    posts, futures, _ = m.backward_filter(evidence, particles=7)
     torch.manual_seed(5)
-    post_2 = m._product([(m.prior((1, 3)), 1.0)], experts[:, :, 1], use[..., 1])
+    post_2 = product(m.prior((3,)), 1)
     z = post_2.rsample((7,))
-    future_1 = moment_match(m.transition(z, "backward"), dim=0)
-    post_1 = m._product([(future_1, 1.0)], experts[:, :, 0], use[..., 0])
-    torch.testing.assert_close(posts.mean[..., 1, :], post_2.mean)
-    torch.testing.assert_close(futures.mean[..., 0, :], future_1.mean)
-    torch.testing.assert_close(futures.var[..., 0, :], future_1.var)
-    torch.testing.assert_close(posts.mean[..., 0, :], post_1.mean)
-    # the smoother's first step: future * p(z) / p(z) * experts
-    posts_s, priors, _ = m.forward_smooth(experts, use, futures, sample=False)
-    first = m._product([(future_1, 1.0)], experts[:, :, 0], use[..., 0])
-    torch.testing.assert_close(posts_s.mean[..., 0, :], first.mean)
-    torch.testing.assert_close(priors.mean[..., 0, :], m.prior((1, 3)).mean)
+    future_1 = moment_match(combine(stack([m.prior((7, 3)), m.transitions["bwd"](z)])), dim=0)
+    post_1 = product(future_1, 0)
+    torch.testing.assert_close(posts.mean[0, :, 1], post_2.mean)
+    torch.testing.assert_close(posts.var[0, :, 1], post_2.var)
+    torch.testing.assert_close(futures.mean[0, :, 0], future_1.mean)
+    torch.testing.assert_close(futures.var[0, :, 0], future_1.var)
+    torch.testing.assert_close(posts.mean[0, :, 0], post_1.mean)
+    # the smoother: future * p(z) / p(z) * experts at t = 1, then future * p(z_2 | z_1) / p(z) * experts
+    posts_s, priors, path = m.forward_smooth(evidence, futures, sample=False)
+    torch.testing.assert_close(posts_s.mean[0, :, 0], post_1.mean)
+    torch.testing.assert_close(priors.mean[0, :, 0], m.prior((3,)).mean)
+    conditional = combine(stack([m.prior((3,)), m.transitions["fwd"](path[0, :, 0])]))
+    quotient = combine(stack([m.prior((3,)), conditional, m.prior((3,))] + [e[:, 1] for e in experts]),
+                       exponent=torch.tensor([1.0, 1.0, -1.0] + [1.0] * len(experts)).view(-1, 1))
+    torch.testing.assert_close(priors.mean[0, :, 1], conditional.mean)
+    torch.testing.assert_close(posts_s.mean[0, :, 1], quotient.mean)
+    torch.testing.assert_close(posts_s.var[0, :, 1], quotient.var)
 
 
 def test_masked_experts_change_nothing():

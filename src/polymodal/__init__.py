@@ -10,12 +10,14 @@ from .likelihoods import Bernoulli, Categorical, Laplace, Likelihood, Observatio
 from .likelihoods import Gaussian as GaussianLikelihood  # noqa: E402
 from .modalities import Modality, Schema  # noqa: E402
 from .models import (  # noqa: E402
+    DKS,
     MDMM,
     MIWAE,
     MODELS,
     MVAE,
     VSAE,
     ConfigError,
+    DKSConfig,
     LossOutput,
     MDMMConfig,
     MIWAEConfig,
@@ -30,7 +32,7 @@ from .tables import TableSchema  # noqa: E402
 from .training import NonFiniteLossError, Schedule, TrainConfig, Trainer  # noqa: E402
 
 __all__ = [
-    "Batch", "Bernoulli", "Categorical", "ConfigError", "DataError", "Gaussian", "GaussianLikelihood",
+    "Batch", "Bernoulli", "Categorical", "ConfigError", "DKS", "DKSConfig", "DataError", "Gaussian", "GaussianLikelihood",
     "Laplace", "Likelihood", "LossOutput", "MDMM", "MDMMConfig",
     "MIWAE", "MIWAEConfig", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model",
     "ModelFileError", "TableSchema", "VSAE", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",

@@ -47,6 +47,16 @@ class Gaussian:
         return self.var.log()
 
     @property
+    def natural(self) -> tuple[Tensor, Tensor]:
+        """Natural parameters (precision, precision * mean): a product of experts adds them."""
+        precision = 1.0 / self.var
+        return precision, precision * self.mean
+
+    @classmethod
+    def from_natural(cls, precision: Tensor, shift: Tensor) -> Gaussian:
+        return cls(shift / precision, 1.0 / precision)
+
+    @property
     def shape(self) -> torch.Size:
         return self.mean.shape
 

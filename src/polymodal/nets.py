@@ -168,6 +168,20 @@ def input_width(modality: Modality) -> int:
     return modality.size * (modality.num_classes if modality.categorical else 1)
 
 
+def flat_input(modality: Modality, x: Tensor, observed: Tensor, fill: str = "zeros") -> Tensor:
+    """A modality's values as a network input ``[*lead, input_width]`` (``lead`` = the axes
+    before the features): unobserved entries become zeros (``fill="zeros"``) or
+    standard-normal noise (``"noise"``); categorical values are one-hot, all zeros when
+    unobserved."""
+    lead = x.shape[: x.dim() - len(modality.shape)]
+    if modality.categorical:
+        x = F.one_hot(x.long(), modality.num_classes).float() * observed.unsqueeze(-1)
+    else:
+        filler = torch.randn_like(x) if fill == "noise" else torch.zeros_like(x)
+        x = torch.where(observed, x, filler)
+    return x.reshape(*lead, -1)
+
+
 def joint_input(batch, fill: str = "zeros", with_mask: bool = False) -> Tensor:
     """All modalities of a batch side by side, ``[B, sum of widths (+ M)]``.
 
@@ -175,15 +189,7 @@ def joint_input(batch, fill: str = "zeros", with_mask: bool = False) -> Tensor:
     (``"noise"``); categorical values are one-hot, all zeros when unobserved. With
     ``with_mask`` the modalities' presence is appended.
     """
-    parts = []
-    for modality in batch.schema:
-        x, observed = batch.values[modality.name], batch.observed[modality.name]
-        if modality.categorical:
-            x = F.one_hot(x.long(), modality.num_classes).float() * observed.unsqueeze(-1)
-        else:
-            filler = torch.randn_like(x) if fill == "noise" else torch.zeros_like(x)
-            x = torch.where(observed, x, filler)
-        parts.append(x.reshape(len(batch), -1))
+    parts = [flat_input(m, batch.values[m.name], batch.observed[m.name], fill).reshape(len(batch), -1) for m in batch.schema]
     if with_mask:
         parts.append(batch.presence().T.float())
     return torch.cat(parts, -1)

@@ -72,3 +72,35 @@ def plot_history(history: list[dict[str, float]], path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_trajectories(
+    tasks: dict[str, tuple[Batch, dict[str, Batch]]],
+    truth: Batch,
+    path: str | Path,
+    x: str = "x",
+    y: str = "y",
+    n: int = 4,
+) -> Path:
+    """2-D trajectories of two sequential modalities: one row per task, one column per
+    sequence (the first ``n``). ``tasks`` maps a task name to its inputs and each method's
+    completed batch; each panel shows the truth, the observed inputs (where both ``x`` and
+    ``y`` are) and every method's completion."""
+    fig, axes = plt.subplots(len(tasks), n, figsize=(2.4 * n + 1.2, 2.4 * len(tasks)), squeeze=False)
+    for row, (task, (inputs, completed)) in zip(axes, tasks.items()):
+        seen = (inputs.present(x) & inputs.present(y)).cpu()
+        for i, ax in enumerate(row):
+            ax.plot(truth.values[x][i].cpu(), truth.values[y][i].cpu(), color="0.75", lw=1, label="truth")
+            ax.scatter(truth.values[x][i][seen[i]].cpu(), truth.values[y][i][seen[i]].cpu(), s=5, color="k", label="observed")
+            for method, batch in completed.items():
+                ax.plot(batch.values[x][i].cpu(), batch.values[y][i].cpu(), lw=1.2, label=method)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_aspect("equal", adjustable="datalim")
+        row[0].set_ylabel(task)
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -2,12 +2,13 @@
 
 from .base import MODELS, ConfigError, LossOutput, Model
 from .baselines import ZeroFillVAE, ZeroFillVAEConfig
+from .dks import DKS, DKSConfig
 from .mdmm import MDMM, MDMMConfig
 from .miwae import MIWAE, MIWAEConfig
 from .mvae import MVAE, MVAEConfig
 from .vsae import VSAE, VSAEConfig
 
 __all__ = [
-    "MDMM", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "ConfigError", "LossOutput", "MIWAEConfig", "MVAEConfig", "Model",
-    "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
+    "DKS", "DKSConfig", "MDMM", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "ConfigError", "LossOutput", "MIWAEConfig",
+    "MVAEConfig", "Model", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
 ]

@@ -10,7 +10,8 @@ with a learnable global prior p(z) and gated transition networks read as quotien
 is learned alongside.
 
 Inference: each modality's encoder gives a quotient expert \tilde q(z_t | x^m_t) = q / p(z);
-missing modalities (per step and sequence) contribute nothing.
+missing modalities (per step and sequence) contribute nothing, and an encoder sees zeros in
+place of the unobserved features of a partly observed step.
 
 * Backward filtering (Algorithm 1), t = T..1, starting from q(z_T | x_{T+1:T}) = p(z):
   q(z_t | x_{t:T}) \propto q(z_t | x_{t+1:T}) \prod_m \tilde q(z_t | x^m_t); draw K particles;
@@ -42,6 +43,9 @@ Deliberate differences from the reference code, and why:
 * lambda_m defaults to 1 / (M * features of m), the reference's "auto" without its
   corruption factor; set ``weights`` to override.
 * An input subset's terms score only the modalities in it (MVAE semantics).
+* The conditional smoothing posterior is formed as future * experts * q~_fwd(z_t | z_{t-1})
+  (the p(z) in p(z_t | z_{t-1}) cancels the divided-out p(z) exactly), so no precision is
+  ever subtracted; every product is a sum of natural parameters.
 * The smoothing ELBO's K_b-particle backward pass runs without gradient
   (``future_grad=False``): its future terms are a fixed factor of the proposal. The bound
   is unchanged; its gradient ignores the path through the 25 particles, which the
@@ -56,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import Batch
-from ..gaussian import Gaussian, combine, kl_divergence, moment_match, stack
+from ..gaussian import Gaussian, kl_divergence, moment_match, stack
 from ..likelihoods import Observation
 from ..missing import drop_burst
 from ..modalities import Schema
@@ -65,36 +69,30 @@ from .base import LossOutput, Model
 
 
 @dataclass
-class MDMMConfig:
+class DMMConfig:
     latent_dim: int = 5
     hidden: tuple[int, ...] = (20,)
     transition_hidden: int = 20
     weights: dict[str, float] = field(default_factory=dict)
-    particles: int = 25
-    eval_particles: int = 200
-    match_particles: int = 50
-    filter_weight: float = 0.5
-    smooth_weight: float = 0.5
-    match_weight: float = 0.01
-    unimodal: bool = True
     burst: float = 0.1
-    future_grad: bool = False
 
 
-class MDMM(Model):
-    name = "mdmm"
-    Config = MDMMConfig
+class DeepMarkovModel(Model):
+    """The generative model that BFVI and its RNN baselines share: a learnable global prior
+    p(z), the forward transition p(z_t | z_{t-1}) = p(z) * q~_fwd(z_t | z_{t-1}) through a gated
+    transition network, and one decoder per modality. Subclasses add the inference network."""
 
-    def __init__(self, schema: Schema, config: MDMMConfig | dict | None = None, **kwargs):
+    Config = DMMConfig
+
+    def __init__(self, schema: Schema, config=None, **kwargs):
         super().__init__(schema, config, **kwargs)
         c = self.config
         static = [m.name for m in schema if not m.sequential]
         if static:
-            raise ValueError(f"MDMM models sequences; modalities {static} are not sequential")
+            raise ValueError(f"{type(self).__name__} models sequences; modalities {static} are not sequential")
         d = c.latent_dim
-        self.encoders = nn.ModuleDict({m.name: Encoder(m, d, c.hidden) for m in schema})
         self.decoders = nn.ModuleDict({m.name: Decoder(m, d, c.hidden) for m in schema})
-        self.transitions = nn.ModuleDict({k: GatedTransition(d, c.transition_hidden) for k in ("fwd", "bwd")})
+        self.transitions = nn.ModuleDict({"fwd": GatedTransition(d, c.transition_hidden)})
         self.prior_mean = nn.Parameter(torch.zeros(d))
         self.prior_log_std = nn.Parameter(torch.zeros(d))
 
@@ -109,80 +107,24 @@ class MDMM(Model):
         std = self.prior_log_std.exp() + 1e-3
         return Gaussian(self.prior_mean.expand(*shape, d), (std**2).expand(*shape, d))
 
-    def transition(self, z: Tensor, direction: str) -> Gaussian:
+    def transition(self, z: Tensor, direction: str = "forward") -> Gaussian:
         """p(z_t | z_{t-1}) (``"forward"``) or p(z_t | z_{t+1}) (``"backward"``): the global prior
         times the transition network's quotient expert."""
-        expert = self.transitions[{"forward": "fwd", "backward": "bwd"}[direction]](z)
-        return combine(stack([self.prior(tuple(z.shape[:-1])), expert]))
+        prior_precision, prior_shift = self.prior(()).natural
+        precision, shift = self.transitions[{"forward": "fwd", "backward": "bwd"}[direction]](z).natural
+        return Gaussian.from_natural(prior_precision + precision, prior_shift + shift)
 
-    def experts(self, batch: Batch) -> tuple[Gaussian, Tensor]:
-        """``[M, B, T, D]`` modality experts and ``[M, B, T]`` presence."""
-        names = self.schema.names
-        experts = stack([self.encoders[n](batch.values[n]) for n in names])
-        return experts, torch.stack([batch.present(n) for n in names])
+    def inputs(self, batch: Batch) -> Batch:
+        """What the inference network sees in training: one burst of steps deleted per modality
+        and sequence (the targets stay complete)."""
+        return drop_burst(batch, self.config.burst) if self.training and self.config.burst > 0 else batch
 
-    def _product(self, fixed: list[tuple[Gaussian, float]], experts: Gaussian, use: Tensor) -> Gaussian:
-        """Product of ``fixed`` experts ``[S, B, D]`` (each with its exponent) and the modality
-        experts ``[M, B, D]`` selected by ``use`` ``[S, M, B]``; returns ``[S, B, D]``."""
-        s, m, b = use.shape
-        d = experts.mean.shape[-1]
-        mean = torch.cat([torch.stack([g.mean.expand(s, b, d) for g, _ in fixed], 1), experts.mean.expand(s, m, b, d)], 1)
-        var = torch.cat([torch.stack([g.var.expand(s, b, d) for g, _ in fixed], 1), experts.var.expand(s, m, b, d)], 1)
-        mask = torch.cat([torch.ones(s, len(fixed), b, dtype=torch.bool, device=use.device), use], 1)
-        exponent = torch.tensor([e for _, e in fixed] + [1.0] * m, device=use.device).view(1, -1, 1)
-        return combine(Gaussian(mean, var), mask, exponent, dim=1)
-
-    def backward_filter(self, experts: Gaussian, use: Tensor, particles: int) -> tuple[Gaussian, Gaussian, Tensor]:
-        """Algorithm 1 for input subsets ``use`` ``[S, M, B, T]``.
-
-        Returns the filtering posteriors q(z_t | x_{t:T}), the future terms q(z_t | x_{t+1:T})
-        (each ``[S, B, T, D]``) and the first particle of every step ``[S, B, T, D]``; with one
-        particle, that particle path is a sample of the filtering ELBO's chain."""
-        s, _, b, steps = use.shape
-        future = self.prior((s, b))
-        posts, futures, samples = [], [], []
-        for t in reversed(range(steps)):
-            futures.append(future)
-            post = self._product([(future, 1.0)], experts[:, :, t], use[..., t])
-            posts.append(post)
-            z = post.rsample((particles,))
-            samples.append(z[0])
-            if t > 0:
-                future = moment_match(self.transition(z, "backward"), dim=0)
-        order = list(reversed(range(steps)))
-        return (
-            stack([posts[i] for i in order], -2),
-            stack([futures[i] for i in order], -2),
-            torch.stack([samples[i] for i in order], -2),
-        )
-
-    def forward_smooth(self, experts: Gaussian, use: Tensor, futures: Gaussian, sample: bool = True):
-        """Algorithm 2's forward pass: the conditional smoothing posteriors, the conditional
-        priors p(z_t | z_{t-1}) and the path (samples, or means when ``sample`` is False)."""
-        s, _, b, steps = use.shape
-        prior = self.prior((s, b))
-        posts, priors, path = [], [], []
-        z = None
-        for t in range(steps):
-            conditional = prior if z is None else self.transition(z, "forward")
-            post = self._product([(futures[..., t, :], 1.0), (conditional, 1.0), (prior, -1.0)], experts[:, :, t], use[..., t])
-            z = post.rsample() if sample else post.mean
-            posts.append(post)
-            priors.append(conditional)
-            path.append(z)
-        return stack(posts, -2), stack(priors, -2), torch.stack(path, -2)
-
-    def subsets(self, device) -> Tensor:
-        """``[S, M]``: all modalities, then each alone when ``unimodal``."""
-        m = len(self.schema)
-        rows = [torch.ones(1, m, dtype=torch.bool)]
-        if self.config.unimodal and m > 1:
-            rows.append(torch.eye(m, dtype=torch.bool))
-        return torch.cat(rows).to(device)
+    def decode(self, z: Tensor) -> dict[str, Observation]:
+        return self.observations({name: decoder(z) for name, decoder in self.decoders.items()})
 
     def reconstruction(self, batch: Batch, z: Tensor, subsets: Tensor) -> Tensor:
         """``[S]``: sum over sequences and steps of the weighted log-likelihood of each subset's
-        own modalities, decoded from ``z`` ``[S, B, T, D]``."""
+        own modalities (``subsets`` ``[S, M]``), decoded from ``z`` ``[S, B, T, D]``."""
         total = torch.zeros(len(subsets), device=z.device)
         for m, (name, obs) in enumerate(self.decode(z).items()):
             event = (1,) * len(self.schema[name].shape)
@@ -190,62 +132,10 @@ class MDMM(Model):
             total = total + self.weight(name) * obs.log_prob(batch.values[name], mask).flatten(1).sum(1)
         return total
 
-    def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
-        c = self.config
-        inputs = drop_burst(batch, c.burst) if self.training and c.burst > 0 else batch
-        experts, present = self.experts(inputs)
-        subsets = self.subsets(batch.device)
-        use = subsets[:, :, None, None] & present  # [S, M, B, T]
-        posts, futures, z = self.backward_filter(experts, use, 1)
-        filtering = self.reconstruction(batch, z, subsets) - beta * kl_divergence(posts, futures).flatten(1).sum(1)
-        with torch.set_grad_enabled(c.future_grad):
-            _, futures, _ = self.backward_filter(experts, use, c.particles)
-        posts, priors, z = self.forward_smooth(experts, use, futures)
-        smoothing = self.reconstruction(batch, z, subsets) - beta * kl_divergence(posts, priors).flatten(1).sum(1)
-        n = batch.values[self.schema.names[0]].shape[:2].numel()
-        stationarity = sum(
-            kl_divergence(self.prior(()), moment_match(self.transition(self.prior((c.match_particles,)).rsample(), k), dim=0))
-            for k in ("forward", "backward")
-        )
-        loss = -c.filter_weight * filtering.sum() - c.smooth_weight * smoothing.sum() + c.match_weight * beta * n * stationarity
-        loss = loss / n
-        terms = {"filtering": filtering[0].detach() / n, "smoothing": smoothing[0].detach() / n,
-                 "stationarity": stationarity.detach()}
-        return LossOutput(loss, terms)
-
-    def decode(self, z: Tensor) -> dict[str, Observation]:
-        return self.observations({name: decoder(z) for name, decoder in self.decoders.items()})
-
-    def _all(self, batch: Batch) -> tuple[Gaussian, Tensor]:
-        experts, present = self.experts(batch.to(self.device))
-        return experts, present[None]
-
-    @torch.no_grad()
-    def filter(self, batch: Batch) -> Gaussian:
-        """Backward filtering posteriors q(z_t | x_{t:T}) given what is observed: ``[B, T, D]``."""
-        self.eval()
-        experts, use = self._all(batch)
-        return self.backward_filter(experts, use, self.config.eval_particles)[0][0]
-
-    @torch.no_grad()
-    def smooth(self, batch: Batch, sample: bool = False) -> Gaussian:
-        """Smoothing posteriors q(z_t | z_{t-1}, x_{1:T}) along the mean path (or a sampled
-        path with ``sample``) given what is observed: ``[B, T, D]``."""
-        self.eval()
-        experts, use = self._all(batch)
-        futures = self.backward_filter(experts, use, self.config.eval_particles)[1]
-        return self.forward_smooth(experts, use, futures, sample)[0][0]
-
-    def encode(self, batch: Batch) -> Gaussian:
-        return self.smooth(batch)
-
-    @torch.no_grad()
-    def sample_latents(self, batch: Batch, n: int) -> Tensor:
-        """``n`` latent trajectories sampled from the smoothing posterior: ``[n, B, T, D]``."""
-        self.eval()
-        experts, use = self._all(batch)
-        futures = self.backward_filter(experts, use, self.config.eval_particles)[1]
-        return torch.stack([self.forward_smooth(experts, use, futures, sample=True)[2][0] for _ in range(n)])
+    @staticmethod
+    def steps(batch: Batch) -> int:
+        """N = B * T, the number of (sequence, step) pairs the loss is averaged over."""
+        return next(iter(batch.values.values())).shape[:2].numel()
 
     @torch.no_grad()
     def extrapolate(self, batch: Batch, forward: int = 0, backward: int = 0) -> Batch:
@@ -265,10 +155,148 @@ class MDMM(Model):
         self.eval()
         z = [self.prior((n,)).sample()]
         for _ in range(steps - 1):
-            z.append(self.transition(z[-1], "forward").sample())
+            z.append(self.transition(z[-1]).sample())
         decoded = self.decode(torch.stack(z, 1))
         values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
         return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
 
     def log_likelihood(self, batch: Batch, n_samples: int = 1000, chunk: int = 100) -> Tensor:
-        raise NotImplementedError("MDMM has no importance-sampled log-likelihood yet; use the ELBO terms of loss()")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no importance-sampled log-likelihood yet; use the ELBO terms of loss()"
+        )
+
+
+@dataclass
+class MDMMConfig(DMMConfig):
+    particles: int = 25
+    eval_particles: int = 200
+    match_particles: int = 50
+    filter_weight: float = 0.5
+    smooth_weight: float = 0.5
+    match_weight: float = 0.01
+    unimodal: bool = True
+    future_grad: bool = False
+
+
+class MDMM(DeepMarkovModel):
+    name = "mdmm"
+    Config = MDMMConfig
+
+    def __init__(self, schema: Schema, config: MDMMConfig | dict | None = None, **kwargs):
+        super().__init__(schema, config, **kwargs)
+        c = self.config
+        self.encoders = nn.ModuleDict({m.name: Encoder(m, c.latent_dim, c.hidden) for m in schema})
+        self.transitions["bwd"] = GatedTransition(c.latent_dim, c.transition_hidden)
+
+    def evidence(self, batch: Batch, subsets: Tensor) -> tuple[Tensor, Tensor]:
+        """Natural parameters ``[S, B, T, D]`` of the product of the observed modality experts
+        of each input subset (``subsets`` ``[S, M]``); the encoders run once over all steps."""
+        precisions, shifts = [], []
+        for name in self.schema.names:
+            x, observed = batch.values[name], batch.observed[name]
+            precision, shift = self.encoders[name](torch.where(observed, x, torch.zeros_like(x))).natural
+            present = batch.present(name).unsqueeze(-1)
+            precisions.append(torch.where(present, precision, 0.0))
+            shifts.append(torch.where(present, shift, 0.0))
+        use = subsets.to(precisions[0].dtype)
+        return tuple(torch.einsum("sm,mbtd->sbtd", use, torch.stack(x)) for x in (precisions, shifts))
+
+    def backward_filter(self, evidence: tuple[Tensor, Tensor], particles: int) -> tuple[Gaussian, Gaussian, Tensor]:
+        """Algorithm 1 on ``evidence`` (from :meth:`evidence`).
+
+        Returns the filtering posteriors q(z_t | x_{t:T}), the future terms q(z_t | x_{t+1:T})
+        (each ``[S, B, T, D]``) and the first particle of every step ``[S, B, T, D]``; with one
+        particle, that particle path is a sample of the filtering ELBO's chain."""
+        precision, shift = (x.unbind(2) for x in evidence)  # unbind: indexing per step would cost a full-size gradient each
+        future = self.prior(precision[0].shape[:2])
+        posts, futures, samples = [], [], []
+        for t in reversed(range(len(precision))):
+            futures.append(future)
+            future_precision, future_shift = future.natural
+            post = Gaussian.from_natural(future_precision + precision[t], future_shift + shift[t])
+            posts.append(post)
+            z = post.rsample((particles,))
+            samples.append(z[0])
+            if t > 0:
+                future = moment_match(self.transition(z, "backward"), dim=0)
+        return stack(posts[::-1], -2), stack(futures[::-1], -2), torch.stack(samples[::-1], -2)
+
+    def forward_smooth(self, evidence: tuple[Tensor, Tensor], futures: Gaussian, sample: bool = True):
+        """Algorithm 2's forward pass: the conditional smoothing posteriors, the conditional
+        priors p(z_t | z_{t-1}) and the path (samples, or means when ``sample`` is False)."""
+        future_precision, future_shift = futures.natural
+        precision, shift = (evidence[0] + future_precision).unbind(2), (evidence[1] + future_shift).unbind(2)
+        prior_precision, prior_shift = self.prior(()).natural
+        posts, priors, path = [], [], []
+        z = None
+        for t in range(len(precision)):
+            if z is None:  # p(z_1 | z_0) = p(z) cancels the divided-out p(z)
+                conditional = self.prior(precision[0].shape[:2])
+                post = Gaussian.from_natural(precision[0], shift[0])
+            else:
+                expert_precision, expert_shift = self.transitions["fwd"](z).natural
+                conditional = Gaussian.from_natural(prior_precision + expert_precision, prior_shift + expert_shift)
+                post = Gaussian.from_natural(precision[t] + expert_precision, shift[t] + expert_shift)
+            z = post.rsample() if sample else post.mean
+            posts.append(post)
+            priors.append(conditional)
+            path.append(z)
+        return stack(posts, -2), stack(priors, -2), torch.stack(path, -2)
+
+    def subsets(self, device) -> Tensor:
+        """``[S, M]``: all modalities, then each alone when ``unimodal``."""
+        m = len(self.schema)
+        rows = [torch.ones(1, m, dtype=torch.bool)]
+        if self.config.unimodal and m > 1:
+            rows.append(torch.eye(m, dtype=torch.bool))
+        return torch.cat(rows).to(device)
+
+    def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
+        c = self.config
+        subsets = self.subsets(batch.device)
+        evidence = self.evidence(self.inputs(batch), subsets)
+        posts, futures, z = self.backward_filter(evidence, 1)
+        filtering = self.reconstruction(batch, z, subsets) - beta * kl_divergence(posts, futures).flatten(1).sum(1)
+        with torch.set_grad_enabled(c.future_grad):
+            _, futures, _ = self.backward_filter(evidence, c.particles)
+        posts, priors, z = self.forward_smooth(evidence, futures)
+        smoothing = self.reconstruction(batch, z, subsets) - beta * kl_divergence(posts, priors).flatten(1).sum(1)
+        n = self.steps(batch)
+        stationarity = sum(
+            kl_divergence(self.prior(()), moment_match(self.transition(self.prior((c.match_particles,)).rsample(), k), dim=0))
+            for k in ("forward", "backward")
+        )
+        loss = -c.filter_weight * filtering.sum() - c.smooth_weight * smoothing.sum() + c.match_weight * beta * n * stationarity
+        loss = loss / n
+        terms = {"filtering": filtering[0].detach() / n, "smoothing": smoothing[0].detach() / n,
+                 "stationarity": stationarity.detach()}
+        return LossOutput(loss, terms)
+
+    def _evidence(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        return self.evidence(batch.to(self.device), torch.ones(1, len(self.schema), dtype=torch.bool, device=self.device))
+
+    @torch.no_grad()
+    def filter(self, batch: Batch) -> Gaussian:
+        """Backward filtering posteriors q(z_t | x_{t:T}) given what is observed: ``[B, T, D]``."""
+        self.eval()
+        return self.backward_filter(self._evidence(batch), self.config.eval_particles)[0][0]
+
+    @torch.no_grad()
+    def smooth(self, batch: Batch, sample: bool = False) -> Gaussian:
+        """Smoothing posteriors q(z_t | z_{t-1}, x_{1:T}) along the mean path (or a sampled
+        path with ``sample``) given what is observed: ``[B, T, D]``."""
+        self.eval()
+        evidence = self._evidence(batch)
+        futures = self.backward_filter(evidence, self.config.eval_particles)[1]
+        return self.forward_smooth(evidence, futures, sample)[0][0]
+
+    def encode(self, batch: Batch) -> Gaussian:
+        return self.smooth(batch)
+
+    @torch.no_grad()
+    def sample_latents(self, batch: Batch, n: int) -> Tensor:
+        """``n`` latent trajectories sampled from the smoothing posterior: ``[n, B, T, D]``."""
+        self.eval()
+        evidence = self._evidence(batch)
+        futures = self.backward_filter(evidence, self.config.eval_particles)[1]
+        return torch.stack([self.forward_smooth(evidence, futures, sample=True)[2][0] for _ in range(n)])
