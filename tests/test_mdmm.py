@@ -108,3 +108,47 @@ def test_inference_calls_with_mixed_missingness():
 def test_static_modalities_are_refused():
     with pytest.raises(ValueError, match="not sequential"):
         pm.MDMM(pm.Schema([pm.Modality("s", (2,))]))
+
+
+class Linear(torch.nn.Module):
+    """A known linear-Gaussian transition expert N(a z, s2)."""
+
+    def __init__(self, a, s2):
+        super().__init__()
+        self.a, self.s2 = a, s2
+
+    def forward(self, z):
+        return pm.Gaussian(self.a * z, torch.full_like(z, self.s2))
+
+
+def test_filter_and_smoother_against_closed_forms_with_known_gaussians():
+    m = pm.MDMM(pm.Schema([pm.Modality("x", (), sequential=True)]), latent_dim=1)
+    m.transitions["bwd"], m.transitions["fwd"] = Linear(0.8, 0.5), Linear(-0.6, 0.25)
+    pv = (1 + 1e-3) ** 2  # the prior N(0, pv): log-std 0 plus the 1e-3 floor
+    obs_precision, obs_mean = torch.tensor([2.0, 4.0]), torch.tensor([1.0, -0.5])
+    evidence = (obs_precision.view(1, 1, 2, 1), (obs_precision * obs_mean).view(1, 1, 2, 1))
+    torch.manual_seed(0)
+    posts, futures, _ = m.backward_filter(evidence, particles=400_000)
+    # t = 2: prior * observation
+    p2 = 1 / pv + 4.0
+    mu2, v2 = -0.5 * 4.0 / p2, 1 / p2
+    torch.testing.assert_close(posts.mean[0, 0, 1], torch.tensor([mu2]))
+    torch.testing.assert_close(posts.var[0, 0, 1], torch.tensor([v2]))
+    # t = 1: future = E_{z2 ~ post} PoE(prior, N(0.8 z2, 0.5)), moment matched
+    p = 1 / pv + 1 / 0.5
+    c = 0.8 / 0.5 / p
+    f_mean, f_var = c * mu2, 1 / p + c**2 * v2
+    torch.testing.assert_close(futures.mean[0, 0, 0], torch.tensor([f_mean]), atol=3e-3, rtol=0)
+    torch.testing.assert_close(futures.var[0, 0, 0], torch.tensor([f_var]), atol=3e-3, rtol=0)
+    p1 = 1 / futures.var[0, 0, 0] + 2.0
+    mu1 = (futures.mean[0, 0, 0] / futures.var[0, 0, 0] + 2.0 * 1.0) / p1
+    torch.testing.assert_close(posts.mean[0, 0, 0], mu1)
+    # smoother along the mean path: step 1 is the filter's; step 2 multiplies in N(-0.6 z1, 0.25)
+    smoothed, priors, path = m.forward_smooth(evidence, futures, sample=False)
+    torch.testing.assert_close(smoothed.mean[0, 0, 0], mu1)
+    z1 = path[0, 0, 0]
+    p2s = 1 / pv + 4.0 + 1 / 0.25
+    torch.testing.assert_close(smoothed.var[0, 0, 1], torch.tensor([1 / p2s]))
+    torch.testing.assert_close(smoothed.mean[0, 0, 1], (-0.5 * 4.0 + -0.6 * z1 / 0.25) / p2s)
+    torch.testing.assert_close(priors.var[0, 0, 1], torch.tensor([1 / (1 / pv + 4.0)]))
+    torch.testing.assert_close(priors.mean[0, 0, 1], (-0.6 * z1 / 0.25) / (1 / pv + 4.0))
