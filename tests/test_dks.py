@@ -83,3 +83,13 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     loaded = pm.load(tmp_path / "m")
     assert type(loaded) is pm.DKS and loaded.config == m.config
     torch.testing.assert_close(loaded.embed(batch), m.embed(batch), rtol=0, atol=0)
+
+
+def test_inputs_choose_what_the_rnns_read():
+    m = model(inputs=["x", "y"])
+    batch = short_spirals(4, 6)
+    flipped = pm.Batch(batch.schema, {**batch.values, "direction": 1 - batch.values["direction"]}, batch.observed)
+    torch.testing.assert_close(m.summaries(batch), m.summaries(flipped), rtol=0, atol=0)
+    assert m.summaries(batch).shape == (4, 6, 12)
+    with pytest.raises(pm.ConfigError, match="inputs"):
+        model(inputs=["z"])

@@ -152,3 +152,11 @@ def test_filter_and_smoother_against_closed_forms_with_known_gaussians():
     torch.testing.assert_close(smoothed.mean[0, 0, 1], (-0.5 * 4.0 + -0.6 * z1 / 0.25) / p2s)
     torch.testing.assert_close(priors.var[0, 0, 1], torch.tensor([1 / (1 / pv + 4.0)]))
     torch.testing.assert_close(priors.mean[0, 0, 1], (-0.6 * z1 / 0.25) / (1 / pv + 4.0))
+
+
+def test_input_subsets_are_configurable():
+    assert model().subsets("cpu").tolist() == [[True] * 3, [True, False, False], [False, True, False], [False, False, True]]
+    assert model(subsets=[["x", "y"]]).subsets("cpu").tolist() == [[True] * 3, [True, True, False]]
+    assert model(subsets=[]).subsets("cpu").tolist() == [[True] * 3]
+    with pytest.raises(pm.ConfigError, match="unknown modalities"):
+        model(subsets=[["x", "z"]])

@@ -8,7 +8,8 @@ a combiner MLP maps [z_{t-1}, h^1_t, ..., h^M_t] to
 
     q(z_t | z_{t-1}, h_t) = N(mu(z_{t-1}, h_t), sigma^2(z_{t-1}, h_t)),   z_0 = 0.
 
-Missing inputs are fed as zeros (``skip=False``, "Mask") or leave the GRU state unchanged
+``inputs`` names the modalities the GRUs read (default: all; a label to be predicted is
+better left out). Missing inputs are fed as zeros (``skip=False``, "Mask") or leave the GRU state unchanged
 (``skip=True``, "Skip"). After a sequence's last observed step the posterior is the
 conditional prior p(z_t | z_{t-1}), as in the reference. Objective (one sampled path,
 beta the KL warm-up, lambda_m the reconstruction weights, N = B * T):
@@ -34,7 +35,7 @@ from ..data import Batch
 from ..gaussian import Gaussian, kl_divergence, stack
 from ..modalities import Schema
 from ..nets import MLP, ExpertHead, flat_input, input_width
-from .base import LossOutput
+from .base import ConfigError, LossOutput
 from .mdmm import DeepMarkovModel, DMMConfig
 
 
@@ -43,6 +44,7 @@ class DKSConfig(DMMConfig):
     direction: str = "forward"
     skip: bool = False
     rnn_hidden: int = 20
+    inputs: list[str] | None = None
 
 
 class DKS(DeepMarkovModel):
@@ -54,11 +56,15 @@ class DKS(DeepMarkovModel):
         c = self.config
         if c.direction not in ("forward", "backward"):
             raise ValueError(f"DKS direction must be 'forward' or 'backward', got {c.direction!r}")
+        unknown = sorted(set(c.inputs or []) - set(schema.names))
+        if unknown or c.inputs == []:
+            raise ConfigError(f"DKS: inputs must name modalities of the schema {schema.names}, got {c.inputs}")
+        self.input_names = list(c.inputs or schema.names)
+        widths = {n: input_width(schema[n]) for n in self.input_names}
         self.rnns = nn.ModuleDict({
-            m.name: nn.GRUCell(input_width(m), c.rnn_hidden) if c.skip else nn.GRU(input_width(m), c.rnn_hidden, batch_first=True)
-            for m in schema
+            n: nn.GRUCell(w, c.rnn_hidden) if c.skip else nn.GRU(w, c.rnn_hidden, batch_first=True) for n, w in widths.items()
         })
-        width = c.latent_dim + len(schema) * c.rnn_hidden
+        width = c.latent_dim + len(self.input_names) * c.rnn_hidden
         body: list[nn.Module] = [MLP(width, c.hidden[:-1], c.hidden[-1]), nn.SiLU()] if c.hidden else []
         self.combiner = nn.Sequential(*body, ExpertHead(c.hidden[-1] if c.hidden else width, c.latent_dim))
 
@@ -68,11 +74,11 @@ class DKS(DeepMarkovModel):
         return f"{self.config.direction[0].upper()}-{'Skip' if self.config.skip else 'Mask'}"
 
     def summaries(self, batch: Batch) -> Tensor:
-        """``[B, T, M * rnn_hidden]``: each modality's GRU state after reading its inputs in the
+        """``[B, T, len(inputs) * rnn_hidden]``: each input modality's GRU state after reading its inputs in the
         configured direction."""
         backward = self.config.direction == "backward"
         states = []
-        for m in self.schema:
+        for m in (self.schema[n] for n in self.input_names):
             x = flat_input(m, batch.values[m.name], batch.observed[m.name])
             present = batch.present(m.name)
             if backward:
@@ -94,7 +100,7 @@ class DKS(DeepMarkovModel):
         ``[B, T, D]``) along one path, and the path (samples, or means when ``sample`` is False)."""
         h = self.summaries(batch)
         b, steps = h.shape[:2]
-        seen = torch.stack([batch.present(n) for n in self.schema.names]).any(0)  # [B, T]
+        seen = torch.stack([batch.present(n) for n in self.input_names]).any(0)  # [B, T]
         last = torch.where(seen, torch.arange(steps, device=h.device), -1).max(1).values
         after = (torch.arange(steps, device=h.device) > last[:, None]).unsqueeze(-1)
         z = h.new_zeros(b, self.config.latent_dim)

@@ -42,7 +42,11 @@ Deliberate differences from the reference code, and why:
 * Every step of a padded sequence is a step: padding is unobserved, not cut.
 * lambda_m defaults to 1 / (M * features of m), the reference's "auto" without its
   corruption factor; set ``weights`` to override.
-* An input subset's terms score only the modalities in it (MVAE semantics).
+* Input subsets are configurable (``subsets``; default: each modality alone, the
+  reference's unimodal copies). An input subset's terms score only the modalities in it
+  (MVAE semantics), or, with ``cross=True``, every observed modality: still a valid ELBO,
+  with the subset's posterior as proposal, and it trains what the tasks ask for, e.g. the
+  label from x and y, or y from x.
 * The conditional smoothing posterior is formed as future * experts * q~_fwd(z_t | z_{t-1})
   (the p(z) in p(z_t | z_{t-1}) cancels the divided-out p(z) exactly), so no precision is
   ever subtracted; every product is a sum of natural parameters.
@@ -65,7 +69,7 @@ from ..likelihoods import Observation
 from ..missing import drop_burst
 from ..modalities import Schema
 from ..nets import Decoder, Encoder, GatedTransition
-from .base import LossOutput, Model
+from .base import ConfigError, LossOutput, Model
 
 
 @dataclass
@@ -174,7 +178,8 @@ class MDMMConfig(DMMConfig):
     filter_weight: float = 0.5
     smooth_weight: float = 0.5
     match_weight: float = 0.01
-    unimodal: bool = True
+    subsets: list[list[str]] | None = None
+    cross: bool = False
     future_grad: bool = False
 
 
@@ -185,6 +190,9 @@ class MDMM(DeepMarkovModel):
     def __init__(self, schema: Schema, config: MDMMConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
         c = self.config
+        unknown = sorted({n for subset in c.subsets or [] for n in subset} - set(schema.names))
+        if unknown:
+            raise ConfigError(f"MDMM: subsets name unknown modalities {unknown}; the schema has {schema.names}")
         self.encoders = nn.ModuleDict({m.name: Encoder(m, c.latent_dim, c.hidden) for m in schema})
         self.transitions["bwd"] = GatedTransition(c.latent_dim, c.transition_hidden)
 
@@ -244,23 +252,24 @@ class MDMM(DeepMarkovModel):
         return stack(posts, -2), stack(priors, -2), torch.stack(path, -2)
 
     def subsets(self, device) -> Tensor:
-        """``[S, M]``: all modalities, then each alone when ``unimodal``."""
-        m = len(self.schema)
-        rows = [torch.ones(1, m, dtype=torch.bool)]
-        if self.config.unimodal and m > 1:
-            rows.append(torch.eye(m, dtype=torch.bool))
-        return torch.cat(rows).to(device)
+        """``[S, M]`` input subsets: all modalities, then the configured ``subsets`` (by
+        default each modality alone, the reference's unimodal copies)."""
+        names = self.schema.names
+        extra = [[n] for n in names] if self.config.subsets is None and len(names) > 1 else self.config.subsets or []
+        rows = [[True] * len(names)] + [[n in subset for n in names] for subset in extra]
+        return torch.tensor(rows, dtype=torch.bool, device=device)
 
     def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
         c = self.config
         subsets = self.subsets(batch.device)
         evidence = self.evidence(self.inputs(batch), subsets)
         posts, futures, z = self.backward_filter(evidence, 1)
-        filtering = self.reconstruction(batch, z, subsets) - beta * kl_divergence(posts, futures).flatten(1).sum(1)
+        scored = torch.ones_like(subsets) if c.cross else subsets
+        filtering = self.reconstruction(batch, z, scored) - beta * kl_divergence(posts, futures).flatten(1).sum(1)
         with torch.set_grad_enabled(c.future_grad):
             _, futures, _ = self.backward_filter(evidence, c.particles)
         posts, priors, z = self.forward_smooth(evidence, futures)
-        smoothing = self.reconstruction(batch, z, subsets) - beta * kl_divergence(posts, priors).flatten(1).sum(1)
+        smoothing = self.reconstruction(batch, z, scored) - beta * kl_divergence(posts, priors).flatten(1).sum(1)
         n = self.steps(batch)
         stationarity = sum(
             kl_divergence(self.prior(()), moment_match(self.transition(self.prior((c.match_particles,)).rsample(), k), dim=0))

@@ -49,9 +49,10 @@ without batch norm (batch statistics would mix samples with different masks), an
 data likelihood is the modality's own (Gaussian with a fixed scale equals the paper's MSE
 up to a weight).
 
-Options beyond the paper, off by default: ``hide > 0`` hides each observed modality from
-the proposal with that probability at every training step (never from the likelihood), so
-the multimodal encoder also learns from real targets, as MVAE's sub-sampled subsets do;
+Options beyond the paper, off by default: ``hide > 0`` adds, at every training step, a
+second bound in which each observed modality is hidden from the proposal with that
+probability (never from the likelihood), so the multimodal encoder also learns from real
+targets, as MVAE's sub-sampled subsets do;
 ``samples = K > 1`` replaces the ELBO by the K-sample importance-weighted bound (with
 sampled KL). ``impute(batch, samples=K)`` gives the importance-sampled imputation, with
 the mask term p(m | z) in the weights.
@@ -132,7 +133,15 @@ class VSAE(Model):
         return self.observations(self.decoder(h))
 
     def loss(self, batch: Batch, beta: float = 1.0, unobserved: float = 1.0) -> LossOutput:
-        q = self.encode(drop_modalities(batch, self.config.hide) if self.training and self.config.hide > 0 else batch)
+        bound, terms = self.bound(batch, batch, beta, unobserved)
+        if self.training and self.config.hide > 0:
+            bound = bound + self.bound(drop_modalities(batch, self.config.hide), batch, beta, unobserved)[0]
+        return LossOutput(-bound.mean(), terms)
+
+    def bound(self, inputs: Batch, batch: Batch, beta: float, unobserved: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per-sample bound with the proposal given ``inputs`` and the likelihood scoring
+        ``batch`` (the same batch, or one with some modalities hidden from the proposal)."""
+        q = self.encode(inputs)
         if unobserved > 0:
             with torch.no_grad():
                 targets = {name: obs.point for name, obs in self.decode(q.rsample()).items()}
@@ -157,7 +166,7 @@ class VSAE(Model):
             bound = log_mean_exp(recon + unobserved * pseudo + mask - beta * (q.log_prob(z) - prior.log_prob(z)), 0)
         terms = {"recon": recon.mean().detach(), "pseudo": pseudo.mean().detach(), "mask": mask.mean().detach(),
                  "kl": kl.mean().detach()}
-        return LossOutput(-bound.mean(), terms)
+        return bound, terms
 
     def log_weights(self, batch: Batch, q: Gaussian, z: Tensor) -> tuple[Tensor, dict[str, Observation]]:
         """Importance log-weights of the data *and the mask*: log p(x_o, m, z) - log q(z | x_o, m)."""
