@@ -27,6 +27,7 @@ bench: install
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/speed.py --busy
 	$(PY) benchmarks/tabular.py
+	$(PY) benchmarks/spirals.py --weak
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

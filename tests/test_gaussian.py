@@ -206,6 +206,7 @@ def test_combine_broadcasts_mask_over_subset_axis(s, seed, e, b, d):
         assert_gaussian_close(out[i], combine(experts, masks[i], dim=0))
 
 
+@settings(max_examples=50, deadline=None)
 @given(**dims)
 def test_adding_natural_parameters_is_the_product(seed, e, b, d):
     experts, _, _ = random_experts(seed, e, b, d)
