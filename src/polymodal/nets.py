@@ -216,11 +216,12 @@ class GatedTransition(nn.Module):
     """Gated transition function (Krishnan et al., 2017): z -> Gaussian over the next z.
 
     mean = (1 - g) * linear(z) + g * nonlinear(z) with gate g = sigmoid(MLP(z)), and
-    std = softplus(linear(relu(nonlinear(z)))) + 1e-3.
+    std = softplus(linear(relu(nonlinear(z)))) + min_std.
     """
 
-    def __init__(self, latent: int, hidden: int):
+    def __init__(self, latent: int, hidden: int, min_std: float = 1e-3):
         super().__init__()
+        self.min_std = min_std
         self.gate = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, latent))
         self.nonlinear = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, latent))
         self.linear = nn.Linear(latent, latent)
@@ -230,5 +231,5 @@ class GatedTransition(nn.Module):
         gate = torch.sigmoid(self.gate(z))
         nonlinear = self.nonlinear(z)
         mean = (1 - gate) * self.linear(z) + gate * nonlinear
-        std = F.softplus(self.scale(F.relu(nonlinear))) + 1e-3
+        std = F.softplus(self.scale(F.relu(nonlinear))) + self.min_std
         return Gaussian(mean, std**2)

@@ -38,6 +38,8 @@ Deliberate differences from the reference code, and why:
 * At t = T the smoothing posterior keeps the future expert p(z) that its quotient divides
   out (the code masks the expert but still divides, giving the wrong posterior).
 * The categorical likelihood uses log-softmax (the code scores probabilities, not logs).
+* The transition's std floor is ``transition_min_std`` (default 1e-3, the reference's); at
+  that floor the transition's precision (up to 10^6) can outweigh every encoder's.
 * Encoders and decoders are the library's default nets (SiLU MLPs, variance softplus + 1e-4).
 * Every step of a padded sequence is a step: padding is unobserved, not cut.
 * lambda_m defaults to 1 / (M * features of m), the reference's "auto" without its
@@ -77,6 +79,7 @@ class DMMConfig:
     latent_dim: int = 5
     hidden: tuple[int, ...] = (20,)
     transition_hidden: int = 20
+    transition_min_std: float = 1e-3
     weights: dict[str, float] = field(default_factory=dict)
     burst: float = 0.1
 
@@ -96,7 +99,7 @@ class DeepMarkovModel(Model):
             raise ValueError(f"{type(self).__name__} models sequences; modalities {static} are not sequential")
         d = c.latent_dim
         self.decoders = nn.ModuleDict({m.name: Decoder(m, d, c.hidden) for m in schema})
-        self.transitions = nn.ModuleDict({"fwd": GatedTransition(d, c.transition_hidden)})
+        self.transitions = nn.ModuleDict({"fwd": GatedTransition(d, c.transition_hidden, c.transition_min_std)})
         self.prior_mean = nn.Parameter(torch.zeros(d))
         self.prior_log_std = nn.Parameter(torch.zeros(d))
 
@@ -194,7 +197,7 @@ class MDMM(DeepMarkovModel):
         if unknown:
             raise ConfigError(f"MDMM: subsets name unknown modalities {unknown}; the schema has {schema.names}")
         self.encoders = nn.ModuleDict({m.name: Encoder(m, c.latent_dim, c.hidden) for m in schema})
-        self.transitions["bwd"] = GatedTransition(c.latent_dim, c.transition_hidden)
+        self.transitions["bwd"] = GatedTransition(c.latent_dim, c.transition_hidden, c.transition_min_std)
 
     def evidence(self, batch: Batch, subsets: Tensor) -> tuple[Tensor, Tensor]:
         """Natural parameters ``[S, B, T, D]`` of the product of the observed modality experts
