@@ -20,7 +20,7 @@ def model(direction="forward", skip=False, **kwargs):
 
 def test_labels_name_the_paper_variants():
     assert [model(d, s).label for d, s in VARIANTS] == ["F-Mask", "F-Skip", "B-Mask", "B-Skip"]
-    with pytest.raises(ValueError, match="direction"):
+    with pytest.raises(pm.ConfigError, match="direction"):
         model("sideways")
 
 

@@ -158,5 +158,8 @@ def test_input_subsets_are_configurable():
     assert model().subsets("cpu").tolist() == [[True] * 3, [True, False, False], [False, True, False], [False, False, True]]
     assert model(subsets=[["x", "y"]]).subsets("cpu").tolist() == [[True] * 3, [True, True, False]]
     assert model(subsets=[]).subsets("cpu").tolist() == [[True] * 3]
-    with pytest.raises(pm.ConfigError, match="unknown modalities"):
-        model(subsets=[["x", "z"]])
+    for bad in ([["x", "z"]], [[]]):
+        with pytest.raises(pm.ConfigError, match="subsets must name modalities"):
+            model(subsets=bad)
+    with pytest.raises(pm.ConfigError, match="transition_min_std"):
+        model(transition_min_std=0.0)

@@ -9,8 +9,8 @@ a combiner MLP maps [z_{t-1}, h^1_t, ..., h^M_t] to
     q(z_t | z_{t-1}, h_t) = N(mu(z_{t-1}, h_t), sigma^2(z_{t-1}, h_t)),   z_0 = 0.
 
 ``inputs`` names the modalities the GRUs read (default: all; a label to be predicted is
-better left out). Missing inputs are fed as zeros (``skip=False``, "Mask") or leave the GRU state unchanged
-(``skip=True``, "Skip"). After a sequence's last observed step the posterior is the
+better left out). Missing inputs are fed as zeros (``skip=False``, "Mask") or leave the
+GRU state unchanged (``skip=True``, "Skip"). After a sequence's last observed step the posterior is the
 conditional prior p(z_t | z_{t-1}), as in the reference. Objective (one sampled path,
 beta the KL warm-up, lambda_m the reconstruction weights, N = B * T):
 
@@ -55,7 +55,7 @@ class DKS(DeepMarkovModel):
         super().__init__(schema, config, **kwargs)
         c = self.config
         if c.direction not in ("forward", "backward"):
-            raise ValueError(f"DKS direction must be 'forward' or 'backward', got {c.direction!r}")
+            raise ConfigError(f"DKS: direction must be 'forward' or 'backward', got {c.direction!r}")
         unknown = sorted(set(c.inputs or []) - set(schema.names))
         if unknown or c.inputs == []:
             raise ConfigError(f"DKS: inputs must name modalities of the schema {schema.names}, got {c.inputs}")
@@ -74,8 +74,8 @@ class DKS(DeepMarkovModel):
         return f"{self.config.direction[0].upper()}-{'Skip' if self.config.skip else 'Mask'}"
 
     def summaries(self, batch: Batch) -> Tensor:
-        """``[B, T, len(inputs) * rnn_hidden]``: each input modality's GRU state after reading its inputs in the
-        configured direction."""
+        """``[B, T, len(inputs) * rnn_hidden]``: each input modality's GRU state after reading
+        its inputs in the configured direction."""
         backward = self.config.direction == "backward"
         states = []
         for m in (self.schema[n] for n in self.input_names):

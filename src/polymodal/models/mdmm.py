@@ -94,6 +94,8 @@ class DeepMarkovModel(Model):
     def __init__(self, schema: Schema, config=None, **kwargs):
         super().__init__(schema, config, **kwargs)
         c = self.config
+        if c.transition_min_std <= 0:
+            raise ConfigError(f"{type(self).__name__}: transition_min_std must be positive, got {c.transition_min_std}")
         static = [m.name for m in schema if not m.sequential]
         if static:
             raise ValueError(f"{type(self).__name__} models sequences; modalities {static} are not sequential")
@@ -194,8 +196,8 @@ class MDMM(DeepMarkovModel):
         super().__init__(schema, config, **kwargs)
         c = self.config
         unknown = sorted({n for subset in c.subsets or [] for n in subset} - set(schema.names))
-        if unknown:
-            raise ConfigError(f"MDMM: subsets name unknown modalities {unknown}; the schema has {schema.names}")
+        if unknown or any(not subset for subset in c.subsets or []):
+            raise ConfigError(f"MDMM: each of subsets must name modalities of the schema {schema.names}, got {c.subsets}")
         self.encoders = nn.ModuleDict({m.name: Encoder(m, c.latent_dim, c.hidden) for m in schema})
         self.transitions["bwd"] = GatedTransition(c.latent_dim, c.transition_hidden, c.transition_min_std)
 
