@@ -154,12 +154,29 @@ def test_filter_and_smoother_against_closed_forms_with_known_gaussians():
     torch.testing.assert_close(priors.mean[0, 0, 1], (-0.6 * z1 / 0.25) / (1 / pv + 4.0))
 
 
+def test_a_target_only_modality_never_informs_the_posterior_but_is_scored_by_every_subset():
+    m = model(inputs=["x", "y"], eval_particles=10)
+    assert sorted(m.encoders) == ["x", "y"]
+    assert m.scored(m.subsets("cpu")).tolist() == [[True, True, True], [True, False, True], [False, True, True]]
+    batch = short_spirals(6, 10)
+    flipped = pm.Batch(batch.schema, {**batch.values, "direction": 1 - batch.values["direction"]}, batch.observed)
+    torch.manual_seed(0)
+    smoothed = m.smooth(batch)
+    torch.manual_seed(0)
+    again = m.smooth(flipped)
+    torch.testing.assert_close((again.mean, again.var), (smoothed.mean, smoothed.var))
+    with pytest.raises(pm.ConfigError, match="inputs must name modalities"):
+        model(inputs=["x", "z"])
+
+
 def test_input_subsets_are_configurable():
     assert model().subsets("cpu").tolist() == [[True] * 3, [True, False, False], [False, True, False], [False, False, True]]
     assert model(subsets=[["x", "y"]]).subsets("cpu").tolist() == [[True] * 3, [True, True, False]]
     assert model(subsets=[]).subsets("cpu").tolist() == [[True] * 3]
     for bad in ([["x", "z"]], [[]]):
-        with pytest.raises(pm.ConfigError, match="subsets must name modalities"):
+        with pytest.raises(pm.ConfigError, match="subsets must name input modalities"):
             model(subsets=bad)
+    with pytest.raises(pm.ConfigError, match="subsets must name input modalities"):
+        model(inputs=["x", "y"], subsets=[["direction"]])
     with pytest.raises(pm.ConfigError, match="transition_min_std"):
         model(transition_min_std=0.0)

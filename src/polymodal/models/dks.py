@@ -44,7 +44,6 @@ class DKSConfig(DMMConfig):
     direction: str = "forward"
     skip: bool = False
     rnn_hidden: int = 20
-    inputs: list[str] | None = None
 
 
 class DKS(DeepMarkovModel):
@@ -56,10 +55,6 @@ class DKS(DeepMarkovModel):
         c = self.config
         if c.direction not in ("forward", "backward"):
             raise ConfigError(f"DKS: direction must be 'forward' or 'backward', got {c.direction!r}")
-        unknown = sorted(set(c.inputs or []) - set(schema.names))
-        if unknown or c.inputs == []:
-            raise ConfigError(f"DKS: inputs must name modalities of the schema {schema.names}, got {c.inputs}")
-        self.input_names = list(c.inputs or schema.names)
         widths = {n: input_width(schema[n]) for n in self.input_names}
         self.rnns = nn.ModuleDict({
             n: nn.GRUCell(w, c.rnn_hidden) if c.skip else nn.GRU(w, c.rnn_hidden, batch_first=True) for n, w in widths.items()

@@ -45,8 +45,9 @@ Deliberate differences from the reference code, and why:
 * lambda_m defaults to 1 / (M * features of m), the reference's "auto" without its
   corruption factor; set ``weights`` to override.
 * Input subsets are configurable (``subsets``; default: each modality alone, the
-  reference's unimodal copies). An input subset's terms score only the modalities in it
-  (MVAE semantics), or, with ``cross=True``, every observed modality: still a valid ELBO,
+  reference's unimodal copies). An input subset's terms score the modalities in it (MVAE
+  semantics) and those that are targets only (not in ``inputs``, e.g. a label to predict,
+  which then never informs the posterior), or, with ``cross=True``, every observed modality: still a valid ELBO,
   with the subset's posterior as proposal, and it trains what the tasks ask for, e.g. the
   label from x and y, or y from x.
 * The conditional smoothing posterior is formed as future * experts * q~_fwd(z_t | z_{t-1})
@@ -82,12 +83,15 @@ class DMMConfig:
     transition_min_std: float = 1e-3
     weights: dict[str, float] = field(default_factory=dict)
     burst: float = 0.1
+    inputs: list[str] | None = None
 
 
 class DeepMarkovModel(Model):
     """The generative model that BFVI and its RNN baselines share: a learnable global prior
     p(z), the forward transition p(z_t | z_{t-1}) = p(z) * q~_fwd(z_t | z_{t-1}) through a gated
-    transition network, and one decoder per modality. Subclasses add the inference network."""
+    transition network, and one decoder per modality. Subclasses add the inference network,
+    which reads the ``inputs`` modalities (default: all); the others, e.g. a label to be
+    predicted, are targets only."""
 
     Config = DMMConfig
 
@@ -99,6 +103,10 @@ class DeepMarkovModel(Model):
         static = [m.name for m in schema if not m.sequential]
         if static:
             raise ValueError(f"{type(self).__name__} models sequences; modalities {static} are not sequential")
+        unknown = sorted(set(c.inputs or []) - set(schema.names))
+        if unknown or c.inputs == []:
+            raise ConfigError(f"{type(self).__name__}: inputs must name modalities of the schema {schema.names}, got {c.inputs}")
+        self.input_names = [n for n in schema.names if c.inputs is None or n in c.inputs]
         d = c.latent_dim
         self.decoders = nn.ModuleDict({m.name: Decoder(m, d, c.hidden) for m in schema})
         self.transitions = nn.ModuleDict({"fwd": GatedTransition(d, c.transition_hidden, c.transition_min_std)})
@@ -195,17 +203,17 @@ class MDMM(DeepMarkovModel):
     def __init__(self, schema: Schema, config: MDMMConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
         c = self.config
-        unknown = sorted({n for subset in c.subsets or [] for n in subset} - set(schema.names))
+        unknown = sorted({n for subset in c.subsets or [] for n in subset} - set(self.input_names))
         if unknown or any(not subset for subset in c.subsets or []):
-            raise ConfigError(f"MDMM: each of subsets must name modalities of the schema {schema.names}, got {c.subsets}")
-        self.encoders = nn.ModuleDict({m.name: Encoder(m, c.latent_dim, c.hidden) for m in schema})
+            raise ConfigError(f"MDMM: each of subsets must name input modalities {self.input_names}, got {c.subsets}")
+        self.encoders = nn.ModuleDict({n: Encoder(schema[n], c.latent_dim, c.hidden) for n in self.input_names})
         self.transitions["bwd"] = GatedTransition(c.latent_dim, c.transition_hidden, c.transition_min_std)
 
     def evidence(self, batch: Batch, subsets: Tensor) -> tuple[Tensor, Tensor]:
         """Natural parameters ``[S, B, T, D]`` of the product of the observed modality experts
-        of each input subset (``subsets`` ``[S, M]``); the encoders run once over all steps."""
+        of each input subset (``subsets`` ``[S, inputs]``); the encoders run once over all steps."""
         precisions, shifts = [], []
-        for name in self.schema.names:
+        for name in self.input_names:
             x, observed = batch.values[name], batch.observed[name]
             precision, shift = self.encoders[name](torch.where(observed, x, torch.zeros_like(x))).natural
             present = batch.present(name).unsqueeze(-1)
@@ -257,19 +265,28 @@ class MDMM(DeepMarkovModel):
         return stack(posts, -2), stack(priors, -2), torch.stack(path, -2)
 
     def subsets(self, device) -> Tensor:
-        """``[S, M]`` input subsets: all modalities, then the configured ``subsets`` (by
-        default each modality alone, the reference's unimodal copies)."""
-        names = self.schema.names
+        """``[S, inputs]`` input subsets: all inputs, then the configured ``subsets`` (by
+        default each input alone, the reference's unimodal copies)."""
+        names = self.input_names
         extra = [[n] for n in names] if self.config.subsets is None and len(names) > 1 else self.config.subsets or []
         rows = [[True] * len(names)] + [[n in subset for n in names] for subset in extra]
         return torch.tensor(rows, dtype=torch.bool, device=device)
+
+    def scored(self, subsets: Tensor) -> Tensor:
+        """``[S, M]``: the modalities each input subset's terms score: its own and every
+        target-only modality (all observed ones with ``cross``)."""
+        if self.config.cross:
+            return subsets.new_ones(len(subsets), len(self.schema))
+        columns = [subsets[:, self.input_names.index(n)] if n in self.input_names else subsets.new_ones(len(subsets))
+                   for n in self.schema.names]
+        return torch.stack(columns, 1)
 
     def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
         c = self.config
         subsets = self.subsets(batch.device)
         evidence = self.evidence(self.inputs(batch), subsets)
         posts, futures, z = self.backward_filter(evidence, 1)
-        scored = torch.ones_like(subsets) if c.cross else subsets
+        scored = self.scored(subsets)
         filtering = self.reconstruction(batch, z, scored) - beta * kl_divergence(posts, futures).flatten(1).sum(1)
         with torch.set_grad_enabled(c.future_grad):
             _, futures, _ = self.backward_filter(evidence, c.particles)
@@ -287,7 +304,7 @@ class MDMM(DeepMarkovModel):
         return LossOutput(loss, terms)
 
     def _evidence(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        return self.evidence(batch.to(self.device), torch.ones(1, len(self.schema), dtype=torch.bool, device=self.device))
+        return self.evidence(batch.to(self.device), torch.ones(1, len(self.input_names), dtype=torch.bool, device=self.device))
 
     @torch.no_grad()
     def filter(self, batch: Batch) -> Gaussian:
