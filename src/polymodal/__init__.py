@@ -6,6 +6,7 @@ from . import missing  # noqa: E402
 from .data import Batch, DataError, concat  # noqa: E402
 from .datasets import generate_spirals, load_digits, load_spirals  # noqa: E402
 from .gaussian import Gaussian, NonPositivePrecisionError, combine, kl_divergence, log_mean_exp, moment_match, w2  # noqa: E402
+from .imputer import Imputer  # noqa: E402
 from .likelihoods import Bernoulli, Categorical, Laplace, Likelihood, Observation  # noqa: E402
 from .likelihoods import Gaussian as GaussianLikelihood  # noqa: E402
 from .modalities import Modality, Schema  # noqa: E402
@@ -33,7 +34,7 @@ from .training import NonFiniteLossError, Schedule, TrainConfig, Trainer  # noqa
 
 __all__ = [
     "Batch", "Bernoulli", "Categorical", "ConfigError", "DKS", "DKSConfig", "DataError", "Gaussian", "GaussianLikelihood",
-    "Laplace", "Likelihood", "LossOutput", "MDMM", "MDMMConfig",
+    "Imputer", "Laplace", "Likelihood", "LossOutput", "MDMM", "MDMMConfig",
     "MIWAE", "MIWAEConfig", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model",
     "ModelFileError", "TableSchema", "VSAE", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
     "NonFiniteLossError", "NonPositivePrecisionError", "Observation", "Schedule", "Schema", "TrainConfig", "Trainer",
