@@ -20,7 +20,7 @@ separately with y deleted from 50% of the training sequences.
 
 Models train in parallel processes (``--workers``, one thread each).
 
-    .venv/bin/python benchmarks/spirals.py [--epochs 500] [--weak] [--out runs/spirals]
+    .venv/bin/python benchmarks/spirals.py [--epochs 500] [--weak] [--out runs/spirals] [--bfvi '{...}']
 """
 
 from __future__ import annotations
@@ -152,10 +152,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/spirals")
+    parser.add_argument("--bfvi", type=json.loads, default={}, help='extra MDMM options, e.g. \'{"transition_min_std": 0.03}\'')
     args = parser.parse_args()
-    jobs = [(name, *MODELS[name], None) for name in args.models]
+    bfvi = {**INPUTS, **args.bfvi}
+    jobs = [(name, kind, bfvi if kind == "MDMM" else options, None)
+            for name, (kind, options) in MODELS.items() if name in args.models]
     if args.weak:  # the long BFVI runs first, so that the workers finish together
-        jobs[1:1] = [(name, "MDMM", INPUTS, kind) for name, kind in WEAK.items()]
+        jobs[1:1] = [(name, "MDMM", bfvi, kind) for name, kind in WEAK.items()]
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.workers) as pool:
