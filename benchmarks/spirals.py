@@ -108,16 +108,17 @@ def both_directions() -> pm.Batch:
     return spirals_batch(generate_spirals(n=400, train=0, seed=2))
 
 
-def run(name: str, kind: str, options: dict, weak: str | None, epochs: int, out: str) -> dict:
+def run(name: str, kind: str, options: dict, weak: str | None, epochs: int, out: str, seed: int = 0) -> dict:
     """Train one model (resuming its checkpoint) and score it on every task."""
     train, test = pm.load_spirals()
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = pm.MODELS[kind.lower()](train.schema, weights=WEIGHTS, **options)
     folder = Path(out) / name.replace(" ", "_").replace(",", "").replace("%", "pc")
     start = time.perf_counter()
     # clipping: at lr 5e-3 (the reference's) one batch's gradient spike wrecked a 300-epoch run
     history = pm.Trainer(model, epochs=epochs, batch_size=100, lr=5e-3, weight_decay=1e-4, kl_warmup=epochs / 5,
-                         clip_grad=50.0, out=folder, checkpoint_every=10, progress=False).fit(weaken(train, weak), resume=True)
+                         clip_grad=50.0, seed=seed, out=folder, checkpoint_every=10,
+                         progress=False).fit(weaken(train, weak), resume=True)
     seconds = time.perf_counter() - start
     model.save(folder / "model")
     result = {"train_s": seconds, "epoch_s": float(np.median([h["seconds"] for h in history])), "tasks": {}, "curves": {}}
@@ -152,6 +153,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/spirals")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
     parser.add_argument("--bfvi", type=json.loads, default={}, help='extra MDMM options, e.g. \'{"transition_min_std": 0.03}\'')
     args = parser.parse_args()
     bfvi = {**INPUTS, **args.bfvi}
@@ -162,7 +164,7 @@ def main() -> None:
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.workers) as pool:
-        pending = {job[0]: pool.apply_async(run, (*job, args.epochs, args.out)) for job in jobs}
+        pending = {job[0]: pool.apply_async(run, (*job, args.epochs, args.out, args.seed)) for job in jobs}
         results = {name: p.get() for name, p in pending.items()}
     wall = time.perf_counter() - start
 
