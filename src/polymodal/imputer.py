@@ -31,8 +31,9 @@ class Imputer(TransformerMixin, BaseEstimator):
     ``benchmarks/tabular.py``; ``"vsae"``, ``"vae"``, ``"mvae"``, ...), configured with
     ``model_options``. ``categorical`` and ``groups`` are passed to
     :class:`~polymodal.TableSchema`. A ``validation`` fraction of the rows is held out for
-    early stopping with ``patience`` epochs (``validation=0`` trains all ``epochs`` on every
-    row). ``samples`` importance samples estimate each imputation.
+    early stopping with ``patience`` epochs; ``validation=0`` or ``patience=None`` trains
+    all ``epochs`` on every row. ``samples`` importance samples estimate each imputation
+    (0: decode the posterior mean).
 
     ``transform`` returns a DataFrame for a DataFrame (same index and columns, categorical
     columns in their categories) and an array otherwise.

@@ -44,12 +44,12 @@ Deliberate differences from the reference code, and why:
 * Every step of a padded sequence is a step: padding is unobserved, not cut.
 * lambda_m defaults to 1 / (M * features of m), the reference's "auto" without its
   corruption factor; set ``weights`` to override.
-* Input subsets are configurable (``subsets``; default: each modality alone, the
-  reference's unimodal copies). An input subset's terms score the modalities in it (MVAE
-  semantics) and those that are targets only (not in ``inputs``, e.g. a label to predict,
-  which then never informs the posterior), or, with ``cross=True``, every observed modality: still a valid ELBO,
-  with the subset's posterior as proposal, and it trains what the tasks ask for, e.g. the
-  label from x and y, or y from x.
+* Input subsets are configurable (``subsets``; default: each input alone, the reference's
+  unimodal copies). An input subset's terms score the modalities in it (MVAE semantics)
+  and those that are targets only (not in ``inputs``, e.g. a label to predict, which then
+  never informs the posterior), or, with ``cross=True``, every observed modality: still a
+  valid ELBO, with the subset's posterior as proposal, and it trains what the tasks ask
+  for, e.g. the label from x and y, or y from x.
 * The conditional smoothing posterior is formed as future * experts * q~_fwd(z_t | z_{t-1})
   (the p(z) in p(z_t | z_{t-1}) cancels the divided-out p(z) exactly), so no precision is
   ever subtracted; every product is a sum of natural parameters.
