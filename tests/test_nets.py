@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from polymodal.modalities import Modality
-from polymodal.nets import MLP, Decoder, Encoder, ExpertHead
+from polymodal.nets import MLP, Decoder, Encoder, ExpertHead, GatedTransition
 
 LATENT = 4
 SMALL = dict(hidden=(16,), channels=(4, 8))
@@ -101,3 +101,17 @@ def test_encoder_passes_max_var():
     with torch.no_grad():
         encoder.head.linear.weight.mul_(1000)
     assert (encoder(torch.rand(100, 5) * 10).var <= 0.5).all()
+
+
+def test_gated_transition_matches_its_formula():
+    """mean = (1 - g) lin(z) + g nl(z), std = softplus(scale(nl(z))) + min_std: the BFVI reference's
+    GTF, whose std reads the nonlinear branch directly (no ReLU)."""
+    torch.manual_seed(0)
+    gtf = GatedTransition(3, 8, min_std=0.01)
+    z = torch.randn(4, 2, 3)
+    g = torch.sigmoid(gtf.gate[2](torch.relu(gtf.gate[0](z))))
+    nl = gtf.nonlinear[2](torch.relu(gtf.nonlinear[0](z)))
+    out = gtf(z)
+    torch.testing.assert_close(out.mean, (1 - g) * gtf.linear(z) + g * nl)
+    torch.testing.assert_close(out.std, nn.functional.softplus(gtf.scale(nl)) + 0.01)
+    assert (out.std >= 0.01).all()

@@ -216,7 +216,9 @@ class GatedTransition(nn.Module):
     """Gated transition function (Krishnan et al., 2017): z -> Gaussian over the next z.
 
     mean = (1 - g) * linear(z) + g * nonlinear(z) with gate g = sigmoid(MLP(z)), and
-    std = softplus(linear(relu(nonlinear(z)))) + min_std.
+    std = softplus(linear(nonlinear(z))) + min_std, as in the BFVI reference code (Krishnan et
+    al. put a ReLU before that linear map: then a state's std can only shrink through the bias
+    once those units are off, and in BFVI every state's std fell to the floor together).
     """
 
     def __init__(self, latent: int, hidden: int, min_std: float = 1e-3):
@@ -231,5 +233,5 @@ class GatedTransition(nn.Module):
         gate = torch.sigmoid(self.gate(z))
         nonlinear = self.nonlinear(z)
         mean = (1 - gate) * self.linear(z) + gate * nonlinear
-        std = F.softplus(self.scale(F.relu(nonlinear))) + self.min_std
+        std = F.softplus(self.scale(nonlinear)) + self.min_std
         return Gaussian(mean, std**2)
