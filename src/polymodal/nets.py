@@ -217,8 +217,8 @@ class GatedTransition(nn.Module):
 
     mean = (1 - g) * linear(z) + g * nonlinear(z) with gate g = sigmoid(MLP(z)), and
     std = softplus(linear(nonlinear(z))) + min_std, as in the BFVI reference code (Krishnan et
-    al. put a ReLU before that linear map: then a state's std can only shrink through the bias
-    once those units are off, and in BFVI every state's std fell to the floor together).
+    al. put a ReLU before that linear map, which leaves the std of a state whose units are off
+    to the bias alone).
     """
 
     def __init__(self, latent: int, hidden: int, min_std: float = 1e-3):

@@ -11,8 +11,8 @@ a combiner MLP maps [z_{t-1}, h^1_t, ..., h^M_t] to
 ``inputs`` names the modalities the GRUs read (default: all; a label to be predicted is
 better left out). Missing inputs are fed as zeros (``skip=False``, "Mask") or leave the
 GRU state unchanged (``skip=True``, "Skip"). After a sequence's last observed step the
-posterior is the conditional prior p(z_t | z_{t-1}), as in the reference. Objective (one sampled path,
-beta the KL warm-up, lambda_m the reconstruction weights, N = B * T):
+posterior is the conditional prior p(z_t | z_{t-1}), as in the reference. Objective (one
+sampled path, beta the KL warm-up, lambda_m the reconstruction weights, N = B * T):
 
     loss = -(1/N) \sum_t ( E[\sum_m lambda_m log p(x^m_t | z_t)] - beta KL(q(z_t | z_{t-1}, h_t) || p(z_t | z_{t-1})) ),
 
