@@ -40,11 +40,6 @@ from polymodal.datasets.spirals import generate_spirals, spirals_batch
 from polymodal.report import plot_trajectories
 
 PAPER = {"recon": 0.02, "drop half": 0.04, "fwd extra": 0.12, "bwd extra": 0.07, "cond gen": 0.26}
-# lambda = 1, not the reference's "auto" 0.5 (two modalities): at 0.5, BFVI seeds 0 and 2 failed
-# once the KL warm-up ended (their forward transition collapsed to its std floor); at 1 both
-# trained (session 6, benchmarks/RESULTS.md). With lambda = 5 the model encoded every noisy
-# step (reconstruction 0.001, below the noise floor) instead of learning the dynamics
-WEIGHTS = {"x": 1.0, "y": 1.0, "direction": 1.0}
 # the label is a target only, never an input: it is not observed at test time. With it as a
 # BFVI input (and its own unimodal copy), recon / drop half / fwd extra were 0.345 / 0.569 / 1.353
 INPUTS = {"inputs": ["x", "y"]}
@@ -113,7 +108,9 @@ def run(name: str, kind: str, options: dict, weak: str | None, epochs: int, out:
     """Train one model (resuming its checkpoint) and score it on every task."""
     train, test = pm.load_spirals()
     torch.manual_seed(seed)
-    model = pm.MODELS[kind.lower()](train.schema, **{"weights": WEIGHTS, **options})
+    # lambda_m = 1, the models' default (MDMM's docstring says why not the reference's 0.5); at 5,
+    # BFVI encoded every noisy step (reconstruction 0.001, below the noise floor)
+    model = pm.MODELS[kind.lower()](train.schema, **options)
     folder = Path(out) / name.replace(" ", "_").replace(",", "").replace("%", "pc")
     start = time.perf_counter()
     # clipping: at lr 5e-3 (the reference's) one batch's gradient spike wrecked a 300-epoch run

@@ -180,3 +180,14 @@ def test_input_subsets_are_configurable():
         model(inputs=["x", "y"], subsets=[["direction"]])
     with pytest.raises(pm.ConfigError, match="transition_min_std"):
         model(transition_min_std=0.0)
+
+
+def test_reconstruction_weights_default_to_one_and_can_be_set():
+    batch = short_spirals(6, 10)
+    z = torch.randn(1, 6, 10, 3)
+    everything = torch.ones(1, 3, dtype=torch.bool)
+    plain, heavy = model(), model(weights={"x": 3.0})
+    with torch.no_grad():
+        terms = {n: obs.log_prob(batch.values[n], batch.observed[n]).sum() for n, obs in plain.decode(z).items()}
+        torch.testing.assert_close(plain.reconstruction(batch, z, everything), sum(terms.values()).view(1))
+        torch.testing.assert_close(heavy.reconstruction(batch, z, everything), (sum(terms.values()) + 2 * terms["x"]).view(1))

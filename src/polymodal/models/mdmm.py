@@ -42,8 +42,10 @@ Deliberate differences from the reference code, and why:
   that floor the transition's precision (up to 10^6) can outweigh every encoder's.
 * Encoders and decoders are the library's default nets (SiLU MLPs, variance softplus + 1e-4).
 * Every step of a padded sequence is a step: padding is unobserved, not cut.
-* lambda_m defaults to 1 / (M * features of m), the reference's "auto" without its
-  corruption factor; set ``weights`` to override.
+* lambda_m defaults to 1, the ELBO itself, not the reference's "auto" 1 / (M * features of m)
+  (0.5 each for the spirals' x and y): at 0.5 two of three spiral seeds failed once the KL
+  warm-up ended (the forward transition collapsed to its std floor); at 1 both trained
+  (benchmarks/RESULTS.md, sessions 5-6). Set ``weights`` to override.
 * Input subsets are configurable (``subsets``; default: each input alone, the reference's
   unimodal copies). An input subset's terms score the modalities in it (MVAE semantics)
   and those that are targets only (not in ``inputs``, e.g. a label to predict, which then
@@ -112,11 +114,6 @@ class DeepMarkovModel(Model):
         self.transitions = nn.ModuleDict({"fwd": GatedTransition(d, c.transition_hidden, c.transition_min_std)})
         self.prior_mean = nn.Parameter(torch.zeros(d))
         self.prior_log_std = nn.Parameter(torch.zeros(d))
-
-    def weight(self, name: str) -> float:
-        if name in self.config.weights:
-            return float(self.config.weights[name])
-        return 1.0 / (len(self.schema) * self.schema[name].size)
 
     def prior(self, shape: tuple[int, ...]) -> Gaussian:
         """The learnable global prior p(z), broadcast to ``shape``."""
