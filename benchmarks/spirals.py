@@ -11,16 +11,19 @@ removed); conditional generation (all of x, the first 25% of y). Linear interpol
 continued at constant velocity outside the observed span, needs no training (it returns
 observed points unchanged, so only its errors on removed steps are non-zero).
 
-Direction accuracy is per step, from x and y alone. The reference split puts only
-counter-clockwise spirals in the test set, so it is also measured on 400 fresh spirals of
-both directions (the same generator, seed 2).
+Direction accuracy is per step, from x and y alone. The reference split trains on 500
+clockwise and 100 counter-clockwise spirals and tests on counter-clockwise ones only, so every
+task and the accuracy are also scored on 400 fresh spirals (the same generator, seed 2), per
+direction.
 
 With ``--weak`` BFVI is also trained with 50% of the training steps deleted uniformly, and
-separately with y deleted from 50% of the training sequences.
+separately with y deleted from 50% of the training sequences. With ``--balanced`` it is also
+trained with a random half of the training spirals mirrored (y -> -y, direction flipped; the
+generator is symmetric under that map), so that both directions are about equally frequent.
 
 Models train in parallel processes (``--workers``, one thread each).
 
-    .venv/bin/python benchmarks/spirals.py [--epochs 500] [--weak] [--out runs/spirals] [--bfvi '{...}']
+    .venv/bin/python benchmarks/spirals.py [--epochs 500] [--weak] [--balanced] [--out runs/spirals] [--bfvi '{...}']
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ MODELS = {
     "B-Skip": ("DKS", {"direction": "backward", "skip": True, **INPUTS}),
 }
 WEAK = {"BFVI, 50% steps deleted": "steps", "BFVI, 50% without y": "semi"}
+BALANCED = {"BFVI, balanced directions": "mirror"}
 
 
 def tasks(test: pm.Batch) -> dict[str, pm.Batch]:
@@ -65,9 +69,15 @@ def tasks(test: pm.Batch) -> dict[str, pm.Batch]:
     }
 
 
-def weaken(train: pm.Batch, kind: str | None) -> pm.Batch:
-    """The training data of a weak-supervision run (fixed once, as in the reference)."""
+def training_set(train: pm.Batch, kind: str | None) -> pm.Batch:
+    """The training data of a weak-supervision or balanced run (fixed once, as in the reference)."""
     g = torch.Generator().manual_seed(1)
+    if kind == "mirror":
+        flip = (torch.rand(len(train), generator=g) < 0.5)[:, None]
+        direction = train.values["direction"]
+        values = {**train.values, "y": torch.where(flip, -train.values["y"], train.values["y"]),
+                  "direction": torch.where(flip, 1 - direction, direction)}
+        return pm.Batch(train.schema, values, train.observed)
     if kind == "steps":
         return missing.drop_steps(train, 0.5, generator=g)
     if kind == "semi":
@@ -116,10 +126,11 @@ def run(name: str, kind: str, options: dict, weak: str | None, epochs: int, out:
     # clipping: at lr 5e-3 (the reference's) one batch's gradient spike wrecked a 300-epoch run
     history = pm.Trainer(model, epochs=epochs, batch_size=100, lr=5e-3, weight_decay=1e-4, kl_warmup=epochs / 5,
                          clip_grad=50.0, seed=seed, out=folder, checkpoint_every=10,
-                         progress=False).fit(weaken(train, weak), resume=True)
+                         progress=False).fit(training_set(train, weak), resume=True)
     seconds = time.perf_counter() - start
     model.save(folder / "model")
-    result = {"train_s": seconds, "epoch_s": float(np.median([h["seconds"] for h in history])), "tasks": {}, "curves": {}}
+    result = {"train_s": seconds, "epoch_s": float(np.median([h["seconds"] for h in history])), "tasks": {}, "curves": {},
+              "by direction": {}}
     for task, inputs in tasks(test).items():
         decoded = model.reconstruct(inputs)  # the paper scores reconstructions at every step
         x, y = decoded["x"].mean.cpu().numpy(), decoded["y"].mean.cpu().numpy()
@@ -129,9 +140,18 @@ def run(name: str, kind: str, options: dict, weak: str | None, epochs: int, out:
         if task == "drop half":
             deleted = ~(inputs.present("x") & inputs.present("y")).numpy()
             result["deleted"] = float(per_step[deleted].mean())
-    for split, data in (("test", test), ("both directions", both_directions())):
-        predicted = model.predict(data.without("direction"), "direction", ["x", "y"])
-        result[f"accuracy, {split}"] = float((predicted.cpu() == data.values["direction"]).float().mean())
+    fresh, correct = both_directions(), {}
+    for split, data in (("test", test), ("both directions", fresh)):
+        predicted = model.predict(data.without("direction"), "direction", ["x", "y"]).cpu()
+        correct[split] = (predicted == data.values["direction"]).numpy()
+        result[f"accuracy, {split}"] = float(correct[split].mean())
+    clockwise = (fresh.values["direction"][:, 0] == 0).numpy()
+    for task, inputs in tasks(fresh).items():
+        decoded = model.reconstruct(inputs)
+        per_sequence = errors(decoded["x"].mean.cpu().numpy(), decoded["y"].mean.cpu().numpy(), fresh).mean(1)
+        result["by direction"][task] = (float(per_sequence[clockwise].mean()), float(per_sequence[~clockwise].mean()))
+    hits = correct["both directions"]
+    result["by direction"]["accuracy"] = (float(hits[clockwise].mean()), float(hits[~clockwise].mean()))
     return result
 
 
@@ -148,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=500)
     parser.add_argument("--weak", action="store_true", help="also train BFVI on the two weakly supervised sets")
+    parser.add_argument("--balanced", action="store_true", help="also train BFVI with half the training spirals mirrored")
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/spirals")
@@ -158,8 +179,8 @@ def main() -> None:
     bfvi = {**INPUTS, **args.bfvi}
     jobs = [(name, kind, bfvi if kind == "MDMM" else options, None)
             for name, (kind, options) in MODELS.items() if name in args.models]
-    if args.weak:  # the long BFVI runs first, so that the workers finish together
-        jobs[1:1] = [(name, "MDMM", bfvi, kind) for name, kind in WEAK.items()]
+    extra = {**(WEAK if args.weak else {}), **(BALANCED if args.balanced else {})}
+    jobs[1:1] = [(name, "MDMM", bfvi, kind) for name, kind in extra.items()]  # the long BFVI runs first
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.workers) as pool:
@@ -177,6 +198,11 @@ def main() -> None:
     linear_deleted = errors(linear(drop, "x"), linear(drop, "y"), test)[deleted].mean()
 
     print(table({**results, **rows}))
+    print("\nfresh spirals of both directions, clockwise / counter-clockwise (the training set's 500 / 100):")
+    print("| method | " + " | ".join(results[next(iter(results))]["by direction"]) + " |")
+    print("|---|" + "---|" * len(PAPER) + "---|")
+    for name, r in results.items():
+        print(f"| {name} | " + " | ".join(f"{cw:.3f} / {ccw:.3f}" for cw, ccw in r["by direction"].values()) + " |")
     print(f"\ndrop half, deleted steps only: linear interpolation {linear_deleted:.3f}, "
           + ", ".join(f"{name} {r['deleted']:.3f}" for name, r in results.items()))
     for name, r in results.items():
