@@ -44,7 +44,7 @@ Deliberate differences from the reference code, and why:
 * Every step of a padded sequence is a step: padding is unobserved, not cut.
 * lambda_m defaults to 1, the ELBO itself, not the reference's "auto" 1 / (M * features of m)
   (0.5 each for the spirals' x and y): at 0.5 two of three spiral seeds failed once the KL
-  warm-up ended (the forward transition collapsed to its std floor); at 1 both trained
+  warm-up ended (the forward transition collapsed to its std floor); at 1 both of them trained
   (benchmarks/RESULTS.md, sessions 5-6). Set ``weights`` to override.
 * Input subsets are configurable (``subsets``; default: each input alone, the reference's
   unimodal copies). An input subset's terms score the modalities in it (MVAE semantics)
