@@ -58,6 +58,15 @@ def test_steps_after_the_last_observation_follow_the_conditional_prior():
     assert not torch.allclose(posts.mean[:, :6], priors.mean[:, :6])
 
 
+def test_with_nothing_observed_a_path_is_drawn_from_the_prior_and_weighs_exactly_one():
+    m = model("forward")
+    batch = short_spirals(4, 6).with_observed({n: torch.zeros(4, 6, dtype=torch.bool) for n in ("x", "y", "direction")})
+    m.eval()
+    with torch.no_grad():
+        (log_w, _), = m.importance_draws(batch, 3, 100)
+    torch.testing.assert_close(log_w, torch.zeros(3, 4))
+
+
 @pytest.mark.parametrize("direction,skip", VARIANTS)
 def test_every_variant_trains_and_infers_with_mixed_missingness(direction, skip):
     batch = short_spirals()

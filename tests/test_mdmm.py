@@ -191,3 +191,42 @@ def test_reconstruction_weights_default_to_one_and_can_be_set():
         terms = {n: obs.log_prob(batch.values[n], batch.observed[n]).sum() for n, obs in plain.decode(z).items()}
         torch.testing.assert_close(plain.reconstruction(batch, z, everything), sum(terms.values()).view(1))
         torch.testing.assert_close(heavy.reconstruction(batch, z, everything), (sum(terms.values()) + 2 * terms["x"]).view(1))
+
+
+def test_rescale_divides_each_weight_by_the_observed_fraction():
+    batch = short_spirals(6, 10)
+    half = batch.with_observed({"x": batch.observed["x"] & (torch.arange(10) % 2 == 0)})
+    z = torch.randn(1, 6, 10, 3)
+    everything = torch.ones(1, 3, dtype=torch.bool)
+    rescaled, plain = model(), model(rescale=False)
+    with torch.no_grad():
+        terms = {n: obs.log_prob(half.values[n], half.observed[n]).sum() for n, obs in plain.decode(z).items()}
+        torch.testing.assert_close(plain.reconstruction(half, z, everything), sum(terms.values()).view(1))
+        torch.testing.assert_close(rescaled.reconstruction(half, z, everything), (sum(terms.values()) + terms["x"]).view(1))
+        torch.testing.assert_close(rescaled.reconstruction(batch, z, everything), plain.reconstruction(batch, z, everything))
+
+
+def test_path_log_prior_is_the_markov_chain_by_hand():
+    m = model()
+    path = torch.randn(4, 2, 3)
+    with torch.no_grad():
+        expected = m.prior((4,)).log_prob(path[:, 0]) + m.transition(path[:, 0]).log_prob(path[:, 1])
+        torch.testing.assert_close(m.log_prior(path), expected)
+
+
+def test_importance_sampled_imputation_weights_whole_paths():
+    m = model(eval_particles=10)
+    batch = pm.missing.drop_steps(short_spirals(5, 8), 0.4, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    (log_w, decoded), = m.importance_draws(batch, 6, 100)
+    torch.manual_seed(0)
+    z, log_q = m.paths(batch, 6)
+    expected = m.log_prior(z) - log_q + sum(obs.log_prob(batch.values[n], batch.observed[n]).sum(-1)
+                                            for n, obs in m.decode(z).items())
+    assert log_w.shape == (6, 5)
+    torch.testing.assert_close(log_w, expected)
+    filled = m.impute(batch, samples=30)
+    for name in batch.schema.names:
+        kept = batch.observed[name]
+        assert torch.equal(filled.values[name][kept], batch.values[name][kept])
+        assert torch.isfinite(filled.values[name].float()).all()

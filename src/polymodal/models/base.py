@@ -8,6 +8,7 @@ and ``decode`` (likelihoods of every modality given latents); ``embed``, ``imput
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -138,9 +139,7 @@ class Model(nn.Module):
         batch = batch.to(self.device)
         if samples:
             log_w, means = [], {name: [] for name in self.schema.names}
-            q = self.encode(batch)
-            for start in range(0, samples, chunk):
-                lw, decoded = self.log_weights(batch, q, q.sample((min(chunk, samples - start),)))
+            for lw, decoded in self.importance_draws(batch, samples, chunk):
                 log_w.append(lw)
                 for name, obs in decoded.items():
                     means[name].append(obs.mean)
@@ -176,6 +175,13 @@ class Model(nn.Module):
         decoded = self.decode(self.prior((n,)).sample())
         values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
         return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
+
+    def importance_draws(self, batch: Batch, samples: int, chunk: int) -> Iterator[tuple[Tensor, dict[str, Observation]]]:
+        """``samples`` posterior draws, ``chunk`` at a time: their importance log-weights
+        ``[K, B]`` and decoded likelihoods."""
+        q = self.encode(batch)
+        for start in range(0, samples, chunk):
+            yield self.log_weights(batch, q, q.sample((min(chunk, samples - start),)))
 
     def log_weights(self, batch: Batch, q: Gaussian, z: Tensor) -> tuple[Tensor, dict[str, Observation]]:
         """Importance log-weights log p(x_o, z) - log q(z | x_o) for latents ``z`` ``[K, B, D]``

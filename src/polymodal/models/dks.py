@@ -122,6 +122,14 @@ class DKS(DeepMarkovModel):
         elbo = (reconstruction - beta * kl) / n
         return LossOutput(-elbo, {"elbo": elbo.detach(), "kl": kl.detach() / n})
 
+    def paths(self, batch: Batch, n: int) -> tuple[Tensor, Tensor]:
+        batch = batch.to(self.device)
+        repeated = Batch(batch.schema, {k: v.repeat(n, *[1] * (v.dim() - 1)) for k, v in batch.values.items()},
+                         {k: m.repeat(n, *[1] * (m.dim() - 1)) for k, m in batch.observed.items()})
+        posts, _, path = self.posterior(repeated)
+        shape = (n, len(batch), *path.shape[1:])
+        return path.view(shape), posts.log_prob(path).sum(-1).view(n, len(batch))
+
     def encode(self, batch: Batch) -> Gaussian:
         """The posteriors along the mean path given what is observed: ``[B, T, D]``."""
         return self.posterior(batch.to(self.device), sample=False)[0]

@@ -46,6 +46,10 @@ Deliberate differences from the reference code, and why:
   (0.5 each for the spirals' x and y): at 0.5 two of three spiral seeds failed once the KL
   warm-up ended (the forward transition collapsed to its std floor); at 1 both of them trained
   (benchmarks/RESULTS.md, sessions 5-6). Set ``weights`` to override.
+* With ``rescale`` (default) each lambda_m is divided by the fraction of m's entries observed
+  in the batch's targets, so that on incomplete data the reconstruction keeps its weight
+  against the KL terms, which cover every step. Complete data is unaffected; for a fraction f
+  of steps deleted uniformly this is the reference's 1 / (1 - f), here for any missingness.
 * Input subsets are configurable (``subsets``; default: each input alone, the reference's
   unimodal copies). An input subset's terms score the modalities in it (MVAE semantics)
   and those that are targets only (not in ``inputs``, e.g. a label to predict, which then
@@ -86,6 +90,7 @@ class DMMConfig:
     weights: dict[str, float] = field(default_factory=dict)
     burst: float = 0.1
     inputs: list[str] | None = None
+    rescale: bool = True
 
 
 class DeepMarkovModel(Model):
@@ -138,12 +143,18 @@ class DeepMarkovModel(Model):
 
     def reconstruction(self, batch: Batch, z: Tensor, subsets: Tensor) -> Tensor:
         """``[S]``: sum over sequences and steps of the weighted log-likelihood of each subset's
-        own modalities (``subsets`` ``[S, M]``), decoded from ``z`` ``[S, B, T, D]``."""
+        own modalities (``subsets`` ``[S, M]``), decoded from ``z`` ``[S, B, T, D]``. With
+        ``rescale`` each modality's weight is divided by the fraction of its entries observed in
+        the batch."""
         total = torch.zeros(len(subsets), device=z.device)
         for m, (name, obs) in enumerate(self.decode(z).items()):
+            observed = batch.observed[name]
             event = (1,) * len(self.schema[name].shape)
-            mask = batch.observed[name] & subsets[:, m].view(-1, 1, 1, *event)
-            total = total + self.weight(name) * obs.log_prob(batch.values[name], mask).flatten(1).sum(1)
+            mask = observed & subsets[:, m].view(-1, 1, 1, *event)
+            weight = self.weight(name)
+            if self.config.rescale:
+                weight = weight * observed.numel() / observed.sum().clamp(min=1)
+            total = total + weight * obs.log_prob(batch.values[name], mask).flatten(1).sum(1)
         return total
 
     @staticmethod
@@ -173,6 +184,27 @@ class DeepMarkovModel(Model):
         decoded = self.decode(torch.stack(z, 1))
         values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
         return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
+
+    def paths(self, batch: Batch, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` latent paths ``[n, B, T, D]`` drawn from the posterior given what is observed,
+        and their log-density under it ``[n, B]``."""
+        raise NotImplementedError
+
+    def log_prior(self, path: Tensor) -> Tensor:
+        """log p(z_1) + sum_t log p(z_t | z_{t-1}) of latent paths ``[..., T, D]``: ``[...]``."""
+        first = self.prior(path.shape[:-2]).log_prob(path[..., 0, :])
+        return first + self.transition(path[..., :-1, :]).log_prob(path[..., 1:, :]).sum(-1)
+
+    def importance_draws(self, batch: Batch, samples: int, chunk: int):
+        """Whole latent paths weighted by log p(x_o, z_{1:T}) - log q(z_{1:T} | x_o): the weight
+        is per sequence, under the Markov prior."""
+        for start in range(0, samples, chunk):
+            z, log_q = self.paths(batch, min(chunk, samples - start))
+            decoded = self.decode(z)
+            log_w = self.log_prior(z) - log_q
+            for name, obs in decoded.items():
+                log_w = log_w + obs.log_prob(batch.values[name], batch.observed[name]).flatten(2).sum(2)
+            yield log_w, decoded
 
     def log_likelihood(self, batch: Batch, n_samples: int = 1000, chunk: int = 100) -> Tensor:
         raise NotImplementedError(
@@ -325,6 +357,11 @@ class MDMM(DeepMarkovModel):
     def sample_latents(self, batch: Batch, n: int) -> Tensor:
         """``n`` latent trajectories sampled from the smoothing posterior: ``[n, B, T, D]``."""
         self.eval()
+        return self.paths(batch, n)[0]
+
+    def paths(self, batch: Batch, n: int) -> tuple[Tensor, Tensor]:
         evidence = self._evidence(batch)
         futures = self.backward_filter(evidence, self.config.eval_particles)[1]
-        return torch.stack([self.forward_smooth(evidence, futures, sample=True)[2][0] for _ in range(n)])
+        many = tuple(e.expand(n, *e.shape[1:]) for e in evidence)
+        posts, _, path = self.forward_smooth(many, Gaussian(futures.mean.expand_as(many[0]), futures.var.expand_as(many[0])))
+        return path, posts.log_prob(path).sum(-1)
