@@ -67,6 +67,7 @@ Deliberate differences from the reference code, and why:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -195,7 +196,7 @@ class DeepMarkovModel(Model):
         first = self.prior(path.shape[:-2]).log_prob(path[..., 0, :])
         return first + self.transition(path[..., :-1, :]).log_prob(path[..., 1:, :]).sum(-1)
 
-    def importance_draws(self, batch: Batch, samples: int, chunk: int):
+    def importance_draws(self, batch: Batch, samples: int, chunk: int) -> Iterator[tuple[Tensor, dict[str, Observation]]]:
         """Whole latent paths weighted by log p(x_o, z_{1:T}) - log q(z_{1:T} | x_o): the weight
         is per sequence, under the Markov prior."""
         for start in range(0, samples, chunk):
