@@ -124,9 +124,7 @@ class DKS(DeepMarkovModel):
 
     def paths(self, batch: Batch, n: int) -> tuple[Tensor, Tensor]:
         batch = batch.to(self.device)
-        repeated = Batch(batch.schema, {k: v.repeat(n, *[1] * (v.dim() - 1)) for k, v in batch.values.items()},
-                         {k: m.repeat(n, *[1] * (m.dim() - 1)) for k, m in batch.observed.items()})
-        posts, _, path = self.posterior(repeated)
+        posts, _, path = self.posterior(batch.select(torch.arange(len(batch), device=self.device).repeat(n)))
         shape = (n, len(batch), *path.shape[1:])
         return path.view(shape), posts.log_prob(path).sum(-1).view(n, len(batch))
 
