@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import polymodal as pm
-from polymodal.persistence import ModelFileError, atomic_write
+from polymodal.files import atomic_write
+from polymodal.persistence import ModelFileError
 
 
 def digits_model():

@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from . import missing  # noqa: E402
+from .config import ConfigError  # noqa: E402
 from .data import Batch, DataError, concat  # noqa: E402
 from .datasets import generate_spirals, load_digits, load_spirals  # noqa: E402
 from .gaussian import Gaussian, NonPositivePrecisionError, combine, kl_divergence, log_mean_exp, moment_match, w2  # noqa: E402
@@ -17,7 +18,6 @@ from .models import (  # noqa: E402
     MODELS,
     MVAE,
     VSAE,
-    ConfigError,
     DKSConfig,
     LossOutput,
     MDMMConfig,

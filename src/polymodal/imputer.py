@@ -19,7 +19,8 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .models import MODELS, ConfigError
+from .config import ConfigError
+from .models import MODELS
 from .tables import TableSchema, _frame
 from .training import Trainer
 

@@ -1,73 +1,29 @@
 """Saved models: a folder with ``config.json`` and ``model.safetensors``, no pickles.
 
-``config.json`` holds the model name, the modality schema, the hyperparameters and the
-polymodal version; :func:`load` rebuilds the model from it through the model registry and
-fills in the weights. Both files are written atomically.
+``model.save(folder)`` writes them through :mod:`polymodal.files`: ``config.json`` holds the
+model name, the modality schema, the hyperparameters and the polymodal version. :func:`load`
+rebuilds the model from it through the model registry and fills in the weights.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from .files import CONFIG, FORMAT, WEIGHTS
 from .modalities import Schema
 from .models.base import MODELS, Model
-
-FORMAT = 1
-CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
 
 class ModelFileError(ValueError):
     """A saved-model folder that is missing, corrupt or incompatible."""
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``.
-
-    A failure while writing leaves any previous ``path`` untouched.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def model_config(model: Model) -> dict[str, Any]:
-    from . import __version__
-
-    return {
-        "format": FORMAT,
-        "polymodal": __version__,
-        "model": model.name,
-        "schema": model.schema.config(),
-        "config": dataclasses.asdict(model.config),
-    }
-
-
-def save(model: Model, folder: str | Path) -> Path:
-    """Write ``model`` to ``folder`` (created if needed)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p)))
-    atomic_write(folder / CONFIG, lambda p: p.write_text(json.dumps(model_config(model), indent=2)))
-    return folder
-
-
 def load(folder: str | Path, device: str = "cpu") -> Model:
-    """Rebuild a model saved with :func:`save` (or ``model.save``)."""
+    """Rebuild a model saved with ``model.save(folder)``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelFileError(f"no saved model at {folder}: not a folder")

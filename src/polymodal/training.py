@@ -35,9 +35,10 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from .config import ConfigError, make_config
 from .data import Batch
-from .models.base import ConfigError, LossOutput, Model, make_config
-from .persistence import atomic_write
+from .files import atomic_write
+from .models.base import LossOutput, Model
 
 CHECKPOINT = "checkpoint.pt"
 

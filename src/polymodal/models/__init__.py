@@ -1,6 +1,6 @@
 """Models, one file per method, registered by name in ``MODELS``."""
 
-from .base import MODELS, ConfigError, LossOutput, Model
+from .base import MODELS, LossOutput, Model
 from .baselines import ZeroFillVAE, ZeroFillVAEConfig
 from .dks import DKS, DKSConfig
 from .mdmm import MDMM, MDMMConfig
@@ -9,6 +9,6 @@ from .mvae import MVAE, MVAEConfig
 from .vsae import VSAE, VSAEConfig
 
 __all__ = [
-    "DKS", "DKSConfig", "MDMM", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "ConfigError", "LossOutput", "MIWAEConfig",
+    "DKS", "DKSConfig", "MDMM", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "LossOutput", "MIWAEConfig",
     "MVAEConfig", "Model", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
 ]

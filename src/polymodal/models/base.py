@@ -16,29 +16,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..config import ConfigError, make_config
 from ..data import Batch
+from ..files import write_folder
 from ..gaussian import Gaussian, log_mean_exp
 from ..likelihoods import Observation
 from ..modalities import Schema
 
 MODELS: dict[str, type[Model]] = {}
-
-
-class ConfigError(ValueError):
-    """A model or training config with unknown keys or invalid values."""
-
-
-def make_config(cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate dataclass ``cls`` from ``values``, refusing unknown keys by name.
-
-    Lists become tuples where the field's default is a tuple, so a config read back from
-    JSON equals the one that was saved."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown keys {unknown}; valid keys are {list(fields)}")
-    values = {k: tuple(v) if isinstance(v, list) and isinstance(fields[k].default, tuple) else v for k, v in values.items()}
-    return cls(**values)
 
 
 @dataclass
@@ -76,9 +61,8 @@ class Model(nn.Module):
 
     def save(self, folder: str | Path) -> Path:
         """Write config JSON and safetensors weights to ``folder``; ``polymodal.load`` reads it."""
-        from ..persistence import save
-
-        return save(self, folder)
+        config = {"model": self.name, "schema": self.schema.config(), "config": dataclasses.asdict(self.config)}
+        return write_folder(folder, config, self.state_dict())
 
     @property
     def device(self) -> torch.device:

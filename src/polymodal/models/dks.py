@@ -31,11 +31,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..config import ConfigError
 from ..data import Batch
 from ..gaussian import Gaussian, kl_divergence, stack
 from ..modalities import Schema
 from ..nets import MLP, ExpertHead, flat_input, input_width
-from .base import ConfigError, LossOutput
+from .base import LossOutput
 from .mdmm import DeepMarkovModel, DMMConfig
 
 

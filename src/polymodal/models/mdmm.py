@@ -73,13 +73,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..config import ConfigError
 from ..data import Batch
 from ..gaussian import Gaussian, kl_divergence, moment_match, stack
 from ..likelihoods import Observation
 from ..missing import drop_burst
 from ..modalities import Schema
 from ..nets import Decoder, Encoder, GatedTransition
-from .base import ConfigError, LossOutput, Model
+from .base import LossOutput, Model
 
 
 @dataclass
