@@ -196,7 +196,7 @@ def test_modality_normalises_its_spec():
     assert m.shape == (5,) and m.size == 5 and m.likelihood == Gaussian(0.1)
     label = Modality("l", likelihood="categorical", num_classes=3)
     assert label.categorical and label.likelihood.n_params == 3 and label.size == 1
-    assert SCHEMA.names == ["x", "y", "img"] and SCHEMA.index("img") == 2 and "y" in SCHEMA and "q" not in SCHEMA
+    assert SCHEMA.names == ["x", "y", "img"] and SCHEMA.names.index("img") == 2 and "y" in SCHEMA and "q" not in SCHEMA
     with pytest.raises(KeyError, match="unknown modality 'q'"):
         SCHEMA["q"]
 

@@ -102,3 +102,14 @@ def test_inputs_choose_what_the_rnns_read():
     assert m.summaries(batch).shape == (4, 6, 12)
     with pytest.raises(pm.ConfigError, match="inputs"):
         model(inputs=["z"])
+
+
+def test_log_likelihood_over_paths_is_finite_brackets_the_elbo_and_grows_with_training():
+    batch = pm.missing.drop_steps(short_spirals(8, 12), 0.3, generator=torch.Generator().manual_seed(4))
+    m = model("backward")
+    torch.manual_seed(1)
+    elbo = torch.cat([log_w for log_w, _ in m.importance_draws(batch, 2000, 500)]).mean(0)
+    many = m.log_likelihood(batch, n_samples=1000)
+    assert torch.isfinite(many).all() and (many > elbo).all()
+    pm.Trainer(m, epochs=30, batch_size=8, lr=1e-2, progress=False).fit(batch)
+    assert m.log_likelihood(batch, n_samples=1000).mean() > many.mean()

@@ -6,10 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Normal
 
+from polymodal import gaussian as pm_gaussian
 from polymodal.gaussian import (
+    ANY,
+    NONNEGATIVE,
+    POSITIVE,
     Gaussian,
     NonPositivePrecisionError,
-    combine,
+    debug,
     kl_divergence,
     log_mean_exp,
     moment_match,
@@ -36,51 +40,80 @@ def assert_gaussian_close(a, b, **kwargs):
 
 def test_product_of_two_1d_gaussians():
     # N(1, 2) * N(3, 0.5): precision 0.5 + 2 = 2.5, mean (0.5 * 1 + 2 * 3) / 2.5 = 2.6
-    out = combine(Gaussian(T([[1.0], [3.0]]), T([[2.0], [0.5]])))
+    out = (Gaussian(T([1.0]), T([2.0])) * Gaussian(T([3.0]), T([0.5]))).gaussian()
     torch.testing.assert_close(out.var, T([0.4]))
     torch.testing.assert_close(out.mean, T([2.6]))
 
 
 def test_product_of_diagonal_gaussians_is_per_dimension():
     experts = Gaussian(T([[1.0, -2.0], [3.0, 4.0], [0.0, 0.0]]), T([[2.0, 1.0], [0.5, 1.0], [1.0, 2.0]]))
-    out = combine(experts)
+    out = experts.natural.prod(0).gaussian()
     precision = T([0.5 + 2 + 1, 1 + 1 + 0.5])
     torch.testing.assert_close(out.var, 1 / precision)
     torch.testing.assert_close(out.mean, T([0.5 * 1 + 2 * 3, -2.0 + 4.0]) / precision)
 
 
+def test_natural_parameters_closed_form():
+    experts = Gaussian(T([2.0, -1.0]), T([0.5, 4.0])).natural
+    torch.testing.assert_close(experts.precision, T([2.0, 0.25]))
+    torch.testing.assert_close(experts.shift, T([4.0, -0.25]))
+
+
 def test_quotient_matches_closed_form():
     # N(2, 0.5) / N(1, 2): precision 2 - 0.5 = 1.5, mean (2 * 2 - 0.5 * 1) / 1.5 = 7 / 3
-    out = combine(Gaussian(T([[2.0], [1.0]]), T([[0.5], [2.0]])), exponent=T([1.0, -1.0]))
+    out = (Gaussian(T([2.0]), T([0.5])) / Gaussian(T([1.0]), T([2.0]))).gaussian()
     torch.testing.assert_close(out.var, T([1 / 1.5]))
     torch.testing.assert_close(out.mean, T([7 / 3]))
 
 
-def test_power_exponent_scales_precision():
-    out = combine(Gaussian(T([[1.5, -1.0]]), T([[2.0, 0.5]])), exponent=T([3.0]))
+def test_power_scales_precision():
+    out = (Gaussian(T([1.5, -1.0]), T([2.0, 0.5])) ** 3.0).gaussian()
     torch.testing.assert_close(out.var, T([2 / 3, 0.5 / 3]))
     torch.testing.assert_close(out.mean, T([1.5, -1.0]))
 
 
+def test_power_by_a_tensor_is_per_sample():
+    # two samples, exponents 2 and -1 of N(0, 1), times N(1, 0.5): precisions 2 + 2 = 4 and 2 - 1 = 1
+    prior = Gaussian(torch.zeros(2, 1), torch.ones(2, 1))
+    out = (Gaussian(torch.ones(2, 1), torch.full((2, 1), 0.5)) * prior ** T([2.0, -1.0])).gaussian()
+    torch.testing.assert_close(out.var, T([[0.25], [1.0]]))
+    torch.testing.assert_close(out.mean, T([[0.5], [2.0]]))
+
+
 @pytest.mark.parametrize("divisor_var", [0.5, 1.0])
 def test_quotient_leaving_non_positive_precision_raises(divisor_var):
-    experts = Gaussian(T([[0.0, 0.0], [0.0, 0.0]]), T([[1.0, 1.0], [4.0, divisor_var]]))
+    divided = Gaussian(T([0.0, 0.0]), T([1.0, 1.0])) / Gaussian(T([0.0, 0.0]), T([4.0, divisor_var]))
     with pytest.raises(NonPositivePrecisionError, match="precision is not positive"):
-        combine(experts, exponent=T([1.0, -1.0]))
+        divided.gaussian()
     assert issubclass(NonPositivePrecisionError, ValueError)
 
 
 def test_mask_leaving_no_expert_raises():
     experts = Gaussian(T([[0.0], [1.0]]), T([[1.0], [2.0]]))
     with pytest.raises(NonPositivePrecisionError, match="left no expert"):
-        combine(experts, mask=T([False, False]))
+        experts.masked(T([False, False])).prod(0).gaussian()
 
 
 def test_masked_quotient_is_not_checked_against_unmasked_ones():
-    experts = Gaussian(T([[0.0], [0.0]]), T([[1.0], [0.5]]))
     # the narrow divisor is masked out, so the quotient is just the first expert
-    out = combine(experts, mask=T([True, False]), exponent=T([1.0, -1.0]))
+    out = (Gaussian(T([0.0]), T([1.0])) / Gaussian(T([0.0]), T([0.5])).masked(T(False))).gaussian()
     assert_gaussian_close(out, Gaussian(T([0.0]), T([1.0])))
+
+
+def test_only_products_that_may_be_improper_are_checked():
+    proper = Gaussian(T([0.0]), T([1.0]))
+    assert (proper * proper.masked(T(False))).known == POSITIVE
+    assert proper.masked(T(True)).known == NONNEGATIVE
+    assert (proper / proper).known == ANY and (proper * (proper / proper)).known == ANY
+    assert (proper ** 2.0).known == POSITIVE and (proper ** T([2.0])).known == ANY
+
+
+def test_debug_checks_and_restores_itself():
+    # on the CPU every product that may be improper is checked anyway; debug() keeps that and restores itself
+    with debug():
+        with pytest.raises(NonPositivePrecisionError):
+            (Gaussian(T([0.0]), T([1.0])) / Gaussian(T([0.0]), T([0.5]))).gaussian()
+    assert not pm_gaussian._debug
 
 
 def test_kl_matches_torch_and_vanishes_on_itself():
@@ -146,14 +179,13 @@ def test_rsample_shape_and_moments():
 
 def test_rsample_is_differentiable():
     mean, logvar = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
-    Gaussian.from_logvar(mean, logvar).rsample((5,)).sum().backward()
+    Gaussian(mean, logvar.exp()).rsample((5,)).sum().backward()
     assert mean.grad is not None and logvar.grad is not None
     torch.testing.assert_close(mean.grad, torch.full((3,), 5.0))
 
 
-def test_from_logvar_std_logvar_and_indexing():
-    p = Gaussian.from_logvar(T([[0.0, 1.0]]), T([[0.0, math.log(4.0)]]))
-    torch.testing.assert_close(p.var, T([[1.0, 4.0]]))
+def test_std_logvar_and_indexing():
+    p = Gaussian(T([[0.0, 1.0]]), T([[1.0, 4.0]]))
     torch.testing.assert_close(p.std, T([[1.0, 2.0]]))
     torch.testing.assert_close(p.logvar, T([[0.0, math.log(4.0)]]))
     assert p[0].shape == (2,)
@@ -178,39 +210,67 @@ def test_masked_expert_changes_nothing(seed, e, b, d):
     experts, mask, g = random_experts(seed, e, b, d)
     nan = torch.full((1, b, d), float("nan"), dtype=torch.float64)
     extra = Gaussian(nan, torch.rand(1, b, d, generator=g, dtype=torch.float64))
-    with_extra = combine(stack([*experts, extra[0]]), torch.cat([mask, torch.zeros(1, b, dtype=torch.bool)]))
-    out = combine(experts, mask)
+    with_extra = stack([*experts, extra[0]]).masked(torch.cat([mask, torch.zeros(1, b, dtype=torch.bool)])).prod(0).gaussian()
+    out = experts.masked(mask).prod(0).gaussian()
     assert torch.isfinite(with_extra.mean).all()
     assert_gaussian_close(with_extra, out)
 
 
 @settings(max_examples=50, deadline=None)
 @given(**dims)
-def test_combine_is_permutation_invariant(seed, e, b, d):
+def test_product_is_order_invariant(seed, e, b, d):
     experts, mask, g = random_experts(seed, e, b, d)
-    exponent = torch.ones(e, 1, dtype=torch.float64) + torch.rand(e, 1, generator=g, dtype=torch.float64)
+    exponent = 1 + torch.rand(e, 1, generator=g, dtype=torch.float64)
     perm = torch.randperm(e, generator=g)
-    out = combine(experts, mask, exponent)
-    assert_gaussian_close(combine(experts[perm], mask[perm], exponent[perm]), out)
-
-
-@settings(max_examples=50, deadline=None)
-@given(s=st.integers(1, 5), **dims)
-def test_combine_broadcasts_mask_over_subset_axis(s, seed, e, b, d):
-    experts, _, g = random_experts(seed, e, b, d)
-    masks = torch.rand(s, e, b, generator=g) < 0.5
-    masks[:, 0] = True
-    out = combine(experts, masks, dim=-3)
-    assert out.shape == (s, b, d)
-    for i in range(s):
-        assert_gaussian_close(out[i], combine(experts, masks[i], dim=0))
+    out = (experts.masked(mask) ** exponent).prod(0).gaussian()
+    assert_gaussian_close((experts[perm].masked(mask[perm]) ** exponent[perm]).prod(0).gaussian(), out)
+    one_by_one = experts[perm[0]].masked(mask[perm[0]])
+    for i in perm[1:]:
+        one_by_one = experts[i].masked(mask[i]) * one_by_one
+    assert_gaussian_close(one_by_one.gaussian(), experts.masked(mask).prod(0).gaussian())
 
 
 @settings(max_examples=50, deadline=None)
 @given(**dims)
-def test_adding_natural_parameters_is_the_product(seed, e, b, d):
+def test_quotient_inverts_product(seed, e, b, d):
+    experts, mask, g = random_experts(seed, e, b, d)
+    other = random_gaussian((b, d), g)
+    product = experts.masked(mask).prod(0)
+    assert_gaussian_close((product * other / other).gaussian(), product.gaussian())
+    assert_gaussian_close((other * experts[0] / experts[0]).gaussian(), other)
+
+
+@settings(max_examples=50, deadline=None)
+@given(s=st.integers(1, 5), **dims)
+def test_mask_broadcasts_over_a_subset_axis(s, seed, e, b, d):
+    experts, _, g = random_experts(seed, e, b, d)
+    masks = torch.rand(s, e, b, generator=g) < 0.5
+    masks[:, 0] = True
+    out = experts.masked(masks).prod(-3).gaussian()
+    assert out.shape == (s, b, d)
+    for i in range(s):
+        assert_gaussian_close(out[i], experts.masked(masks[i]).prod(0).gaussian())
+
+
+@settings(max_examples=50, deadline=None)
+@given(t=st.integers(1, 6), **dims)
+def test_per_time_step_masks_equal_each_step_alone(t, seed, e, b, d):
+    g = torch.Generator().manual_seed(seed)
+    experts = random_gaussian((e, b, t, d), g)
+    present = torch.rand(e, b, t, generator=g) < 0.5
+    prior = random_gaussian((b, t, d), g)
+    out = (prior * experts.masked(present).prod(0)).gaussian()
+    for step in range(t):
+        alone = (prior[:, step] * experts[:, :, step].masked(present[:, :, step]).prod(0)).gaussian()
+        assert_gaussian_close(out[:, step], alone)
+    nothing = (prior * experts.masked(torch.zeros_like(present)).prod(0)).gaussian()
+    assert_gaussian_close(nothing, prior)
+
+
+@settings(max_examples=50, deadline=None)
+@given(**dims)
+def test_natural_parameters_round_trip(seed, e, b, d):
     experts, _, _ = random_experts(seed, e, b, d)
-    precision, shift = experts.natural
-    product = Gaussian.from_natural(precision.sum(0), shift.sum(0))
-    assert_gaussian_close(product, combine(experts))
-    assert_gaussian_close(Gaussian.from_natural(*experts.natural), experts)
+    assert_gaussian_close(experts.natural.gaussian(), experts)
+    precision = (1 / experts.var).sum(0)
+    torch.testing.assert_close(experts.natural.prod(0).gaussian().var, 1 / precision)

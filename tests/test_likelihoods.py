@@ -44,7 +44,7 @@ def test_masked_entries_are_ignored(case):
     obs = family(params, 1)
     expected = (reference.log_prob(x) * mask).sum(-1)
     torch.testing.assert_close(obs.log_prob(x, mask), expected)
-    changed = torch.where(mask, x, (x + 1) % 2 if family.discrete or isinstance(family, Bernoulli) else x + 10.0)
+    changed = torch.where(mask, x, (x + 1) % 2 if isinstance(family, (Bernoulli, Categorical)) else x + 10.0)
     assert not torch.equal(changed, x)
     torch.testing.assert_close(obs.log_prob(changed, mask), expected)
     torch.testing.assert_close(obs.log_prob(x, torch.zeros_like(mask)), torch.zeros(B))

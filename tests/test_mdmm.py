@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import polymodal as pm
-from polymodal.gaussian import combine, moment_match, stack
+from polymodal.gaussian import Experts, moment_match, stack
 
 
 def short_spirals(n=24, steps=20):
@@ -21,7 +21,7 @@ def test_one_step_filter_and_smoother_are_the_product_with_the_prior():
     batch = short_spirals(4, 1).without("y", "direction")
     expert = m.encoders["x"](batch.values["x"])[:, 0]
     prior = m.prior((4,))
-    expected = combine(stack([prior, expert]))
+    expected = (prior * expert).gaussian()
     filtered = m.filter(batch)[:, 0]
     smoothed = m.smooth(batch)[:, 0]
     for got in (filtered, smoothed):  # at the last step the future p(z) cancels the divided-out p(z)
@@ -36,7 +36,7 @@ def test_two_step_backward_filter_matches_the_algorithm_by_hand():
     experts = [m.encoders[n](batch.values[n]) for n in names]  # each [3, 2, D]; everything observed
 
     def product(first, t):
-        return combine(stack([first] + [e[:, t] for e in experts]))
+        return (first * stack([e[:, t] for e in experts]).natural.prod(0)).gaussian()
 
     evidence = m.evidence(batch, torch.ones(1, len(names), dtype=torch.bool))
     torch.manual_seed(5)
@@ -44,7 +44,7 @@ def test_two_step_backward_filter_matches_the_algorithm_by_hand():
     torch.manual_seed(5)
     post_2 = product(m.prior((3,)), 1)
     z = post_2.rsample((7,))
-    future_1 = moment_match(combine(stack([m.prior((7, 3)), m.transitions["bwd"](z)])), dim=0)
+    future_1 = moment_match((m.prior((7, 3)) * m.transitions["bwd"](z)).gaussian(), dim=0)
     post_1 = product(future_1, 0)
     torch.testing.assert_close(posts.mean[0, :, 1], post_2.mean)
     torch.testing.assert_close(posts.var[0, :, 1], post_2.var)
@@ -55,9 +55,9 @@ def test_two_step_backward_filter_matches_the_algorithm_by_hand():
     posts_s, priors, path = m.forward_smooth(evidence, futures, sample=False)
     torch.testing.assert_close(posts_s.mean[0, :, 0], post_1.mean)
     torch.testing.assert_close(priors.mean[0, :, 0], m.prior((3,)).mean)
-    conditional = combine(stack([m.prior((3,)), m.transitions["fwd"](path[0, :, 0])]))
-    quotient = combine(stack([m.prior((3,)), conditional, m.prior((3,))] + [e[:, 1] for e in experts]),
-                       exponent=torch.tensor([1.0, 1.0, -1.0] + [1.0] * len(experts)).view(-1, 1))
+    conditional = (m.prior((3,)) * m.transitions["fwd"](path[0, :, 0])).gaussian()
+    evidence_2 = stack([e[:, 1] for e in experts]).natural.prod(0)
+    quotient = (futures[0, :, 1] * conditional / m.prior((3,)) * evidence_2).gaussian()
     torch.testing.assert_close(priors.mean[0, :, 1], conditional.mean)
     torch.testing.assert_close(posts_s.mean[0, :, 1], quotient.mean)
     torch.testing.assert_close(posts_s.var[0, :, 1], quotient.var)
@@ -126,7 +126,7 @@ def test_filter_and_smoother_against_closed_forms_with_known_gaussians():
     m.transitions["bwd"], m.transitions["fwd"] = Linear(0.8, 0.5), Linear(-0.6, 0.25)
     pv = (1 + 1e-3) ** 2  # the prior N(0, pv): log-std 0 plus the 1e-3 floor
     obs_precision, obs_mean = torch.tensor([2.0, 4.0]), torch.tensor([1.0, -0.5])
-    evidence = (obs_precision.view(1, 1, 2, 1), (obs_precision * obs_mean).view(1, 1, 2, 1))
+    evidence = Experts(obs_precision.view(1, 1, 2, 1), (obs_precision * obs_mean).view(1, 1, 2, 1))
     torch.manual_seed(0)
     posts, futures, _ = m.backward_filter(evidence, particles=400_000)
     # t = 2: prior * observation
@@ -157,7 +157,8 @@ def test_filter_and_smoother_against_closed_forms_with_known_gaussians():
 def test_a_target_only_modality_never_informs_the_posterior_but_is_scored_by_every_subset():
     m = model(inputs=["x", "y"], eval_particles=10)
     assert sorted(m.encoders) == ["x", "y"]
-    assert m.scored(m.subsets("cpu")).tolist() == [[True, True, True], [True, False, True], [False, True, True]]
+    scored = {n: v.flatten().tolist() for n, v in m.scored(m.subsets("cpu")).items()}
+    assert scored == {"x": [True, True, False], "y": [True, False, True], "direction": [True, True, True]}
     batch = short_spirals(6, 10)
     flipped = pm.Batch(batch.schema, {**batch.values, "direction": 1 - batch.values["direction"]}, batch.observed)
     torch.manual_seed(0)
@@ -184,26 +185,26 @@ def test_input_subsets_are_configurable():
 
 def test_reconstruction_weights_default_to_one_and_can_be_set():
     batch = short_spirals(6, 10)
-    z = torch.randn(1, 6, 10, 3)
-    everything = torch.ones(1, 3, dtype=torch.bool)
+    z = torch.randn(6, 10, 3)
     plain, heavy = model(), model(weights={"x": 3.0})
     with torch.no_grad():
         terms = {n: obs.log_prob(batch.values[n], batch.observed[n]).sum() for n, obs in plain.decode(z).items()}
-        torch.testing.assert_close(plain.reconstruction(batch, z, everything), sum(terms.values()).view(1))
-        torch.testing.assert_close(heavy.reconstruction(batch, z, everything), (sum(terms.values()) + 2 * terms["x"]).view(1))
+        assert plain.lambdas == {"x": 1.0, "y": 1.0, "direction": 1.0}
+        torch.testing.assert_close(plain.reconstruction(batch, plain.decode(z)).sum(), sum(terms.values()))
+        torch.testing.assert_close(heavy.reconstruction(batch, plain.decode(z)).sum(), sum(terms.values()) + 2 * terms["x"])
 
 
 def test_rescale_divides_each_weight_by_the_observed_fraction():
     batch = short_spirals(6, 10)
     half = batch.with_observed({"x": batch.observed["x"] & (torch.arange(10) % 2 == 0)})
-    z = torch.randn(1, 6, 10, 3)
-    everything = torch.ones(1, 3, dtype=torch.bool)
     rescaled, plain = model(), model(rescale=False)
     with torch.no_grad():
-        terms = {n: obs.log_prob(half.values[n], half.observed[n]).sum() for n, obs in plain.decode(z).items()}
-        torch.testing.assert_close(plain.reconstruction(half, z, everything), sum(terms.values()).view(1))
-        torch.testing.assert_close(rescaled.reconstruction(half, z, everything), (sum(terms.values()) + terms["x"]).view(1))
-        torch.testing.assert_close(rescaled.reconstruction(batch, z, everything), plain.reconstruction(batch, z, everything))
+        decoded = plain.decode(torch.randn(6, 10, 3))
+        terms = {n: obs.log_prob(half.values[n], half.observed[n]).sum() for n, obs in decoded.items()}
+        assert plain.rescaled(half) == plain.lambdas
+        torch.testing.assert_close(rescaled.reconstruction(half, decoded, rescaled.rescaled(half)).sum(),
+                                   sum(terms.values()) + terms["x"])
+        assert {n: float(w) for n, w in rescaled.rescaled(batch).items()} == plain.lambdas
 
 
 def test_path_log_prior_is_the_markov_chain_by_hand():
@@ -220,7 +221,7 @@ def test_importance_sampled_imputation_weights_whole_paths():
     torch.manual_seed(0)
     (log_w, decoded), = m.importance_draws(batch, 6, 100)
     torch.manual_seed(0)
-    z, log_q = m.paths(batch, 6)
+    z, log_q = m.sampler(batch)(6)
     expected = m.log_prior(z) - log_q + sum(obs.log_prob(batch.values[n], batch.observed[n]).sum(-1)
                                             for n, obs in m.decode(z).items())
     assert log_w.shape == (6, 5)
@@ -230,3 +231,19 @@ def test_importance_sampled_imputation_weights_whole_paths():
         kept = batch.observed[name]
         assert torch.equal(filled.values[name][kept], batch.values[name][kept])
         assert torch.isfinite(filled.values[name].float()).all()
+
+
+def test_log_likelihood_over_paths_is_finite_brackets_the_elbo_and_grows_with_training():
+    batch = pm.missing.drop_steps(short_spirals(8, 12), 0.3, generator=torch.Generator().manual_seed(4))
+    m = model(eval_particles=20)
+    torch.manual_seed(1)
+    log_w = torch.cat([log_w for log_w, _ in m.importance_draws(batch, 1000, 500)])
+    elbo = log_w.mean(0)  # E_q log p(x_o, z) / q(z), per sequence
+    one = torch.stack([m.log_likelihood(batch, n_samples=1) for _ in range(50)])
+    many = m.log_likelihood(batch, n_samples=1000)
+    assert torch.isfinite(one).all() and torch.isfinite(many).all() and many.shape == (8,)
+    assert (many > elbo).all()  # Jensen: the 1000-sample estimate is above the ELBO, one sample is it in expectation
+    assert ((one.mean(0) - elbo).abs() < 4 * log_w.std(0) / 50**0.5).all()
+    assert (one.mean(0) < many).all()
+    pm.Trainer(m, epochs=30, batch_size=8, lr=1e-2, progress=False).fit(batch)
+    assert m.log_likelihood(batch, n_samples=1000).mean() > many.mean()

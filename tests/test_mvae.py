@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import polymodal as pm
-from polymodal.gaussian import combine
 from polymodal.metrics import cross_modal
 from polymodal.models.mvae import _distinct
 
@@ -85,6 +84,29 @@ def test_random_subsets_have_sizes_between_two_and_m_minus_one():
     assert ((sizes >= 2) & (sizes <= 4)).all()
 
 
+def test_random_subsets_are_uniform_over_the_subsets_of_sizes_two_to_m_minus_one():
+    # as drawing each modality with probability 1/2 and redrawing until the size fits: uniform over the 10 subsets
+    torch.manual_seed(0)
+    model = pm.MVAE(pm.Schema([pm.Modality(n, (2,)) for n in "abcd"]), latent_dim=2, hidden=(8,), subsets=4000)
+    drawn = model.subsets()[5:]
+    codes = (drawn.long() * torch.tensor([1, 2, 4, 8])).sum(1)
+    counts = torch.bincount(codes, minlength=16).float()
+    sizes = torch.tensor([bin(c).count("1") for c in range(16)])
+    allowed = (sizes >= 2) & (sizes <= 3)
+    assert allowed.sum() == 10 and counts[~allowed].sum() == 0
+    torch.testing.assert_close(counts[allowed] / len(drawn), torch.full((10,), 0.1), atol=0.02, rtol=0)
+
+
+def test_each_modality_is_decoded_only_at_the_terms_that_score_it():
+    torch.manual_seed(0)
+    batch = tabular(8)
+    model = pm.MVAE(batch.schema, latent_dim=2, hidden=(8,), subsets=1)
+    rows = {n: getattr(model, f"rows_{i}").tolist() for i, n in enumerate(batch.schema.names)}
+    assert rows == {"a": [0, 1, 4], "b": [0, 2, 4], "c": [0, 3, 4]}  # joint, the single, the random subset
+    crossed = pm.MVAE(batch.schema, latent_dim=2, hidden=(8,), subsets=1, cross=True)
+    assert crossed.rows_0.tolist() == [0, 1, 2, 3, 4]
+
+
 def test_lambda_weights_scale_the_reconstruction():
     batch = tabular(16).without("b", "c")
     model = pm.MVAE(batch.schema, latent_dim=4, hidden=(16,), subsets=0)
@@ -112,7 +134,7 @@ def test_quotient_posterior_matches_closed_form():
     q = model.encode(batch.without("c"))
     torch.testing.assert_close(q.var, 1 / precision)
     torch.testing.assert_close(q.mean, (e[0].mean / e[0].var + e[1].mean / e[1].var) / precision)
-    direct = combine(pm.gaussian.stack([*e, model.prior((4,))]), exponent=torch.tensor([[1.0], [1.0], [-1.0]]))
+    direct = (e[0] * e[1] / model.prior((4,))).gaussian()
     torch.testing.assert_close(q.mean, direct.mean)
 
 

@@ -16,7 +16,7 @@ def data(n=96, seed=0):
 
 def test_kl_warmup_is_linear_per_step_then_one():
     trainer = pm.Trainer(pm.MVAE(data().schema, latent_dim=2, hidden=(8,)), kl_warmup=2, progress=False)
-    betas = [trainer.weights(step, steps_per_epoch=5)["beta"] for step in range(12)]
+    betas = [trainer.loss_weights(step, steps_per_epoch=5)["beta"] for step in range(12)]
     assert betas[:3] == pytest.approx([0.1, 0.2, 0.3])
     assert betas[9:] == [1.0, 1.0, 1.0]
 
@@ -181,7 +181,7 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tmp_
 def test_schedules_pass_named_weights_and_unknown_names_raise():
     model = pm.MVAE(data().schema, latent_dim=2, hidden=(8,))
     trainer = pm.Trainer(model, schedules={"beta": {"start": 0.5, "end": 1.0, "epochs": 1, "kind": "step"}}, progress=False)
-    assert trainer.weights(0, 10) == {"beta": 0.5} and trainer.weights(10, 10) == {"beta": 1.0}
+    assert trainer.loss_weights(0, 10) == {"beta": 0.5} and trainer.loss_weights(10, 10) == {"beta": 1.0}
     with pytest.raises(pm.ConfigError, match="gamma"):
         pm.Trainer(model, schedules={"gamma": {"epochs": 2}})
     with pytest.raises(pm.ConfigError, match="epoch"):

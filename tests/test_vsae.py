@@ -30,7 +30,7 @@ def test_selective_proposal_uses_each_modality_encoder_exactly_when_observed():
     model = pm.VSAE(tables.schema_, latent_dim=3, fill="zeros")
     q = model.encode(batch)
     d = 3
-    joint_mean, _ = model.joint_encoder(pm.nets.joint_input(batch, "zeros", with_mask=True)).chunk(2, -1)
+    joint_mean = model.joint_encoder(pm.nets.joint_input(batch, "zeros", with_mask=True)).mean
     for i, name in enumerate(tables.schema_.names):
         own = model.encoders[name](batch.values[name])
         present = batch.present(name)
@@ -44,8 +44,8 @@ def test_unobserved_term_is_switched_on_after_the_warmup():
     tables, batch, _, _ = fitted_tables()
     model = pm.VSAE(tables.schema_, latent_dim=3, warmup=2)
     trainer = pm.Trainer(model, progress=False)
-    assert trainer.weights(0, 5)["unobserved"] == 0.0 and trainer.weights(9, 5)["unobserved"] == 0.0
-    assert trainer.weights(10, 5)["unobserved"] == 1.0
+    assert trainer.loss_weights(0, 5)["unobserved"] == 0.0 and trainer.loss_weights(9, 5)["unobserved"] == 0.0
+    assert trainer.loss_weights(10, 5)["unobserved"] == 1.0
     pseudo = {}
     for weight in (0.0, 1.0):
         torch.manual_seed(0)
@@ -121,3 +121,17 @@ def test_bad_options_raise():
         pm.VSAE(tables.schema_, decoder_mask="true")
     with pytest.raises(pm.ConfigError, match="latent"):
         pm.VSAE(tables.schema_, latent=3)
+
+
+def test_mask_term_is_the_bernoulli_log_likelihood_of_the_modality_mask():
+    tables, batch, _, _ = fitted_tables()
+    batch = batch.select(slice(0, 12))
+    model = pm.VSAE(tables.schema_, latent_dim=3)
+    z = torch.randn(5, 12, model.latent_size)
+    logits, present = model.mask_logits(z), batch.presence().T.float()
+    by_hand = (present * torch.nn.functional.logsigmoid(logits) + (1 - present) * torch.nn.functional.logsigmoid(-logits)).sum(-1)
+    with torch.no_grad():
+        torch.testing.assert_close(model.log_mask(batch, z), by_hand)
+        decoded = model.decode(z)
+        torch.testing.assert_close(model.log_joint(batch, z, decoded),
+                                   model.log_prior(z) + model.reconstruction(batch, decoded, model.ones) + by_hand)

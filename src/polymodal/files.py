@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 FORMAT = 1
-CONFIG, WEIGHTS = "config.json", "model.safetensors"
+CONFIG, TENSORS = "config.json", "model.safetensors"
 
 
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
@@ -45,6 +45,6 @@ def write_folder(folder: str | Path, config: dict[str, Any], state: dict[str, Te
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     config = {"format": FORMAT, "polymodal": __version__, **config}
-    atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p)))
+    atomic_write(folder / TENSORS, lambda p: save_file(state, str(p)))
     atomic_write(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2)))
     return folder

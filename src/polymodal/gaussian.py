@@ -1,16 +1,27 @@
 """Diagonal Gaussians and the algebra every model shares.
 
 A :class:`Gaussian` holds a mean and a variance of the same shape; the last axis is the
-event (latent) axis and everything before it is batch. Experts are combined by one masked
-routine, :func:`combine`, which computes a product of experts with an exponent per expert:
-exponent ``+1`` multiplies an expert in, ``-1`` divides it out (a quotient expert), any
-other real number raises it to that power, and a masked expert contributes nothing. The
-prior is never implicit: callers pass it as one of the experts.
+event (latent) axis and everything before it is batch. Products and quotients of experts
+are written as algebra on :class:`Experts`, Gaussians kept in natural parameters
+(precision, precision x mean) where a product adds and a quotient subtracts:
+
+    q = (prior * experts.masked(present).prod(0)).gaussian()     # MVAE's posterior
+    q = (experts.prod(0) / prior ** (n - 1)).gaussian()          # MVAE-Q's quotient
+
+A masked expert has zero precision and contributes nothing, whatever its mean; the prior is
+never implicit. :meth:`Experts.gaussian` normalises a product and raises
+:class:`NonPositivePrecisionError` when a quotient or a mask left a precision that is not
+positive. Products that include a proper Gaussian and no quotient are positive by
+construction and are never checked; the others are checked where that costs no device
+synchronisation (tensors on the CPU), or everywhere inside :func:`debug`. On an accelerator
+outside :func:`debug`, an improper quotient gives NaN, which the trainer reports.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -31,10 +42,6 @@ class Gaussian:
     var: Tensor
 
     @classmethod
-    def from_logvar(cls, mean: Tensor, logvar: Tensor) -> Gaussian:
-        return cls(mean, logvar.exp())
-
-    @classmethod
     def standard(cls, shape: tuple[int, ...], device=None, dtype=None) -> Gaussian:
         return cls(torch.zeros(shape, device=device, dtype=dtype), torch.ones(shape, device=device, dtype=dtype))
 
@@ -47,14 +54,23 @@ class Gaussian:
         return self.var.log()
 
     @property
-    def natural(self) -> tuple[Tensor, Tensor]:
-        """Natural parameters (precision, precision * mean): a product of experts adds them."""
+    def natural(self) -> Experts:
+        """This Gaussian as an expert in natural parameters."""
         precision = 1.0 / self.var
-        return precision, precision * self.mean
+        return Experts(precision, precision * self.mean, POSITIVE)
 
-    @classmethod
-    def from_natural(cls, precision: Tensor, shift: Tensor) -> Gaussian:
-        return cls(shift / precision, 1.0 / precision)
+    def masked(self, mask: Tensor) -> Experts:
+        """The experts where ``mask`` is True; elsewhere none (zero precision)."""
+        return self.natural.masked(mask)
+
+    def __mul__(self, other: Gaussian | Experts) -> Experts:
+        return self.natural * other
+
+    def __truediv__(self, other: Gaussian | Experts) -> Experts:
+        return self.natural / other
+
+    def __pow__(self, exponent: Tensor | float) -> Experts:
+        return self.natural ** exponent
 
     @property
     def shape(self) -> torch.Size:
@@ -83,56 +99,100 @@ class Gaussian:
     def to(self, device) -> Gaussian:
         return Gaussian(self.mean.to(device), self.var.to(device))
 
+    def expand(self, *shape: int) -> Gaussian:
+        return Gaussian(self.mean.expand(*shape), self.var.expand(*shape))
+
     def detach(self) -> Gaussian:
         return Gaussian(self.mean.detach(), self.var.detach())
+
+
+POSITIVE, NONNEGATIVE, ANY = 2, 1, 0  # what is known of an expert's precision, from strongest to weakest
+_debug = False
+
+
+@contextmanager
+def debug(enabled: bool = True) -> Iterator[None]:
+    """Check every normalised product of experts for a non-positive precision, on every
+    device (a device synchronisation per check)."""
+    global _debug
+    previous, _debug = _debug, enabled
+    try:
+        yield
+    finally:
+        _debug = previous
+
+
+def _as_natural(other: Gaussian | Experts) -> Experts:
+    return other.natural if isinstance(other, Gaussian) else other
+
+
+class Experts:
+    """A product of diagonal Gaussian experts kept in natural parameters: ``precision``
+    (1 / var) and ``shift`` (precision * mean), event axis last. ``*`` multiplies, ``/``
+    divides, ``**`` raises to a power (a scalar, or a tensor of the batch shape),
+    :meth:`masked` drops experts, :meth:`prod` multiplies along an axis and :meth:`gaussian`
+    normalises. ``known`` records what the algebra guarantees about the precision
+    (``POSITIVE``, ``NONNEGATIVE`` or ``ANY``), so that only a product that may be improper
+    is checked."""
+
+    def __init__(self, precision: Tensor, shift: Tensor, known: int = ANY):
+        self.precision, self.shift, self.known = precision, shift, known
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.precision.shape
+
+    def __mul__(self, other: Gaussian | Experts) -> Experts:
+        other = _as_natural(other)
+        known = ANY if ANY in (self.known, other.known) else max(self.known, other.known)
+        return Experts(self.precision + other.precision, self.shift + other.shift, known)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Gaussian | Experts) -> Experts:
+        other = _as_natural(other)
+        return Experts(self.precision - other.precision, self.shift - other.shift, ANY)
+
+    def __pow__(self, exponent: Tensor | float) -> Experts:
+        if isinstance(exponent, Tensor):
+            known, exponent = ANY, exponent.to(self.precision.dtype).unsqueeze(-1)
+        else:
+            known = self.known if exponent > 0 else NONNEGATIVE if exponent == 0 and self.known != ANY else ANY
+        return Experts(self.precision * exponent, self.shift * exponent, known)
+
+    def masked(self, mask: Tensor) -> Experts:
+        """The experts where ``mask`` is True (broadcast against the batch shape; it may add
+        leading axes), none elsewhere: zero precision, whatever the mean held."""
+        keep = mask.bool().unsqueeze(-1)
+        zero = torch.zeros((), dtype=self.precision.dtype, device=self.precision.device)
+        return Experts(torch.where(keep, self.precision, zero), torch.where(keep, self.shift, zero), min(self.known, NONNEGATIVE))
+
+    def unbind(self, dim: int) -> tuple[Experts, ...]:
+        """The experts split along axis ``dim``."""
+        return tuple(Experts(p, s, self.known) for p, s in zip(self.precision.unbind(dim), self.shift.unbind(dim)))
+
+    def expand(self, *shape: int) -> Experts:
+        return Experts(self.precision.expand(*shape), self.shift.expand(*shape), self.known)
+
+    def prod(self, dim: int = 0) -> Experts:
+        """The product of the experts along axis ``dim`` (a batch axis of the tensors)."""
+        return Experts(self.precision.sum(dim), self.shift.sum(dim), self.known)
+
+    def gaussian(self) -> Gaussian:
+        """The normalised product. Raises :class:`NonPositivePrecisionError` when a precision
+        is not positive (checked as the module docstring says)."""
+        if self.known != POSITIVE and (_debug or self.precision.device.type == "cpu"):
+            if not bool((self.precision > 0).all()):
+                raise NonPositivePrecisionError(
+                    f"combined precision is not positive (minimum {self.precision.min().item():.3g}): a quotient divided "
+                    "out experts narrower than the product of the others, or a mask left no expert (include the prior expert)"
+                )
+        return Gaussian(self.shift / self.precision, 1.0 / self.precision)
 
 
 def stack(experts: list[Gaussian], dim: int = 0) -> Gaussian:
     """Stack experts of equal shape along a new axis."""
     return Gaussian(torch.stack([e.mean for e in experts], dim), torch.stack([e.var for e in experts], dim))
-
-
-def combine(
-    experts: Gaussian,
-    mask: Tensor | None = None,
-    exponent: Tensor | float | None = None,
-    dim: int = 0,
-) -> Gaussian:
-    """Masked product (and quotient) of Gaussian experts along axis ``dim``.
-
-    With precisions T_e = exponent_e * mask_e / var_e, the result has
-    precision sum_e T_e and mean sum_e T_e mean_e / sum_e T_e.
-
-    ``experts`` has the expert axis at ``dim``. ``mask`` (bool or 0/1) and ``exponent`` are
-    broadcast against the experts' batch shape (``experts.shape[:-1]``); they may add
-    leading axes, e.g. one row per subset of modalities, in which case give ``dim`` as a
-    negative index. Masked experts are ignored, even when their mean is not finite. A sign
-    per expert for experts ``[E, B, D]`` is therefore an exponent of shape ``[E, 1]``.
-
-    Raises :class:`NonPositivePrecisionError` when a combined precision is not positive: a
-    quotient divided out too much, or a mask left no expert (include the prior expert).
-    """
-    precision = 1.0 / experts.var
-    weighted_mean = experts.mean
-    if mask is not None:
-        keep = mask.bool().unsqueeze(-1)
-        precision = torch.where(keep, precision, torch.zeros((), dtype=precision.dtype, device=precision.device))
-        weighted_mean = torch.where(keep, weighted_mean, torch.zeros((), dtype=weighted_mean.dtype, device=weighted_mean.device))
-    check = mask is not None
-    if exponent is not None:
-        exponent = torch.as_tensor(exponent, dtype=precision.dtype, device=precision.device)
-        if exponent.dim() > 0:
-            exponent = exponent.unsqueeze(-1)
-        check = check or bool((exponent < 0).any())
-        precision = precision * exponent
-    total = precision.sum(dim)
-    if check and not bool((total > 0).all()):
-        raise NonPositivePrecisionError(
-            f"combined precision is not positive (minimum {total.min().item():.3g}): a quotient divided out experts "
-            "narrower than the product of the others, or a mask left no expert (include the prior expert)"
-        )
-    mean = (precision * weighted_mean).sum(dim) / total
-    return Gaussian(mean, 1.0 / total)
 
 
 def kl_divergence(p: Gaussian, q: Gaussian) -> Tensor:

@@ -29,7 +29,7 @@ class Imputer(TransformerMixin, BaseEstimator):
     """Fill the NaN cells of a table with a generative model trained on that incomplete table.
 
     ``model`` names a polymodal model for static data (``"miwae"``, the best deep imputer in
-    ``benchmarks/tabular.py``; ``"vsae"``, ``"vae"``, ``"mvae"``, ...), configured with
+    ``benchmarks/tabular.py``; ``"vsae"``, ``"zerofill-vae"``, ``"mvae"``, ...), configured with
     ``model_options``. ``categorical`` and ``groups`` are passed to
     :class:`~polymodal.TableSchema`. A ``validation`` fraction of the rows is held out for
     early stopping with ``patience`` epochs; ``validation=0`` or ``patience=None`` trains

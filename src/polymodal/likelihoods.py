@@ -70,7 +70,6 @@ class Likelihood:
     name: ClassVar[str]
     n_params: ClassVar[int] = 1
     registry: ClassVar[dict[str, type[Likelihood]]] = {}
-    discrete: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -184,7 +183,6 @@ class Categorical(Likelihood):
     """Categorical on logits; values are class indices, the parameter axis holds the classes."""
 
     name = "categorical"
-    discrete = True
 
     def __init__(self, num_classes: int):
         if num_classes < 2:

@@ -120,9 +120,6 @@ class Schema:
     def __repr__(self) -> str:
         return f"Schema({list(self.modalities)!r})"
 
-    def index(self, name: str) -> int:
-        return self.names.index(self[name].name)
-
     def config(self) -> list[dict[str, Any]]:
         return [m.config() for m in self.modalities]
 

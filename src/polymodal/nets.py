@@ -90,11 +90,15 @@ class ConvDecoder(nn.Module):
         return x.view(-1, self.n_params, c, h, w).movedim(1, -1).reshape(-1, *self.shape, self.n_params)
 
 
-class ExpertHead(nn.Module):
-    """Features -> Gaussian expert. Variance is ``softplus + min_var``, or a sigmoid between ``min_var``
-    and ``max_var`` when a bound is needed (MVAE-Q's quotient must stay proper)."""
+MIN_VAR = 1e-4  # the variance floor of every encoder: a product of many experts cannot overflow
 
-    def __init__(self, in_features: int, latent: int, max_var: float | None = None, min_var: float = 1e-4):
+
+class ExpertHead(nn.Module):
+    """Features -> Gaussian expert, the one Gaussian head of every encoder. Variance is
+    ``softplus + min_var``, or a sigmoid between ``min_var`` and ``max_var`` when a bound is
+    needed (MVAE-Q's quotient must stay proper)."""
+
+    def __init__(self, in_features: int, latent: int, max_var: float | None = None, min_var: float = MIN_VAR):
         super().__init__()
         self.linear = nn.Linear(in_features, 2 * latent)
         self.max_var, self.min_var = max_var, min_var
@@ -106,6 +110,13 @@ class ExpertHead(nn.Module):
         else:
             var = F.softplus(raw) + self.min_var
         return Gaussian(mean, var)
+
+
+def gaussian_mlp(in_features: int, hidden: Sequence[int], latent: int, max_var: float | None = None) -> nn.Sequential:
+    """An MLP (SiLU after every hidden layer) ending in the Gaussian head: ``[*, in]`` -> a
+    Gaussian over ``[*, latent]``."""
+    body: list[nn.Module] = [MLP(in_features, hidden[:-1], hidden[-1]), nn.SiLU()] if hidden else []
+    return nn.Sequential(*body, ExpertHead(hidden[-1] if hidden else in_features, latent, max_var))
 
 
 class Encoder(nn.Module):

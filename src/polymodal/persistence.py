@@ -13,7 +13,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .files import CONFIG, FORMAT, WEIGHTS
+from .files import CONFIG, FORMAT, TENSORS
 from .modalities import Schema
 from .models.base import MODELS, Model
 
@@ -27,7 +27,7 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelFileError(f"no saved model at {folder}: not a folder")
-    for name in (CONFIG, WEIGHTS):
+    for name in (CONFIG, TENSORS):
         if not (folder / name).is_file():
             raise ModelFileError(f"{folder} is not a saved model: {name} is missing")
     try:
@@ -41,9 +41,9 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
         raise ModelFileError(f"{folder} holds an unknown model {kind!r}; known models: {sorted(MODELS)}")
     model = MODELS[kind](Schema.from_config(schema), config)
     try:
-        state = load_file(str(folder / WEIGHTS))
+        state = load_file(str(folder / TENSORS))
     except (SafetensorError, OSError) as error:
-        raise ModelFileError(f"{folder / WEIGHTS} is corrupt: {error}") from None
+        raise ModelFileError(f"{folder / TENSORS} is corrupt: {error}") from None
     missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()
     if missing or unexpected:
         raise ModelFileError(

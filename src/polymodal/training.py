@@ -184,11 +184,11 @@ class Trainer:
     def out(self) -> Path | None:
         return Path(self.config.out) if self.config.out else None
 
-    def weights(self, step: int, steps_per_epoch: int) -> dict[str, float]:
+    def loss_weights(self, step: int, steps_per_epoch: int) -> dict[str, float]:
         """The loss weights at a global step."""
         return {name: s(step, steps_per_epoch) for name, s in self.schedules.items()}
 
-    def final_weights(self) -> dict[str, float]:
+    def final_loss_weights(self) -> dict[str, float]:
         return {name: s.end for name, s in self.schedules.items()}
 
     def _batches(self, data: Batch, epoch: int | None):
@@ -216,7 +216,7 @@ class Trainer:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.config.seed + self.rank)
             for batch in self._batches(data, None):
-                out = self.model.loss(batch, **self.final_weights())
+                out = self.model.loss(batch, **self.final_loss_weights())
                 for key, value in {"loss": out.loss, **out.terms}.items():
                     totals[key] = totals.get(key, 0.0) + value.detach().double().cpu() * len(batch)
                 count += len(batch)
@@ -273,7 +273,7 @@ class Trainer:
                 model.train()
                 total, seen = torch.zeros(()), 0
                 for i, batch in enumerate(self._batches(train, epoch)):
-                    weights = self.weights(state["step"], steps_per_epoch)
+                    weights = self.loss_weights(state["step"], steps_per_epoch)
                     out = objective(batch, weights)
                     if not torch.isfinite(out.loss):
                         kept = f"; the last checkpoint in {self.out} is intact" if self.out else ""

@@ -2,16 +2,21 @@
 
 A model implements ``loss``, ``encode`` (the posterior given whatever each sample has)
 and ``decode`` (likelihoods of every modality given latents); ``embed``, ``impute``,
-``predict``, ``generate`` and ``log_likelihood`` are built on those here.
+``predict``, ``generate`` and ``log_likelihood`` are built on those here, as are the two
+pieces every objective shares: the weighted reconstruction term (:meth:`Model.reconstruction`)
+and the importance-sampling path (:meth:`Model.importance_draws`, whose proposal a model
+changes by overriding :meth:`Model.sampler` and whose joint density by :meth:`Model.log_prior`
+or :meth:`Model.log_joint`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +29,24 @@ from ..likelihoods import Observation
 from ..modalities import Schema
 
 MODELS: dict[str, type[Model]] = {}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def query(method: F) -> F:
+    """A query of a trained model: runs without gradients in eval mode, and gives the model
+    back in the mode it was in."""
+
+    @functools.wraps(method)
+    def run(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return method(self, *args, **kwargs)
+        finally:
+            self.train(training)
+
+    return run  # type: ignore[return-value]
 
 
 @dataclass
@@ -68,9 +91,11 @@ class Model(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def weight(self, name: str) -> float:
-        """The likelihood weight (lambda) of a modality; 1 unless the config says otherwise."""
-        return float(getattr(self.config, "weights", {}).get(name, 1.0))
+    @property
+    def lambdas(self) -> dict[str, float]:
+        """The likelihood weight lambda of every modality: the config's ``weights``, else 1."""
+        given = getattr(self.config, "weights", {})
+        return {name: float(given.get(name, 1.0)) for name in self.schema.names}
 
     @property
     def latent_size(self) -> int:
@@ -98,28 +123,94 @@ class Model(nn.Module):
         """Each modality's likelihood, given decoder outputs by modality name."""
         return {mod.name: mod.likelihood(params[mod.name], len(mod.shape)) for mod in self.schema}
 
-    @torch.no_grad()
+    def reconstruction(
+        self,
+        batch: Batch,
+        decoded: Mapping[str, Observation],
+        weights: Mapping[str, float] | None = None,
+        within: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
+        """sum_m lambda_m log p(x_m | z) over the observed entries of the decoded modalities:
+        the reconstruction term of every loss and importance weight.
+
+        Returns one value per sample (sequential modalities summed over their steps), with the
+        decoded likelihoods' leading axes (e.g. latent samples or subsets) in front.
+        ``weights`` are the lambda_m (default :attr:`lambdas`; importance weights pass 1s).
+        ``within[m]``, of the per-sample shape, narrows which samples score modality m (the
+        entries scored are those observed *and* within).
+        """
+        weights = self.lambdas if weights is None else weights
+        total = None
+        for name, obs in decoded.items():
+            event = len(self.schema[name].shape)
+            mask = batch.observed[name]
+            if within is not None and name in within:
+                mask = mask & within[name].view(*within[name].shape, *(1,) * event)
+            term = obs.log_prob(batch.values[name], mask)
+            if self.schema[name].sequential:
+                term = term.sum(-1)
+            total = weights[name] * term if total is None else total + weights[name] * term
+        return total
+
+    @property
+    def ones(self) -> dict[str, float]:
+        """lambda_m = 1 for every modality: the likelihood itself, for importance weights."""
+        return dict.fromkeys(self.schema.names, 1.0)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log p(z) of latents ``[..., D]``: ``[...]``."""
+        return self.prior(tuple(z.shape[:-1])).log_prob(z)
+
+    def log_joint(self, batch: Batch, z: Tensor, decoded: Mapping[str, Observation]) -> Tensor:
+        """log p(x_o, z) per sample, for latents ``z`` with leading sample axes and their
+        decoded likelihoods."""
+        return self.log_prior(z) + self.reconstruction(batch, decoded, self.ones)
+
+    def log_weights(self, batch: Batch, z: Tensor, log_q: Tensor) -> tuple[Tensor, dict[str, Observation]]:
+        """Importance log-weights log p(x_o, z) - log q(z | x_o) of latents ``z`` ``[K, B, ...]``
+        with proposal log-densities ``log_q`` ``[K, B]``, and the decoded likelihoods."""
+        decoded = self.decode(z)
+        return self.log_joint(batch, z, decoded) - log_q, decoded
+
+    def sampler(self, batch: Batch) -> Callable[[int], tuple[Tensor, Tensor]]:
+        """The importance proposal q(z | x_o) given ``batch``, computed once: a function drawing
+        ``k`` latents ``[k, B, ...]`` and their log-densities ``[k, B]``. By default the
+        posterior of :meth:`encode`; sequence models draw whole latent paths."""
+        q = self.encode(batch)
+
+        def draw(k: int) -> tuple[Tensor, Tensor]:
+            z = q.sample((k,))
+            return z, q.log_prob(z)
+
+        return draw
+
+    def importance_draws(self, batch: Batch, samples: int, chunk: int) -> Iterator[tuple[Tensor, dict[str, Observation]]]:
+        """The one importance-sampling path: ``samples`` proposal draws, ``chunk`` at a time
+        for the whole batch, as their log-weights ``[k, B]`` and decoded likelihoods."""
+        draw = self.sampler(batch)
+        for start in range(0, samples, chunk):
+            yield self.log_weights(batch, *draw(min(chunk, samples - start)))
+
+    @query
     def embed(self, batch: Batch) -> Tensor:
         """Posterior mean of the latent given what each sample has."""
-        self.eval()
         return self.encode(batch.to(self.device)).mean
 
-    @torch.no_grad()
+    @query
     def reconstruct(self, batch: Batch) -> dict[str, Observation]:
         """Likelihoods of every modality decoded from the posterior mean."""
         return self.decode(self.embed(batch))
 
-    @torch.no_grad()
+    @query
     def impute(self, batch: Batch, samples: int = 0, chunk: int = 100) -> Batch:
         """A copy of ``batch`` whose unobserved entries are filled in; observed entries are
         returned unchanged and every mask becomes True.
 
         With ``samples = 0`` the fill is decoded from the posterior mean. With ``samples = K``
         it is the self-normalised importance-sampling estimate of E[x_u | x_o] under the
-        model, sum_k w_k E[x_u | z_k] with w_k proportional to p(x_o | z_k) p(z_k) / q(z_k | x_o)
+        model, sum_k w_k E[x_u | z_k] with w_k proportional to p(x_o, z_k) / q(z_k | x_o)
         (the most probable class under the weighted probabilities, for categorical).
         """
-        self.eval()
         batch = batch.to(self.device)
         if samples:
             log_w, means = [], {name: [] for name in self.schema.names}
@@ -138,7 +229,7 @@ class Model(nn.Module):
         values = {name: torch.where(batch.observed[name], x, fill[name].to(x.dtype)) for name, x in batch.values.items()}
         return Batch(batch.schema, values, {k: torch.ones_like(m) for k, m in batch.observed.items()})
 
-    @torch.no_grad()
+    @query
     def predict(self, batch: Batch, target: str, inputs: list[str] | None = None, proba: bool = False) -> Tensor:
         """Predict modality ``target`` from the ``inputs`` modalities (default: all others).
 
@@ -152,40 +243,20 @@ class Model(nn.Module):
         observation = self.reconstruct(batch.without(*hidden))[target]
         return observation.mean if proba else observation.point
 
-    @torch.no_grad()
+    @query
     def generate(self, n: int, sample: bool = False) -> Batch:
         """``n`` joint samples from the prior: likelihood means (or samples) of every modality."""
-        self.eval()
         decoded = self.decode(self.prior((n,)).sample())
         values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
         return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
 
-    def importance_draws(self, batch: Batch, samples: int, chunk: int) -> Iterator[tuple[Tensor, dict[str, Observation]]]:
-        """``samples`` posterior draws, ``chunk`` at a time: their importance log-weights
-        ``[K, B]`` and decoded likelihoods."""
-        q = self.encode(batch)
-        for start in range(0, samples, chunk):
-            yield self.log_weights(batch, q, q.sample((min(chunk, samples - start),)))
-
-    def log_weights(self, batch: Batch, q: Gaussian, z: Tensor) -> tuple[Tensor, dict[str, Observation]]:
-        """Importance log-weights log p(x_o, z) - log q(z | x_o) for latents ``z`` ``[K, B, D]``
-        drawn from ``q``, and the decoded likelihoods."""
-        decoded = self.decode(z)
-        log_w = self.prior(tuple(q.shape[:-1])).log_prob(z) - q.log_prob(z)
-        for name, obs in decoded.items():
-            log_w = log_w + obs.log_prob(batch.values[name], batch.observed[name])
-        return log_w, decoded
-
-    @torch.no_grad()
+    @query
     def log_likelihood(self, batch: Batch, n_samples: int = 1000, chunk: int = 100) -> Tensor:
-        """Importance-sampled log p(observed entries) per sample, with the posterior as proposal.
+        """Importance-sampled log p(observed entries) per sample:
 
-        log p(x_o) ~= log mean_s p(x_o | z_s) p(z_s) / q(z_s | x_o),  z_s ~ q(z | x_o).
-        Samples are drawn ``chunk`` at a time for the whole batch at once.
+        log p(x_o) ~= log mean_s p(x_o, z_s) / q(z_s | x_o),  z_s ~ q (the :meth:`sampler`),
+
+        drawn ``chunk`` at a time for the whole batch at once.
         """
-        self.eval()
         batch = batch.to(self.device)
-        q = self.encode(batch)
-        starts = range(0, n_samples, chunk)
-        log_w = [self.log_weights(batch, q, q.sample((min(chunk, n_samples - start),)))[0] for start in starts]
-        return log_mean_exp(torch.cat(log_w), 0)
+        return log_mean_exp(torch.cat([log_w for log_w, _ in self.importance_draws(batch, n_samples, chunk)]), 0)

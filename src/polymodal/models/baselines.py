@@ -16,15 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..data import Batch
 from ..gaussian import Gaussian
 from ..likelihoods import Observation
 from ..modalities import Schema
-from ..nets import MLP, JointDecoder, input_width, joint_input
-from .base import LossOutput, Model
+from ..nets import JointDecoder, gaussian_mlp, input_width, joint_input
+from .base import LossOutput, Model, query
 
 
 @dataclass
@@ -44,13 +43,12 @@ class ZeroFillVAE(Model):
         super().__init__(schema, config, **kwargs)
         c = self.config
         m = len(schema) if c.condition_on_mask else 0
-        self.encoder = MLP(sum(input_width(mod) for mod in schema) + m, c.hidden, 2 * c.latent_dim)
+        self.encoder = gaussian_mlp(sum(input_width(mod) for mod in schema) + m, c.hidden, c.latent_dim)
         self.decoder = JointDecoder(schema, c.latent_dim + m, c.hidden)
 
     def encode(self, batch: Batch) -> Gaussian:
-        mean, raw = self.encoder(joint_input(batch, "zeros", self.config.condition_on_mask)).chunk(2, -1)
-        var = F.softplus(raw) + 1e-4 if self.config.variational else torch.full_like(mean, 1e-12)
-        return Gaussian(mean, var)
+        q = self.encoder(joint_input(batch, "zeros", self.config.condition_on_mask))
+        return q if self.config.variational else Gaussian(q.mean, torch.full_like(q.mean, 1e-12))
 
     def decode(self, z: Tensor, mask: Tensor | None = None) -> dict[str, Observation]:
         """Likelihoods given z and, for CVAE-mask, the modality mask ``[B, M]`` to condition on
@@ -61,7 +59,7 @@ class ZeroFillVAE(Model):
             h = torch.cat([z, mask.float().expand(*z.shape[:-1], -1)], -1)
         return self.observations(self.decoder(h))
 
-    @torch.no_grad()
+    @query
     def reconstruct(self, batch: Batch) -> dict[str, Observation]:
         batch = batch.to(self.device)
         return self.decode(self.embed(batch), batch.presence().T)
@@ -70,7 +68,7 @@ class ZeroFillVAE(Model):
         q = self.encode(batch)
         z = q.rsample() if self.config.variational else q.mean
         decoded = self.decode(z, batch.presence().T)
-        recon = sum(self.weight(n) * obs.log_prob(batch.values[n], batch.observed[n]) for n, obs in decoded.items())
+        recon = self.reconstruction(batch, decoded)
         kl = q.kl(self.prior((len(batch),))) if self.config.variational else torch.zeros_like(recon)
         loss = -(recon - beta * kl).mean()
         return LossOutput(loss, {"recon": recon.mean().detach(), "kl": kl.mean().detach()})

@@ -26,6 +26,7 @@ of a partly observed step are zeros (Mask) rather than dropping the step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +38,7 @@ from ..gaussian import Gaussian, kl_divergence, stack
 from ..modalities import Schema
 from ..nets import MLP, ExpertHead, flat_input, input_width
 from .base import LossOutput
-from .mdmm import DeepMarkovModel, DMMConfig
+from .dmm import DeepMarkovModel, DMMConfig
 
 
 @dataclass
@@ -115,19 +116,24 @@ class DKS(DeepMarkovModel):
         return stack(posts, 1), priors, path
 
     def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
-        posts, priors, z = self.posterior(self.inputs(batch))
-        everything = torch.ones(1, len(self.schema), dtype=torch.bool, device=z.device)
-        reconstruction = self.reconstruction(batch, z[None], everything)[0]
+        posts, priors, z = self.posterior(self.training_inputs(batch))
+        reconstruction = self.reconstruction(batch, self.decode(z), self.rescaled(batch)).sum()
         kl = kl_divergence(posts, priors).sum()
-        n = self.steps(batch)
+        n = self.sequence_steps(batch)
         elbo = (reconstruction - beta * kl) / n
         return LossOutput(-elbo, {"elbo": elbo.detach(), "kl": kl.detach() / n})
 
-    def paths(self, batch: Batch, n: int) -> tuple[Tensor, Tensor]:
+    def sampler(self, batch: Batch) -> Callable[[int], tuple[Tensor, Tensor]]:
+        """Whole latent paths from the inference network, with their log-density
+        sum_t log q(z_t | z_{t-1}, h_t): the batch repeated ``k`` times through one pass."""
         batch = batch.to(self.device)
-        posts, _, path = self.posterior(batch.select(torch.arange(len(batch), device=self.device).repeat(n)))
-        shape = (n, len(batch), *path.shape[1:])
-        return path.view(shape), posts.log_prob(path).sum(-1).view(n, len(batch))
+
+        def draw(k: int) -> tuple[Tensor, Tensor]:
+            posts, _, path = self.posterior(batch.select(torch.arange(len(batch), device=self.device).repeat(k)))
+            shape = (k, len(batch), *path.shape[1:])
+            return path.view(shape), posts.log_prob(path).sum(-1).view(k, len(batch))
+
+        return draw
 
     def encode(self, batch: Batch) -> Gaussian:
         """The posteriors along the mean path given what is observed: ``[B, T, D]``."""

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..data import Batch
 from ..gaussian import Gaussian, log_mean_exp
 from ..likelihoods import Observation
 from ..modalities import Schema
-from ..nets import MLP, JointDecoder, input_width, joint_input
+from ..nets import JointDecoder, gaussian_mlp, input_width, joint_input
 from .base import LossOutput, Model
 
 
@@ -44,23 +42,21 @@ class MIWAE(Model):
     def __init__(self, schema: Schema, config: MIWAEConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
         c = self.config
-        self.encoder = MLP(sum(input_width(mod) for mod in schema), c.hidden, 2 * c.latent_dim)
+        self.encoder = gaussian_mlp(sum(input_width(mod) for mod in schema), c.hidden, c.latent_dim)
         self.decoder = JointDecoder(schema, c.latent_dim, c.hidden)
 
     def encode(self, batch: Batch) -> Gaussian:
-        mean, raw = self.encoder(joint_input(batch, "zeros")).chunk(2, -1)
-        return Gaussian(mean, F.softplus(raw) + 1e-4)
+        return self.encoder(joint_input(batch, "zeros"))
 
     def decode(self, z: Tensor) -> dict[str, Observation]:
         return self.observations(self.decoder(z))
 
     def loss(self, batch: Batch) -> LossOutput:
         q = self.encode(batch)
-        log_w, _ = self.log_weights(batch, q, q.rsample((self.config.samples,)))
-        bound = log_mean_exp(log_w, 0)
+        z = q.rsample((self.config.samples,))
+        bound = log_mean_exp(self.log_weights(batch, z, q.log_prob(z))[0], 0)
         return LossOutput(-bound.mean(), {"bound": bound.mean().detach()})
 
-    @torch.no_grad()
     def impute(self, batch: Batch, samples: int | None = None, chunk: int = 100) -> Batch:
         """Importance-sampled imputation with ``impute_samples`` samples unless told otherwise."""
         return super().impute(batch, self.config.impute_samples if samples is None else samples, chunk)

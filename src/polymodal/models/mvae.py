@@ -45,12 +45,13 @@ Where we differ from the reference code, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import combinations
 
 import torch
 from torch import Tensor, nn
 
 from ..data import Batch
-from ..gaussian import Gaussian, combine, stack
+from ..gaussian import Gaussian, stack
 from ..likelihoods import Observation
 from ..modalities import Schema
 from ..nets import Decoder, Encoder
@@ -81,21 +82,29 @@ class MVAE(Model):
         max_var = m / (m - 1) - 2e-4 if c.quotient and m > 1 else None
         self.encoders = nn.ModuleDict({mod.name: Encoder(mod, c.latent_dim, c.hidden, c.channels, max_var) for mod in schema})
         self.decoders = nn.ModuleDict({mod.name: Decoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
+        # The subsets, built once: joint and singles always, then k drawn from the pool of sizes 2 .. M-1.
+        pool = [[i in chosen for i in range(m)] for size in range(2, m) for chosen in combinations(range(m), size)]
+        k = c.subsets if pool else 0
+        fixed = torch.cat([torch.ones(1, m, dtype=torch.bool), torch.eye(m, dtype=torch.bool)])
+        self.register_buffer("fixed_subsets", fixed, persistent=False)
+        self.register_buffer("subset_pool", torch.tensor(pool, dtype=torch.bool).view(-1, m), persistent=False)
+        # The rows of the subset axis whose terms score each modality: the joint, its single, the k random ones.
+        rows = [list(range(m + 1 + k)) if c.cross else [0, 1 + i, *range(m + 1, m + 1 + k)] for i in range(m)]
+        for i, r in enumerate(rows):
+            self.register_buffer(f"rows_{i}", torch.tensor(r), persistent=False)
 
     def experts(self, batch: Batch) -> Gaussian:
-        """``[M + 1, B, D]``: one expert per modality, then the prior expert."""
-        experts = [self.encoders[name](batch.values[name]) for name in self.schema.names]
-        experts.append(self.prior((len(batch),)))
-        return stack(experts)
+        """``[M, B, D]``: one expert per modality, each encoder run once per batch."""
+        return stack([self.encoders[name](batch.values[name]) for name in self.schema.names])
 
     def posterior(self, experts: Gaussian, use: Tensor) -> Gaussian:
-        """q(z | X) for modality masks ``use`` ``[..., M, B]``; returns ``[..., B, D]``."""
-        with_prior = torch.cat([use, torch.ones_like(use[..., :1, :])], -2)
-        exponent = None
+        """q(z | X) for modality masks ``use`` ``[..., M, B]``: the prior times the used experts
+        (divided by the prior once per used expert but one, for MVAE-Q); returns ``[..., B, D]``."""
+        prior = self.prior(tuple(experts.shape[1:-1]))
+        product = experts.masked(use).prod(-3)
         if self.config.quotient:
-            n_used = use.sum(-2, keepdim=True).to(experts.mean.dtype)
-            exponent = torch.cat([torch.ones_like(use, dtype=n_used.dtype), 1.0 - n_used], -2)
-        return combine(experts, with_prior, exponent, dim=-3)
+            return (product * prior ** (1.0 - use.sum(-2))).gaussian()
+        return (prior * product).gaussian()
 
     def encode(self, batch: Batch) -> Gaussian:
         return self.posterior(self.experts(batch), batch.presence())
@@ -105,37 +114,29 @@ class MVAE(Model):
 
     def subsets(self) -> Tensor:
         """``[S, M]`` modality subsets of this step: joint, each single, k random ones."""
-        m = len(self.schema)
-        rows = [torch.ones(m, dtype=torch.bool), *torch.eye(m, dtype=torch.bool)]
-        if m > 2:
-            for _ in range(self.config.subsets):
-                subset = torch.rand(m) < 0.5
-                while not 2 <= int(subset.sum()) < m:
-                    subset = torch.rand(m) < 0.5
-                rows.append(subset)
-        return torch.stack(rows)
+        if not len(self.subset_pool) or not self.config.subsets:
+            return self.fixed_subsets
+        picked = torch.randint(len(self.subset_pool), (self.config.subsets,), device=self.subset_pool.device)
+        return torch.cat([self.fixed_subsets, self.subset_pool[picked]])
 
     def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
-        subsets = self.subsets()
-        use = subsets.to(batch.device)[:, :, None] & batch.presence()  # [S, M, B]
-        q = self.posterior(self.experts(batch), use)  # [S, B, D]
+        use = self.subsets()[:, :, None] & batch.presence()  # [S, M, B]: what each term conditions on
+        q = self.posterior(self.experts(batch), use)  # q(z | X_s): [S, B, D]
         z = q.rsample()
-        recon = torch.zeros(q.shape[:-1], device=z.device)
-        for m, mod in enumerate(self.schema):
-            scored = torch.ones_like(subsets[:, m]) if self.config.cross else subsets[:, m]
-            rows = scored.nonzero().squeeze(1).to(z.device)
-            decoded = mod.likelihood(self.decoders[mod.name](z[rows]), len(mod.shape))
-            event = (1,) * len(mod.shape)
-            mask = batch.observed[mod.name]
-            if not self.config.cross:
-                mask = mask & use[rows, m].view(len(rows), -1, *event)
-            recon = recon.index_add(0, rows, self.weight(mod.name) * decoded.log_prob(batch.values[mod.name], mask))
+        recon = sum(self.scored(batch, z, use, m) for m in range(len(self.schema)))  # [S, B]
         kl = q.kl(self.prior(tuple(q.shape[:-1])))
         counted = _distinct(use).to(kl.dtype)
         n = len(batch)
         loss = -((recon - beta * kl) * counted).sum() / n
-        terms = {"recon": (recon * counted).sum().detach() / n, "kl": (kl * counted).sum().detach() / n}
-        return LossOutput(loss, terms)
+        return LossOutput(loss, {"recon": (recon * counted).sum().detach() / n, "kl": (kl * counted).sum().detach() / n})
+
+    def scored(self, batch: Batch, z: Tensor, use: Tensor, m: int) -> Tensor:
+        """``[S, B]``: lambda_m log p(x_m | z_s) in each term s that scores modality m (those
+        whose subset has m; all, with ``cross``), decoding m only at those terms' latents."""
+        mod, rows = self.schema.modalities[m], getattr(self, f"rows_{m}")
+        decoded = {mod.name: mod.likelihood(self.decoders[mod.name](z[rows]), len(mod.shape))}
+        within = None if self.config.cross else {mod.name: use[rows, m]}
+        return z.new_zeros(z.shape[:-1]).index_add(0, rows, self.reconstruction(batch, decoded, within=within))
 
 
 def _distinct(use: Tensor) -> Tensor:

@@ -63,16 +63,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import Batch
 from ..gaussian import Gaussian, log_mean_exp
-from ..likelihoods import Observation
+from ..likelihoods import Bernoulli, Observation
 from ..missing import drop_modalities
 from ..modalities import Schema
-from ..nets import MLP, Encoder, JointDecoder, input_width, joint_input
-from .base import LossOutput, Model
+from ..nets import MLP, Encoder, JointDecoder, gaussian_mlp, input_width, joint_input
+from .base import LossOutput, Model, query
 
 
 @dataclass
@@ -101,7 +100,7 @@ class VSAE(Model):
             raise ValueError("VSAE models static modalities")
         m, d = len(schema), c.latent_dim
         self.encoders = nn.ModuleDict({mod.name: Encoder(mod, d, c.hidden) for mod in schema})
-        self.joint_encoder = MLP(sum(input_width(mod) for mod in schema) + m, c.joint_hidden, 2 * m * d)
+        self.joint_encoder = gaussian_mlp(sum(input_width(mod) for mod in schema) + m, c.joint_hidden, m * d)
         self.mask_decoder = MLP(m * d, c.joint_hidden, m)
         self.decoder = JointDecoder(schema, m * d + (m if c.decoder_mask == "reconstructed" else 0), c.joint_hidden)
 
@@ -115,8 +114,8 @@ class VSAE(Model):
     def encode(self, batch: Batch) -> Gaussian:
         """The selective proposal, blocks concatenated: ``[B, M * latent_dim]``."""
         n, d = len(batch), self.config.latent_dim
-        mean, raw = self.joint_encoder(joint_input(batch, self.config.fill, with_mask=True)).chunk(2, -1)
-        joint = Gaussian(mean.view(n, -1, d), F.softplus(raw).view(n, -1, d) + 1e-4)
+        joint = self.joint_encoder(joint_input(batch, self.config.fill, with_mask=True))
+        joint = Gaussian(joint.mean.view(n, -1, d), joint.var.view(n, -1, d))
         own = [self.encoders[name](batch.values[name]) for name in self.schema.names]
         observed = batch.presence().T.unsqueeze(-1)  # [B, M, 1]
         mean = torch.where(observed, torch.stack([e.mean for e in own], 1), joint.mean)
@@ -144,19 +143,15 @@ class VSAE(Model):
         q = self.encode(inputs)
         if unobserved > 0:
             with torch.no_grad():
-                targets = {name: obs.point for name, obs in self.decode(q.rsample()).items()}
+                targets = {name: obs.point.to(batch.values[name].dtype) for name, obs in self.decode(q.rsample()).items()}
         k = self.config.samples
         z = q.rsample((k,))  # [K, B, D]
-        recon = torch.zeros(z.shape[:-1], device=z.device)
+        decoded = self.decode(z)
+        recon = self.reconstruction(batch, decoded)
         pseudo = torch.zeros_like(recon)
-        for name, obs in self.decode(z).items():
-            weight = self.weight(name)
-            observed = batch.observed[name]
-            recon = recon + weight * obs.log_prob(batch.values[name], observed)
-            if unobserved > 0:
-                pseudo = pseudo + weight * obs.log_prob(targets[name].to(batch.values[name].dtype), ~observed)
-        present = batch.presence().T.float().expand(*z.shape[:-1], -1)
-        mask = -F.binary_cross_entropy_with_logits(self.mask_logits(z), present, reduction="none").sum(-1)
+        if unobserved > 0:  # the unobserved entries, scored against the pseudo-targets
+            pseudo = self.reconstruction(Batch(batch.schema, targets, {n: ~m for n, m in batch.observed.items()}), decoded)
+        mask = self.log_mask(batch, z)
         prior = self.prior((len(batch),))
         if k == 1:
             kl = q.kl(prior)
@@ -168,17 +163,18 @@ class VSAE(Model):
                  "kl": kl.mean().detach()}
         return bound, terms
 
-    def log_weights(self, batch: Batch, q: Gaussian, z: Tensor) -> tuple[Tensor, dict[str, Observation]]:
-        """Importance log-weights of the data *and the mask*: log p(x_o, m, z) - log q(z | x_o, m)."""
-        log_w, decoded = super().log_weights(batch, q, z)
-        present = batch.presence().T.float().expand(*z.shape[:-1], -1)
-        return log_w - F.binary_cross_entropy_with_logits(self.mask_logits(z), present, reduction="none").sum(-1), decoded
+    def log_mask(self, batch: Batch, z: Tensor) -> Tensor:
+        """log p(m | z) of the batch's modality mask, per sample: ``[*z.shape[:-1]]``."""
+        return Bernoulli()(self.mask_logits(z)[..., None], 1).log_prob(batch.presence().T.to(z.dtype))
 
-    @torch.no_grad()
+    def log_joint(self, batch: Batch, z: Tensor, decoded: dict[str, Observation]) -> Tensor:
+        """log p(x_o, m, z): importance weights of the data *and the mask*."""
+        return super().log_joint(batch, z, decoded) + self.log_mask(batch, z)
+
+    @query
     def generate(self, n: int, sample: bool = False) -> Batch:
         """``n`` joint samples of data and mask: values of every modality, and ``observed``
         drawn from the mask decoder (a modality's entries share its draw)."""
-        self.eval()
         z = self.prior((n,)).sample()
         decoded = self.decode(z)
         present = torch.bernoulli(torch.sigmoid(self.mask_logits(z))).bool()  # [n, M]

@@ -1,7 +1,11 @@
-"""No behaviour change: each model's first three training losses, with a fixed seed, equal
+"""What every model shares.
+
+No behaviour change: each model's first three training losses, with a fixed seed, equal
 the values recorded before the shared algebra was refactored (``RECORDED``, from commit
 11c0910). MVAE's k random subsets are left out (``subsets=0``): their draws now come from a
 precomputed table, the same distribution with another random stream (see test_mvae)."""
+
+from functools import cache
 
 import pytest
 import torch
@@ -23,6 +27,7 @@ RECORDED = {
 }
 
 
+@cache
 def table(n=48, seed=0):
     g = torch.Generator().manual_seed(seed)
     schema = pm.Schema([pm.Modality("a", (3,)), pm.Modality("b", (4,)), pm.Modality("c", (), "categorical", num_classes=3)])
@@ -34,6 +39,7 @@ def table(n=48, seed=0):
     return pm.Batch.from_data(schema, data)
 
 
+@cache
 def spirals(n=6, steps=30):
     train, _ = pm.load_spirals()
     batch = train.select(list(range(250, 250 + n)))
@@ -42,6 +48,7 @@ def spirals(n=6, steps=30):
     return pm.missing.drop_steps(batch, 0.3, generator=torch.Generator().manual_seed(3))
 
 
+@cache
 def digits(n=48):
     train, _ = pm.load_digits(paired=0.5)
     return train.select(list(range(n)))
@@ -83,3 +90,18 @@ def first_losses(name: str, steps: int = 3) -> list[float]:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_first_losses_are_unchanged(name):
     assert first_losses(name) == pytest.approx(RECORDED[name], rel=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_queries_give_the_model_back_in_its_mode(name):
+    data, build = CASES[name]
+    batch = data()
+    model = build(batch.schema)
+    target = batch.schema.names[-1]
+    queries = [lambda: model.embed(batch), lambda: model.impute(batch), lambda: model.impute(batch, samples=3),
+               lambda: model.predict(batch, target), lambda: model.log_likelihood(batch, n_samples=2)]
+    for training in (True, False):
+        model.train(training)
+        for query in queries:
+            query()
+            assert model.training is training and all(m.training is training for m in model.modules())
