@@ -63,6 +63,10 @@ class Gaussian:
         """The experts where ``mask`` is True; elsewhere none (zero precision)."""
         return self.natural.masked(mask)
 
+    def prod(self, dim: int = 0) -> Experts:
+        """The product of these experts along axis ``dim``."""
+        return self.natural.prod(dim)
+
     def __mul__(self, other: Gaussian | Experts) -> Experts:
         return self.natural * other
 

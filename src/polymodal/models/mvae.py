@@ -45,7 +45,7 @@ Where we differ from the reference code, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import combinations
+from math import comb
 
 import torch
 from torch import Tensor, nn
@@ -82,12 +82,13 @@ class MVAE(Model):
         max_var = m / (m - 1) - 2e-4 if c.quotient and m > 1 else None
         self.encoders = nn.ModuleDict({mod.name: Encoder(mod, c.latent_dim, c.hidden, c.channels, max_var) for mod in schema})
         self.decoders = nn.ModuleDict({mod.name: Decoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
-        # The subsets, built once: joint and singles always, then k drawn from the pool of sizes 2 .. M-1.
-        pool = [[i in chosen for i in range(m)] for size in range(2, m) for chosen in combinations(range(m), size)]
-        k = c.subsets if pool else 0
+        # Built once, on the model's device: the joint and single subsets, and for the k random ones the
+        # distribution of their size s in 2 .. M-1, P(s) proportional to the number of subsets of size s.
+        k = c.subsets if m > 2 else 0
         fixed = torch.cat([torch.ones(1, m, dtype=torch.bool), torch.eye(m, dtype=torch.bool)])
+        counts = torch.tensor([float(comb(m, s)) if s >= 2 else 0.0 for s in range(m)], dtype=torch.float64)
         self.register_buffer("fixed_subsets", fixed, persistent=False)
-        self.register_buffer("subset_pool", torch.tensor(pool, dtype=torch.bool).view(-1, m), persistent=False)
+        self.register_buffer("size_cdf", (counts.cumsum(0) / counts.sum()).float(), persistent=False)
         # The rows of the subset axis whose terms score each modality: the joint, its single, the k random ones.
         rows = [list(range(m + 1 + k)) if c.cross else [0, 1 + i, *range(m + 1, m + 1 + k)] for i in range(m)]
         for i, r in enumerate(rows):
@@ -113,11 +114,15 @@ class MVAE(Model):
         return self.observations({name: decoder(z) for name, decoder in self.decoders.items()})
 
     def subsets(self) -> Tensor:
-        """``[S, M]`` modality subsets of this step: joint, each single, k random ones."""
-        if not len(self.subset_pool) or not self.config.subsets:
+        """``[S, M]`` modality subsets of this step: joint, each single, then k drawn uniformly
+        among the subsets of sizes 2 .. M-1 (a size by its number of subsets, then that many
+        modalities at random), without leaving the device."""
+        k, m = self.config.subsets, len(self.schema)
+        if m <= 2 or not k:
             return self.fixed_subsets
-        picked = torch.randint(len(self.subset_pool), (self.config.subsets,), device=self.subset_pool.device)
-        return torch.cat([self.fixed_subsets, self.subset_pool[picked]])
+        sizes = torch.searchsorted(self.size_cdf, torch.rand(k, 1, device=self.size_cdf.device), right=True)
+        ranks = torch.rand(k, m, device=sizes.device).argsort(1).argsort(1)
+        return torch.cat([self.fixed_subsets, ranks < sizes])
 
     def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
         use = self.subsets()[:, :, None] & batch.presence()  # [S, M, B]: what each term conditions on
