@@ -134,4 +134,4 @@ def test_mask_term_is_the_bernoulli_log_likelihood_of_the_modality_mask():
         torch.testing.assert_close(model.log_mask(batch, z), by_hand)
         decoded = model.decode(z)
         torch.testing.assert_close(model.log_joint(batch, z, decoded),
-                                   model.log_prior(z) + model.reconstruction(batch, decoded, model.ones) + by_hand)
+                                   model.log_prior(z) + model.reconstruction(batch, decoded, model.unit_weights) + by_hand)

@@ -153,7 +153,7 @@ class Model(nn.Module):
         return total
 
     @property
-    def ones(self) -> dict[str, float]:
+    def unit_weights(self) -> dict[str, float]:
         """lambda_m = 1 for every modality: the likelihood itself, for importance weights."""
         return dict.fromkeys(self.schema.names, 1.0)
 
@@ -164,7 +164,7 @@ class Model(nn.Module):
     def log_joint(self, batch: Batch, z: Tensor, decoded: Mapping[str, Observation]) -> Tensor:
         """log p(x_o, z) per sample, for latents ``z`` with leading sample axes and their
         decoded likelihoods."""
-        return self.log_prior(z) + self.reconstruction(batch, decoded, self.ones)
+        return self.log_prior(z) + self.reconstruction(batch, decoded, self.unit_weights)
 
     def log_weights(self, batch: Batch, z: Tensor, log_q: Tensor) -> tuple[Tensor, dict[str, Observation]]:
         """Importance log-weights log p(x_o, z) - log q(z | x_o) of latents ``z`` ``[K, B, ...]``
