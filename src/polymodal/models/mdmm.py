@@ -73,17 +73,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigError
+from ..config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, ConfigError, checked
 from ..data import Batch
 from ..gaussian import Gaussian, kl_divergence, moment_match, stack
 from ..likelihoods import Observation
 from ..missing import drop_burst
 from ..modalities import Schema
 from ..nets import Decoder, Encoder, GatedTransition
-from .base import LossOutput, Model
+from .base import LossOutput, ModalityDict, Model
 
 
 @dataclass
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, transition_hidden=AT_LEAST_ONE, transition_min_std=POSITIVE,
+         weights=NON_NEGATIVE, burst=FRACTION)
 class DMMConfig:
     latent_dim: int = 5
     hidden: tuple[int, ...] = (20,)
@@ -117,7 +119,7 @@ class DeepMarkovModel(Model):
             raise ConfigError(f"{type(self).__name__}: inputs must name modalities of the schema {schema.names}, got {c.inputs}")
         self.input_names = [n for n in schema.names if c.inputs is None or n in c.inputs]
         d = c.latent_dim
-        self.decoders = nn.ModuleDict({m.name: Decoder(m, d, c.hidden) for m in schema})
+        self.decoders = ModalityDict({m.name: Decoder(m, d, c.hidden) for m in schema})
         self.transitions = nn.ModuleDict({"fwd": GatedTransition(d, c.transition_hidden, c.transition_min_std)})
         self.prior_mean = nn.Parameter(torch.zeros(d))
         self.prior_log_std = nn.Parameter(torch.zeros(d))
@@ -215,6 +217,8 @@ class DeepMarkovModel(Model):
 
 
 @dataclass
+@checked(particles=AT_LEAST_ONE, eval_particles=AT_LEAST_ONE, match_particles=AT_LEAST_ONE, filter_weight=NON_NEGATIVE,
+         smooth_weight=NON_NEGATIVE, match_weight=NON_NEGATIVE)
 class MDMMConfig(DMMConfig):
     particles: int = 25
     eval_particles: int = 200
@@ -237,7 +241,7 @@ class MDMM(DeepMarkovModel):
         unknown = sorted({n for subset in c.subsets or [] for n in subset} - set(self.input_names))
         if unknown or any(not subset for subset in c.subsets or []):
             raise ConfigError(f"MDMM: each of subsets must name input modalities {self.input_names}, got {c.subsets}")
-        self.encoders = nn.ModuleDict({n: Encoder(schema[n], c.latent_dim, c.hidden) for n in self.input_names})
+        self.encoders = ModalityDict({n: Encoder(schema[n], c.latent_dim, c.hidden) for n in self.input_names})
         self.transitions["bwd"] = GatedTransition(c.latent_dim, c.transition_hidden, c.transition_min_std)
 
     def evidence(self, batch: Batch, subsets: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import AT_LEAST_ONE, NON_NEGATIVE, checked
 from ..data import Batch
 from ..gaussian import Gaussian, log_mean_exp
 from ..likelihoods import Observation
@@ -30,6 +31,7 @@ from .base import LossOutput, Model
 
 
 @dataclass
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, samples=AT_LEAST_ONE, impute_samples=NON_NEGATIVE)
 class MIWAEConfig:
     latent_dim: int = 20
     hidden: tuple[int, ...] = (128, 128)

@@ -64,18 +64,22 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, checked
 from ..data import Batch
 from ..gaussian import Gaussian, log_mean_exp
 from ..likelihoods import Observation
 from ..missing import drop_modalities
 from ..modalities import Schema
 from ..nets import MLP, Encoder, JointDecoder, input_width, joint_input
-from .base import LossOutput, Model
+from .base import LossOutput, ModalityDict, Model
 
 
 @dataclass
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, joint_hidden=AT_LEAST_ONE, weights=NON_NEGATIVE,
+         decoder_mask=("reconstructed", "none"), fill=("noise", "zeros"), warmup=NON_NEGATIVE, hide=FRACTION,
+         samples=AT_LEAST_ONE)
 class VSAEConfig:
     latent_dim: int = 20
     hidden: tuple[int, ...] = (64, 64)
@@ -100,7 +104,7 @@ class VSAE(Model):
         if any(mod.sequential for mod in schema):
             raise ValueError("VSAE models static modalities")
         m, d = len(schema), c.latent_dim
-        self.encoders = nn.ModuleDict({mod.name: Encoder(mod, d, c.hidden) for mod in schema})
+        self.encoders = ModalityDict({mod.name: Encoder(mod, d, c.hidden) for mod in schema})
         self.joint_encoder = MLP(sum(input_width(mod) for mod in schema) + m, c.joint_hidden, 2 * m * d)
         self.mask_decoder = MLP(m * d, c.joint_hidden, m)
         self.decoder = JointDecoder(schema, m * d + (m if c.decoder_mask == "reconstructed" else 0), c.joint_hidden)
