@@ -89,6 +89,19 @@ def test_batches_refuse_bad_values(data, error, message):
         pm.Batch.from_data(SCHEMA, data)
 
 
+MASKS = [
+    ("text mask", np.full((6, 3), "False"), r"'x'.*observed mask must hold booleans.*'False'"),
+    ("NaN in a mask", np.full((6, 3), np.nan), r"'x'.*observed mask must hold booleans.*nan"),
+    ("a 2 in a mask", np.full((6, 3), 2), r"'x'.*observed mask must hold booleans.*2"),
+]
+
+
+@pytest.mark.parametrize("mask, message", [c[1:] for c in MASKS], ids=[c[0] for c in MASKS])
+def test_batches_refuse_masks_that_are_not_boolean(mask, message):
+    with pytest.raises(pm.DataError, match=message):
+        pm.Batch.from_data(SCHEMA, good_data(), observed={"x": mask})
+
+
 def test_a_schema_must_be_a_schema():
     with pytest.raises(TypeError, match="schema must be a Schema"):
         pm.Batch.from_data(["x"], good_data())
@@ -123,6 +136,7 @@ TABLES = [
     ("unseen category", "transform", lambda t: t.assign(colour=pd.Series(["pink"] * 6, dtype="str")),
      r"column 'colour'.*\['pink'\].*not seen"),
     ("three-dimensional array", "fit", lambda t: np.zeros((2, 2, 2)), r"shape \(rows, columns\)"),
+    ("a repeated column", "fit", lambda t: pd.concat([t, t[["a"]]], axis=1), r"columns \['a'\] appear more than once"),
 ]
 
 
@@ -380,6 +394,21 @@ def test_the_imputer_fills_real_tables_and_keeps_their_dtypes(name):
 def test_the_imputer_refuses_sequence_models_up_front(name):
     with pytest.raises(pm.ConfigError, match=rf"model must be one of \[.*'miwae'.*\], got '{name}' \('{name}' models sequences"):
         pm.Imputer(model=name).fit(people())
+
+
+IMPUTERS = [
+    ("samples -1", {"samples": -1}, r"samples must be an integer >= 0, got -1"),
+    ("random_state None", {"random_state": None}, r"random_state must be an integer >= 0, got None"),
+    ("validation 1", {"validation": 1.0}, r"validation must be a fraction in \[0, 1\), got 1\.0"),
+    ("epochs 2.5", {"epochs": 2.5}, r"epochs must be an int, got 2\.5"),
+    ("model option out of range", {"model_options": {"latent_dim": 0}}, r"latent_dim must be >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("options, message", [c[1:] for c in IMPUTERS], ids=[c[0] for c in IMPUTERS])
+def test_the_imputer_refuses_bad_options(options, message):
+    with pytest.raises(pm.ConfigError, match=message):
+        pm.Imputer(**{**FAST, **options}).fit(people())
 
 
 def test_the_imputer_refuses_dates_and_inf_naming_the_column():

@@ -69,6 +69,17 @@ def _to_array(name: str, data: Any) -> np.ndarray:
     return np.where(missing, np.nan, flat).astype(np.float64).reshape(array.shape)
 
 
+def _to_mask(name: str, given: Any) -> np.ndarray:
+    """An ``observed`` mask as booleans; only booleans and 0/1 are accepted, since text such as
+    ``"False"`` or a NaN would silently read as True."""
+    mask = np.asarray(given.cpu() if isinstance(given, Tensor) else given)
+    if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():
+        raise DataError(
+            f"modality {name!r}: an observed mask must hold booleans (or 0 and 1), got {mask.ravel()[:3].tolist()} ({mask.dtype})"
+        )
+    return mask.astype(bool)
+
+
 def _check_values(modality: Modality, array: np.ndarray, mask: np.ndarray) -> None:
     """Refuse observed values that the tensor or the likelihood of ``modality`` cannot hold:
     beyond float32's range, outside [0, 1] for a Bernoulli, not a class index in range for a
@@ -156,7 +167,7 @@ class Batch:
                 raise DataError(f"modality {name!r}: infinite values; use NaN for missing entries")
             mask = ~np.isnan(array)
             if name in observed:
-                given = np.asarray(observed[name].cpu() if isinstance(observed[name], Tensor) else observed[name], dtype=bool)
+                given = _to_mask(name, observed[name])
                 if given.shape != array.shape:
                     raise DataError(f"modality {name!r}: observed mask has shape {given.shape}, values have {array.shape}")
                 mask &= given

@@ -16,6 +16,7 @@ same table give the same fill, and the caller's global torch stream is left as i
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -87,6 +88,10 @@ class Imputer(TransformerMixin, BaseEstimator):
             raise ConfigError(f"Imputer: model must be one of {TABLE_MODELS}, got {self.model!r}{why}")
         if not 0 <= self.validation < 1:
             raise ConfigError(f"Imputer: validation must be a fraction in [0, 1), got {self.validation}")
+        for name in ("samples", "random_state"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ConfigError(f"Imputer: {name} must be an integer >= 0, got {value!r}")
         frame = self._table(X, reset=True)
         self.tables_ = TableSchema(categorical=self.categorical, groups=self.groups).fit(frame)
         batch = self.tables_.transform(frame)

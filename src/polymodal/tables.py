@@ -144,6 +144,9 @@ class TableSchema:
         if len(frame) == 0:
             raise DataError("empty table: no rows")
         self.columns_ = list(frame.columns)
+        repeated = list(dict.fromkeys(c for c in map(str, self.columns_) if list(map(str, self.columns_)).count(c) > 1))
+        if repeated:
+            raise DataError(f"columns {repeated} appear more than once; each column needs its own name")
         unknown = sorted(set(self.categorical or ()) - set(map(str, self.columns_)))
         if unknown:
             raise DataError(f"categorical columns {unknown} are not in the table; it has {self.columns_}")

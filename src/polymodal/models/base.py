@@ -236,7 +236,7 @@ class Model(nn.Module):
 
 
 # The least value of each count argument of the task methods.
-COUNTS = {"n": 1, "samples": 0, "n_samples": 1, "chunk": 1, "steps": 1}
+COUNTS = {"n": 1, "samples": 0, "n_samples": 1, "chunk": 1, "steps": 1, "forward": 0, "backward": 0}
 
 
 def schema_difference(given: Schema, expected: Schema) -> str:
