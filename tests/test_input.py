@@ -390,6 +390,16 @@ def test_the_imputer_fills_real_tables_and_keeps_their_dtypes(name):
     assert set(filled["colour"]) <= {"red", "blue", "green"} and set(filled["kind"]) <= {"a", "b"}
 
 
+def test_modules_keyed_by_awkward_modality_names_save_and_load(tmp_path):
+    schema = pm.Schema([pm.Modality("Sepal.Length"), pm.Modality("values"), pm.Modality("50%.quantile")])
+    net = pm.MVAE(schema, latent_dim=2, hidden=(4,))
+    assert list(net.encoders) == schema.names and "Sepal.Length" in net.decoders
+    assert "encoders.Sepal%2ELength.body.0.0.weight" in net.state_dict()
+    data = pm.Batch.from_data(schema, {name: np.arange(4.0) for name in schema.names})
+    net.save(tmp_path / "m")
+    torch.testing.assert_close(pm.load(tmp_path / "m").embed(data), net.embed(data))
+
+
 @pytest.mark.parametrize("name", ["mdmm", "dks"])
 def test_the_imputer_refuses_sequence_models_up_front(name):
     with pytest.raises(pm.ConfigError, match=rf"model must be one of \[.*'miwae'.*\], got '{name}' \('{name}' models sequences"):

@@ -106,7 +106,8 @@ def _restore(values: list | np.ndarray, dtype: Any) -> pd.Series:
     cannot hold it (a numpy int or bool column then stays float or object)."""
     series = pd.Series(values, dtype=float if isinstance(values, np.ndarray) else object)
     if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
-        series = series.round()
+        info = np.iinfo(dtype.numpy_dtype if isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype)
+        series = series.round().clip(info.min, info.max)  # an imputation below 0 must not wrap round in a uint
     holds_missing = isinstance(dtype, pd.api.extensions.ExtensionDtype) or dtype.kind in "fO"
     if holds_missing or not series.isna().any():
         series = series.astype(dtype)

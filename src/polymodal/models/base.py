@@ -25,6 +25,7 @@ from ..likelihoods import Observation
 from ..modalities import Schema
 
 MODELS: dict[str, type[Model]] = {}
+ABSENT = object()  # an argument that check_arguments was not given
 
 
 @dataclass
@@ -196,20 +197,22 @@ class Model(nn.Module):
         log_w = [self.log_weights(batch, q, q.sample((min(chunk, n_samples - start),)))[0] for start in starts]
         return log_mean_exp(torch.cat(log_w), 0)
 
-    def check_arguments(self, task: str, batch: Any = None, target: Any = None, inputs: Any = None, **counts: Any) -> None:
+    def check_arguments(
+        self, task: str, batch: Any = ABSENT, target: Any = ABSENT, inputs: Any = None, **counts: Any
+    ) -> None:
         """Refuse bad arguments of a task method before any tensor math: a ``batch`` that is not
-        a :class:`Batch` of this model's schema, an unknown ``target`` or ``inputs`` name, a
-        count (``n``, ``samples``, ...) that is not an integer of at least its minimum in
-        ``COUNTS``. ``None`` means the argument was not given."""
+        a :class:`Batch` of this model's schema, an unknown ``target`` or ``inputs`` name (``None``
+        inputs: all others), a count (``n``, ``samples``, ...) that is not an integer of at
+        least its minimum in ``COUNTS``. Arguments left out are not checked."""
         where = f"{type(self).__name__}.{task}"
-        if batch is not None:
+        if batch is not ABSENT:
             if not isinstance(batch, Batch):
                 raise TypeError(
                     f"{where}: expected a Batch (Batch.from_data or TableSchema.transform builds one), got {type(batch).__name__}"
                 )
-            if batch.schema.config() != self.schema.config():
+            if batch.schema is not self.schema and batch.schema.config() != self.schema.config():
                 raise DataError(f"{where}: the batch is of another schema: {schema_difference(batch.schema, self.schema)}")
-        if target is not None and target not in self.schema:
+        if target is not ABSENT and (not isinstance(target, str) or target not in self.schema):
             raise DataError(f"{where}: unknown target modality {target!r}; the schema has {self.schema.names}")
         if inputs is not None:
             if isinstance(inputs, str) or not all(isinstance(name, str) for name in inputs):
