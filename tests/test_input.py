@@ -140,6 +140,15 @@ TABLES = [
 ]
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"categorical": "colour"}, r"categorical must be a list of column names, got the string 'colour'"),
+    ({"groups": {"ab": "a"}}, r"groups \['ab'\]: each group must be a list"),
+], ids=["categorical as a string", "a group as a string"])
+def test_table_options_must_be_lists_of_names(options, message):
+    with pytest.raises(pm.DataError, match=message):
+        pm.TableSchema(**options).fit(table())
+
+
 @pytest.mark.parametrize("stage, damage, message", [c[1:] for c in TABLES], ids=[c[0] for c in TABLES])
 def test_tables_refuse_bad_columns(stage, damage, message):
     with pytest.raises(pm.DataError, match=message):
@@ -267,6 +276,12 @@ def test_trainer_refuses_bad_options_and_data_and_leaves_the_run_folder(run, opt
         trainer = pm.Trainer(model(), **{"epochs": 4, "batch_size": 4, "progress": False, "out": str(run), **options})
         trainer.fit(data() if data else batch(), resume=True)
     assert folder_hash(run) == before
+
+
+def test_a_run_folder_may_be_a_path(tmp_path):
+    trainer = pm.Trainer(model(), epochs=1, batch_size=4, progress=False, out=tmp_path / "run")
+    trainer.fit(batch())
+    assert trainer.config.out == str(tmp_path / "run") and (tmp_path / "run" / "checkpoint.pt").is_file()
 
 
 # --- resume ----------------------------------------------------------------------------------

@@ -141,6 +141,11 @@ class TableSchema:
         self.numeric = numeric
 
     def fit(self, table: Any) -> TableSchema:
+        if isinstance(self.categorical, str):
+            raise DataError(f"categorical must be a list of column names, got the string {self.categorical!r}")
+        bare = [name for name, cols in (self.groups or {}).items() if isinstance(cols, str)]
+        if bare:
+            raise DataError(f"groups {bare}: each group must be a list of column names, not a string")
         frame = _frame(table)
         if len(frame) == 0:
             raise DataError("empty table: no rows")

@@ -105,11 +105,13 @@ class TrainConfig:
     threads: int | None = 1
     device: str = "cpu"
     progress: bool = True
-    out: str | None = None
+    out: str | os.PathLike | None = None
     checkpoint_every: int = 1
     tensorboard: bool = False
 
     def __post_init__(self):
+        if self.out is not None:
+            self.out = os.fspath(self.out)  # a str, so that the checkpoint that records it loads without pickles
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"TrainConfig: device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
         self.schedules = {
