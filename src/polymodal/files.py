@@ -6,6 +6,7 @@ This layer knows nothing of models, so models can save themselves through it and
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -29,11 +30,12 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
 
     A failure while writing leaves any previous ``path`` untouched and removes the temporary
     file. A process killed while writing cannot remove its own, so temporary files of ``path``
-    left by an earlier kill (``.NAME.*.tmp``) are removed first. The file is fsynced before the
+    left by an earlier kill (``.NAME.*.tmp``) are removed first (each file polymodal writes has
+    one writer: rank 0 under DDP). The file is fsynced before the
     rename and the folder after it, so that a power cut cannot leave an empty ``path``.
     """
     path = Path(path)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
