@@ -158,6 +158,15 @@ def test_tables_refuse_bad_columns(stage, damage, message):
             pm.TableSchema().fit(table()).transform(damage(table()))
 
 
+def test_tables_refuse_use_before_fit_and_batches_of_another_schema():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="TableSchema"):
+        pm.TableSchema().transform(table())
+    with pytest.raises(pm.DataError, match=r"a batch of this table's schema \['a', 'colour', 'n'\], got \['x', 'b', 'y'\]"):
+        pm.TableSchema().fit(table()).inverse_transform(batch())
+
+
 @pytest.mark.parametrize("text", ["object", "str", "string"])
 def test_text_columns_of_any_pandas_dtype_are_categorical_and_round_trip(text):
     frame = pd.DataFrame({

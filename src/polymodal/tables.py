@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import NotFittedError
 
 from .data import Batch, DataError
 from .likelihoods import Gaussian, Likelihood, make_likelihood
@@ -195,6 +196,7 @@ class TableSchema:
 
     def transform(self, table: Any) -> Batch:
         """The table as a batch: scaled numeric values, category codes, NaN as unobserved."""
+        self._check_fitted()
         frame = _frame(table)
         missing = [c for c in self.columns_ if c not in frame.columns]
         if missing:
@@ -213,11 +215,19 @@ class TableSchema:
                 data[name] = block if name in (self.groups or {}) else block[:, 0]
         return Batch.from_data(self.schema_, data)
 
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "schema_"):
+            raise NotFittedError("this TableSchema is not fitted yet: call fit(table) first")
+
     def fit_transform(self, table: Any) -> Batch:
         return self.fit(table).transform(table)
 
     def inverse_transform(self, batch: Batch, nan: bool = False) -> pd.DataFrame:
         """A table in the original units, categories and dtypes (NaN where unobserved if ``nan``)."""
+        self._check_fitted()
+        if not isinstance(batch, Batch) or batch.schema != self.schema_:
+            got = batch.schema.names if isinstance(batch, Batch) else type(batch).__name__
+            raise DataError(f"inverse_transform needs a batch of this table's schema {self.schema_.names}, got {got}")
         arrays = batch.numpy(nan=nan)
         out = {}
         for name, cols in self.modality_columns_.items():
