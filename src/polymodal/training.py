@@ -401,9 +401,10 @@ class Trainer:
         if len(bad) == len(recon):
             return (f"the reconstruction terms of every modality {bad} became non-finite (non-finite weights or posterior: "
                     f"lower lr, now {self.config.lr:g}, or set clip_grad)")
+        causes = f"a decoder's output or likelihood overflowed: lower lr (now {self.config.lr:g}), set clip_grad or rescale"
         if len(bad) > 1:
-            return f"the reconstruction terms of modalities {bad} became non-finite"
-        return f"the reconstruction term of modality {bad[0]!r} became non-finite"
+            return f"the reconstruction terms of modalities {bad} became non-finite ({causes})"
+        return f"the reconstruction term of modality {bad[0]!r} became non-finite ({causes})"
 
     def _save(self, state: dict, model: Model, optimizer, scheduler) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
