@@ -73,5 +73,5 @@ def test_bad_input_raises_a_clear_error():
     with pytest.raises(pm.DataError, match="no observed value"):
         pm.Imputer(**FAST).fit(x)
     fitted = pm.Imputer(**FAST).fit(x[:, :2])
-    with pytest.raises(ValueError, match="fitted on 2"):
+    with pytest.raises(ValueError, match="expecting 2 features"):
         fitted.transform(x)

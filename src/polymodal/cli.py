@@ -16,12 +16,30 @@ import json
 import time
 from pathlib import Path
 
+from .config import ConfigError
 from .datasets import load_digits
 from .metrics import cross_modal
 from .models import MVAE
 from .persistence import load
 from .report import plot_history, plot_image_label
-from .training import Trainer
+from .training import Trainer, resolve_device
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text}")
+    return value
+
+
+def device(text: str) -> str:
+    """An argparse type: a device this machine has, checked before any data is loaded."""
+    try:
+        resolve_device(text)
+    except (ConfigError, RuntimeError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def report(scores: dict[str, float]) -> None:
@@ -65,10 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("demo", help="train MVAE on digits with 10%% complete pairs, report and plot")
     p.add_argument("--out", help="run folder (default: runs/demo-<time>)")
-    p.add_argument("--paired", type=float, default=0.1, help="fraction of complete training pairs")
+    p.add_argument("--paired", type=fraction, default=0.1, help="fraction of complete training pairs")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--tensorboard", action="store_true", help="also log to <out>/tensorboard (needs tensorboard)")

@@ -13,15 +13,20 @@ NaN means missing, and checks the input before any tensor math.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
-from .modalities import Schema
+from .likelihoods import Bernoulli
+from .modalities import Modality, Schema
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class DataError(ValueError):
@@ -29,14 +34,75 @@ class DataError(ValueError):
 
 
 def _to_array(name: str, data: Any) -> np.ndarray:
+    """``data`` as float64 with NaN where missing. Text, dates, complex numbers and other
+    objects are refused naming the modality and the first bad entry; so is a ragged list."""
     if isinstance(data, Tensor):
-        data = data.detach().cpu().numpy()
-    elif hasattr(data, "to_numpy"):  # pandas DataFrame or Series
-        data = data.to_numpy(dtype=float, na_value=np.nan)
+        if data.is_complex():
+            raise DataError(f"modality {name!r}: expected numbers, got a complex tensor")
+        return data.detach().cpu().to(torch.float64).numpy()
+    labels = data if isinstance(data, (pd.DataFrame, pd.Series)) else None
+    if labels is not None:
+        data = data.to_numpy()
     try:
-        return np.asarray(data, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise DataError(f"modality {name!r}: expected numbers, got {type(data).__name__} ({error})") from None
+        array = np.asarray(data)
+    except ValueError as error:
+        raise DataError(f"modality {name!r}: expected a rectangular array of numbers ({error})") from None
+    kind = array.dtype.kind
+    if kind in "biuf":
+        return array.astype(np.float64)
+    if kind != "O":
+        what = {"c": "complex numbers", "m": "time spans", "M": "dates", "U": "text", "S": "bytes"}.get(kind, array.dtype)
+        raise DataError(f"modality {name!r}: expected numbers, got {what} (dtype {array.dtype})")
+    flat = array.ravel()
+    missing = np.asarray(pd.isna(flat), dtype=bool)
+    for i in np.flatnonzero(~missing):
+        value = flat[i]
+        if not isinstance(value, numbers.Real):
+            position = np.unravel_index(i, array.shape)
+            if isinstance(labels, pd.DataFrame):
+                where = f"row {labels.index[position[0]]!r}, column {labels.columns[position[1]]!r}"
+            elif isinstance(labels, pd.Series):
+                where = f"row {labels.index[position[0]]!r}"
+            else:
+                where = f"index {tuple(int(p) for p in position)}"
+            raise DataError(f"modality {name!r}: expected numbers, got {value!r} ({type(value).__name__}) at {where}")
+    return np.where(missing, np.nan, flat).astype(np.float64).reshape(array.shape)
+
+
+def _to_mask(name: str, given: Any) -> np.ndarray:
+    """An ``observed`` mask as booleans; only booleans and 0/1 are accepted, since text such as
+    ``"False"`` or a NaN would silently read as True."""
+    mask = np.asarray(given.cpu() if isinstance(given, Tensor) else given)
+    if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():
+        raise DataError(
+            f"modality {name!r}: an observed mask must hold booleans (or 0 and 1), got {mask.ravel()[:3].tolist()} ({mask.dtype})"
+        )
+    return mask.astype(bool)
+
+
+def _check_values(modality: Modality, array: np.ndarray, mask: np.ndarray) -> None:
+    """Refuse observed values that the tensor or the likelihood of ``modality`` cannot hold:
+    beyond float32's range, outside [0, 1] for a Bernoulli, not a class index in range for a
+    Categorical."""
+    name, seen = modality.name, array[mask]
+    big = np.abs(seen) > FLOAT32_MAX
+    if big.any():
+        raise DataError(
+            f"modality {name!r}: values {seen[big][:5].tolist()} exceed float32's range (±{FLOAT32_MAX:.3g}) "
+            "and would become infinite; rescale the data"
+        )
+    if modality.categorical:
+        k = modality.num_classes
+        bad = (seen != np.round(seen)) | (seen < 0) | (seen >= k)
+        if bad.any():
+            raise DataError(f"modality {name!r}: categories must be integers in [0, {k - 1}], got {seen[bad][:5].tolist()}")
+    if isinstance(modality.likelihood, Bernoulli):
+        bad = (seen < 0) | (seen > 1)
+        if bad.any():
+            raise DataError(
+                f"modality {name!r}: a Bernoulli likelihood scores values in [0, 1], got {seen[bad][:5].tolist()}; "
+                "rescale the data (such as grey levels / 16) or use a Gaussian likelihood"
+            )
 
 
 @dataclass
@@ -58,8 +124,14 @@ class Batch:
 
         Modalities of the schema that ``data`` leaves out are missing for every sample.
         Raises :class:`DataError` for unknown modality names, wrong shapes, differing
-        numbers of samples, infinite values, categories out of range and empty data.
+        numbers of samples, text or other non-numbers, infinite values, values beyond
+        float32's range, values the likelihood cannot score (categories out of range,
+        Bernoulli values outside [0, 1]) and empty data.
         """
+        if not isinstance(schema, Schema):
+            raise TypeError(f"Batch.from_data: schema must be a Schema, got {type(schema).__name__}")
+        if not isinstance(data, Mapping):
+            raise DataError(f"data must map modality names {schema.names} to arrays, got {type(data).__name__}")
         observed = dict(observed or {})
         unknown = sorted((set(data) | set(observed)) - set(schema.names))
         if unknown:
@@ -95,19 +167,13 @@ class Batch:
                 raise DataError(f"modality {name!r}: infinite values; use NaN for missing entries")
             mask = ~np.isnan(array)
             if name in observed:
-                given = np.asarray(observed[name].cpu() if isinstance(observed[name], Tensor) else observed[name], dtype=bool)
+                given = _to_mask(name, observed[name])
                 if given.shape != array.shape:
                     raise DataError(f"modality {name!r}: observed mask has shape {given.shape}, values have {array.shape}")
                 mask &= given
+            _check_values(modality, array, mask)
             array = np.where(mask, array, 0.0)
             if modality.categorical:
-                seen = array[mask]
-                k = modality.num_classes
-                bad = (seen != np.round(seen)) | (seen < 0) | (seen >= k)
-                if bad.any():
-                    raise DataError(
-                        f"modality {name!r}: categories must be integers in [0, {k - 1}], got {seen[bad][:5].tolist()}"
-                    )
                 values[name] = torch.as_tensor(array, dtype=torch.long)
             else:
                 values[name] = torch.as_tensor(array, dtype=torch.float32)

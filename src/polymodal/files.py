@@ -1,4 +1,4 @@
-"""Files written atomically: a model folder's JSON config and safetensors weights.
+"""Files written atomically: a model folder's JSON config and safetensors weights, checkpoints.
 
 This layer knows nothing of models, so models can save themselves through it and
 :mod:`polymodal.persistence`, which knows the model registry, reads them back.
@@ -6,6 +6,7 @@ This layer knows nothing of models, so models can save themselves through it and
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -20,20 +21,44 @@ FORMAT = 1
 CONFIG, TENSORS = "config.json", "model.safetensors"
 
 
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``.
+class ModelFileError(ValueError):
+    """A saved-model folder or checkpoint that is missing, corrupt or incompatible."""
 
-    A failure while writing leaves any previous ``path`` untouched.
+
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """Call ``write(tmp_path)``, flush it to disk, then rename the temporary file onto ``path``.
+
+    A failure while writing leaves any previous ``path`` untouched and removes the temporary
+    file. A process killed while writing cannot remove its own, so temporary files of ``path``
+    left by an earlier kill (``.NAME.*.tmp``) are removed first (each file polymodal writes has
+    one writer: rank 0 under DDP). The file is fsynced before the
+    rename and the folder after it, so that a power cut cannot leave an empty ``path``.
     """
     path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; Windows cannot open a folder, and needs no such step."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_folder(folder: str | Path, config: dict[str, Any], state: dict[str, Tensor]) -> Path:

@@ -6,23 +6,35 @@ the incomplete table alone (no complete rows needed), ``transform`` fills every 
 with the model's importance-sampled estimate E[x_u | x_o] and returns observed cells
 unchanged. Each column is its own modality (see :class:`~polymodal.TableSchema`), so
 masking is per cell.
+
+Input goes through scikit-learn's ``validate_data`` (sparse and complex input, 1-D arrays
+and a changed number or names of features are refused there) and then through
+:class:`~polymodal.TableSchema`, which names the column of any bad cell. ``random_state``
+seeds a private random stream for ``fit`` and for each ``transform``: two transforms of the
+same table give the same fill, and the caller's global torch stream is left as it was.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import numbers
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .config import ConfigError
 from .models import MODELS
+from .models.mdmm import DeepMarkovModel
 from .tables import TableSchema, _frame
-from .training import Trainer
+from .training import Trainer, resolve_device
+
+# The models a table can be imputed with: those of static data.
+TABLE_MODELS = sorted(name for name, cls in MODELS.items() if not issubclass(cls, DeepMarkovModel))
 
 
 class Imputer(TransformerMixin, BaseEstimator):
@@ -71,40 +83,66 @@ class Imputer(TransformerMixin, BaseEstimator):
         self.progress = progress
 
     def fit(self, X: Any, y: Any = None) -> Imputer:
-        if self.model not in MODELS:
-            raise ConfigError(f"Imputer: model must be one of {sorted(MODELS)}, got {self.model!r}")
+        if self.model not in TABLE_MODELS:
+            why = f" ({self.model!r} models sequences, not tables)" if self.model in MODELS else ""
+            raise ConfigError(f"Imputer: model must be one of {TABLE_MODELS}, got {self.model!r}{why}")
         if not 0 <= self.validation < 1:
             raise ConfigError(f"Imputer: validation must be a fraction in [0, 1), got {self.validation}")
-        frame = _frame(X)
-        if isinstance(X, pd.DataFrame):
-            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
-        self.n_features_in_ = frame.shape[1]
+        for name in ("samples", "random_state"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ConfigError(f"Imputer: {name} must be an integer >= 0, got {value!r}")
+        frame = self._table(X, reset=True)
         self.tables_ = TableSchema(categorical=self.categorical, groups=self.groups).fit(frame)
         batch = self.tables_.transform(frame)
-        torch.manual_seed(self.random_state)
-        self.model_ = MODELS[self.model](batch.schema, **dict(self.model_options or {}))
-        order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(self.random_state))
-        held = int(self.validation * len(batch)) if self.patience is not None else 0
-        trainer = Trainer(self.model_, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                          patience=self.patience if held else None, seed=self.random_state, device=self.device,
-                          progress=self.progress)
-        trainer.fit(batch.select(order[held:]), batch.select(order[:held]) if held else None)
+        with self._random_stream():
+            self.model_ = MODELS[self.model](batch.schema, **dict(self.model_options or {}))
+            order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(self.random_state))
+            held = int(self.validation * len(batch)) if self.patience is not None else 0
+            trainer = Trainer(self.model_, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                              patience=self.patience if held else None, seed=self.random_state, device=self.device,
+                              progress=self.progress)
+            trainer.fit(batch.select(order[held:]), batch.select(order[:held]) if held else None)
         return self
 
     def transform(self, X: Any) -> pd.DataFrame | np.ndarray:
         check_is_fitted(self, "model_")
-        frame = _frame(X)
-        if frame.shape[1] != self.n_features_in_:
-            raise ValueError(f"Imputer: X has {frame.shape[1]} columns; the imputer was fitted on {self.n_features_in_}")
+        frame = self._table(X, reset=False)
         if not isinstance(X, pd.DataFrame):
             frame.columns = self.tables_.columns_
-        filled = self.tables_.inverse_transform(self.model_.impute(self.tables_.transform(frame), samples=self.samples))
+        batch = self.tables_.transform(frame)
+        with self._random_stream():
+            filled = self.tables_.inverse_transform(self.model_.impute(batch, samples=self.samples))
+        filled.index = frame.index
         out = frame.copy()
         for c in self.tables_.columns_:
-            holes = frame[c].isna().to_numpy()
+            holes = frame[c].isna()
             if holes.any():
-                out.loc[holes, c] = filled[c].to_numpy()[holes]
+                out[c] = frame[c].where(~holes, filled[c])
         return out if isinstance(X, pd.DataFrame) else out.to_numpy()
+
+    def _table(self, X: Any, reset: bool) -> pd.DataFrame:
+        """``X`` as a DataFrame, through scikit-learn's checks of the input and of the number
+        and names of features (``reset`` records them, in ``fit``)."""
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            return X
+        return _frame(validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False))
+
+    @contextmanager
+    def _random_stream(self) -> Iterator[None]:
+        """The torch random stream seeded with ``random_state``; the caller's is restored after."""
+        device = resolve_device(self.device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.random_state)
+            yield
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        tags.input_tags.categorical = True
+        return tags
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         check_is_fitted(self, "model_")

@@ -3,23 +3,33 @@
 ``model.save(folder)`` writes them through :mod:`polymodal.files`: ``config.json`` holds the
 model name, the modality schema, the hyperparameters and the polymodal version. :func:`load`
 rebuilds the model from it through the model registry and fills in the weights.
+
+A folder written by a newer polymodal than this one is refused, naming the version that wrote
+it (its options or modules may mean something this version does not know); older versions of
+the same save format load.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .files import CONFIG, FORMAT, TENSORS
+from . import __version__
+from .config import ConfigError
+from .files import CONFIG, FORMAT, TENSORS, ModelFileError
 from .modalities import Schema
 from .models.base import MODELS, Model
 
+__all__ = ["ModelFileError", "load"]
 
-class ModelFileError(ValueError):
-    """A saved-model folder that is missing, corrupt or incompatible."""
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"0.10.2rc1"`` -> ``(0, 10, 2)``: the leading number of each dotted part."""
+    return tuple(int(re.match(r"\d*", part).group() or 0) for part in version.split("."))
 
 
 def load(folder: str | Path, device: str = "cpu") -> Model:
@@ -33,13 +43,22 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
     try:
         saved = json.loads((folder / CONFIG).read_text())
         kind, schema, config, fmt = saved["model"], saved["schema"], saved["config"], saved["format"]
+        version = str(saved["polymodal"])
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ModelFileError(f"{folder / CONFIG} is corrupt: {error!r}") from None
     if fmt != FORMAT:
         raise ModelFileError(f"{folder} has save format {fmt}; this polymodal reads format {FORMAT}")
+    if _release(version) > _release(__version__):
+        raise ModelFileError(
+            f"{folder / CONFIG} was written by polymodal {version}, newer than this polymodal {__version__}; "
+            "upgrade polymodal to load it"
+        )
     if kind not in MODELS:
         raise ModelFileError(f"{folder} holds an unknown model {kind!r}; known models: {sorted(MODELS)}")
-    model = MODELS[kind](Schema.from_config(schema), config)
+    try:
+        model = MODELS[kind](Schema.from_config(schema), config)
+    except (ConfigError, TypeError, ValueError, KeyError) as error:
+        raise ModelFileError(f"{folder / CONFIG}: the {kind} model it describes cannot be built: {error}") from None
     try:
         state = load_file(str(folder / TENSORS))
     except (SafetensorError, OSError) as error:

@@ -3,29 +3,116 @@
 :class:`TableSchema` is fitted on a training table (a pandas DataFrame or a 2-D array,
 with NaN for missing cells). Numeric columns are min-max scaled to
 [0, 1] using their *observed* training values and get the likelihood ``numeric`` (by
-default a Gaussian of scale 0.1: a squared error, as in the VSAE paper); categorical columns (pandas
-``category``/``object``/``bool`` dtypes, or those named in ``categorical``) get a
-Categorical likelihood over the categories seen in training. ``transform`` turns a table
-into a :class:`~polymodal.Batch`, ``inverse_transform`` turns a batch back into a table in
-the original units and categories.
+default a Gaussian of scale 0.1: a squared error, as in the VSAE paper); categorical columns
+get a Categorical likelihood over the categories seen in training. ``transform`` turns a
+table into a :class:`~polymodal.Batch`, ``inverse_transform`` turns a batch back into a table
+in the original units, categories and dtypes.
 
-Documented behaviour for degenerate input: a column with no observed value in the training
-table raises :class:`~polymodal.DataError` (nothing can be learned about it, not even its
-scale); rows with every cell missing are allowed (a model imputes them from the prior).
-A numeric column with a single observed value is scaled by 1.
+Which columns are categorical: those named in ``categorical``, and those whose dtype says so:
+``category``, ``bool`` / ``boolean``, and text (``object``, and pandas 3's ``str`` /
+``string``). An ``object`` column that holds only numbers is numeric. Numeric dtypes,
+nullable ``Int64`` / ``Float64`` included, are numeric; an integer column comes back from
+``inverse_transform`` rounded, in its dtype.
+
+Documented behaviour for degenerate input, each a :class:`~polymodal.DataError` naming the
+column: a column with no observed value in the training table (nothing can be learned about
+it, not even its scale); a text column that mixes numbers with other text, such as a ``"?"``
+marking missing cells (replace those with NaN, e.g. ``read_csv(na_values=["?"])``, or name
+the column in ``categorical``); infinite values; date or time columns (convert them to
+numbers or text first). Rows with every cell missing are allowed (a model imputes them from
+the prior). A numeric column with a single observed value is scaled by 1.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import NotFittedError
 
 from .data import Batch, DataError
 from .likelihoods import Gaussian, Likelihood, make_likelihood
 from .modalities import Modality, Schema
+
+DATES = ("datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "period")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _parses(value: Any) -> bool:
+    """Whether text ``value`` reads as a number."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _is_categorical(column: Any, series: pd.Series, named: set[str]) -> bool:
+    """Whether ``column`` is categorical (see the module docstring); refuses dates and text
+    columns that mix numbers with other text, naming the column."""
+    dtype = series.dtype
+    observed = series.dropna()
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype) or isinstance(
+        dtype, pd.PeriodDtype
+    ) or pd.api.types.infer_dtype(observed, skipna=True) in DATES:
+        raise DataError(
+            f"column {column!r}: dates and times ({dtype}) are not supported; convert them to numbers "
+            "(such as days since a start date) or to text categories"
+        )
+    if str(column) in named or isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype):
+        return True
+    if not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
+        return False
+    odd = observed[~observed.map(lambda v: isinstance(v, (str, bool, np.bool_, numbers.Real))).to_numpy(dtype=bool)]
+    if len(odd):
+        value = odd.iloc[0]
+        raise DataError(f"column {column!r}: cells must be numbers, text or booleans, got {value!r} ({type(value).__name__})")
+    numeric = observed.map(_is_number).to_numpy(dtype=bool)
+    text_numbers = observed.map(lambda v: isinstance(v, str) and _parses(v)).to_numpy(dtype=bool)
+    other = ~(numeric | text_numbers)
+    if not other.any():
+        return not numeric.any()  # numbers (and numeric text) are numeric; numeric text alone is text
+    if numeric.any() or text_numbers.any():
+        odd = list(dict.fromkeys(observed[other].tolist()))[:5]
+        raise DataError(
+            f"column {column!r}: {int((numeric | text_numbers).sum())} of {len(observed)} observed cells are numbers "
+            f"and the others are {odd}: replace values that mark missing cells with NaN (e.g. read_csv(na_values="
+            f"{[str(v) for v in odd]})), or name the column in categorical=[...] to treat every value as a category"
+        )
+    return True
+
+
+def _numbers(column: Any, series: pd.Series) -> np.ndarray:
+    """A numeric column as float64 with NaN where missing; refuses text and infinite values."""
+    parsed = pd.to_numeric(series, errors="coerce")
+    bad = parsed.isna() & series.notna()
+    if bad.any():
+        raise DataError(f"column {column!r} is numeric in the schema, got {list(dict.fromkeys(series[bad].tolist()))[:5]}")
+    values = parsed.to_numpy(dtype=float, na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        rows = series.index[infinite][:5].tolist()
+        raise DataError(f"column {column!r}: infinite values in rows {rows}; use NaN for missing cells")
+    return values
+
+
+def _restore(values: list | np.ndarray, dtype: Any) -> pd.Series:
+    """``values`` in a column's original ``dtype``: integers rounded, NaN kept where the dtype
+    cannot hold it (a numpy int or bool column then stays float or object)."""
+    series = pd.Series(values, dtype=float if isinstance(values, np.ndarray) else object)
+    if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        info = np.iinfo(dtype.numpy_dtype if isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype)
+        series = series.round().clip(info.min, info.max)  # an imputation below 0 must not wrap round in a uint
+    holds_missing = isinstance(dtype, pd.api.extensions.ExtensionDtype) or dtype.kind in "fO"
+    if holds_missing or not series.isna().any():
+        series = series.astype(dtype)
+    return series
 
 
 def _frame(table: Any) -> pd.DataFrame:
@@ -55,10 +142,18 @@ class TableSchema:
         self.numeric = numeric
 
     def fit(self, table: Any) -> TableSchema:
+        if isinstance(self.categorical, str):
+            raise DataError(f"categorical must be a list of column names, got the string {self.categorical!r}")
+        bare = [name for name, cols in (self.groups or {}).items() if isinstance(cols, str)]
+        if bare:
+            raise DataError(f"groups {bare}: each group must be a list of column names, not a string")
         frame = _frame(table)
         if len(frame) == 0:
             raise DataError("empty table: no rows")
         self.columns_ = list(frame.columns)
+        repeated = list(dict.fromkeys(c for c in map(str, self.columns_) if list(map(str, self.columns_)).count(c) > 1))
+        if repeated:
+            raise DataError(f"columns {repeated} appear more than once; each column needs its own name")
         unknown = sorted(set(self.categorical or ()) - set(map(str, self.columns_)))
         if unknown:
             raise DataError(f"categorical columns {unknown} are not in the table; it has {self.columns_}")
@@ -68,16 +163,15 @@ class TableSchema:
         self.categories_: dict[str, list] = {}
         self.min_: dict[str, float] = {}
         self.scale_: dict[str, float] = {}
+        self.dtypes_ = {c: frame[c].dtype for c in self.columns_}
+        named = set(map(str, self.categorical or ()))
         for c in self.columns_:
             series = frame[c]
-            is_categorical = str(c) in set(self.categorical or ()) if self.categorical is not None else (
-                isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or series.dtype == bool
-            )
-            if is_categorical:
+            if _is_categorical(c, series, named):
                 self.categories_[c] = sorted(series.dropna().unique().tolist(), key=str)
             else:
-                values = pd.to_numeric(series, errors="raise").astype(float)
-                low, high = values.min(), values.max()
+                values = _numbers(c, series)
+                low, high = np.nanmin(values), np.nanmax(values)
                 self.min_[c], self.scale_[c] = float(low), float(high - low) if high > low else 1.0
         grouped = {c for cols in (self.groups or {}).values() for c in cols}
         for name, cols in (self.groups or {}).items():
@@ -102,6 +196,7 @@ class TableSchema:
 
     def transform(self, table: Any) -> Batch:
         """The table as a batch: scaled numeric values, category codes, NaN as unobserved."""
+        self._check_fitted()
         frame = _frame(table)
         missing = [c for c in self.columns_ if c not in frame.columns]
         if missing:
@@ -116,19 +211,23 @@ class TableSchema:
                     raise DataError(f"column {cols[0]!r}: categories {unseen[:5]} were not seen in training")
                 data[name] = column.map(codes).to_numpy(dtype=float, na_value=np.nan)
             else:
-                block = np.stack([
-                    (pd.to_numeric(frame[c], errors="raise").to_numpy(dtype=float, na_value=np.nan) - self.min_[c])
-                    / self.scale_[c]
-                    for c in cols
-                ], 1)
+                block = np.stack([(_numbers(c, frame[c]) - self.min_[c]) / self.scale_[c] for c in cols], 1)
                 data[name] = block if name in (self.groups or {}) else block[:, 0]
         return Batch.from_data(self.schema_, data)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "schema_"):
+            raise NotFittedError("this TableSchema is not fitted yet: call fit(table) first")
 
     def fit_transform(self, table: Any) -> Batch:
         return self.fit(table).transform(table)
 
     def inverse_transform(self, batch: Batch, nan: bool = False) -> pd.DataFrame:
-        """A table in the original units and categories (NaN where unobserved if ``nan``)."""
+        """A table in the original units, categories and dtypes (NaN where unobserved if ``nan``)."""
+        self._check_fitted()
+        if not isinstance(batch, Batch) or batch.schema != self.schema_:
+            got = batch.schema.names if isinstance(batch, Batch) else type(batch).__name__
+            raise DataError(f"inverse_transform needs a batch of this table's schema {self.schema_.names}, got {got}")
         arrays = batch.numpy(nan=nan)
         out = {}
         for name, cols in self.modality_columns_.items():
@@ -136,7 +235,7 @@ class TableSchema:
             for j, c in enumerate(cols):
                 if c in self.categories_:
                     cats = self.categories_[c]
-                    out[c] = [cats[int(v)] if np.isfinite(v) else np.nan for v in values[:, j]]
+                    out[c] = _restore([cats[int(v)] if np.isfinite(v) else np.nan for v in values[:, j]], self.dtypes_[c])
                 else:
-                    out[c] = values[:, j] * self.scale_[c] + self.min_[c]
+                    out[c] = _restore(values[:, j] * self.scale_[c] + self.min_[c], self.dtypes_[c])
         return pd.DataFrame(out, columns=self.columns_)

@@ -21,10 +21,14 @@ stopping, and writes checkpoints and logs from rank 0 only. ``batch_size`` is pe
 from __future__ import annotations
 
 import csv
+import dataclasses
 import inspect
+import logging
 import math
 import os
+import pickle
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,19 +39,34 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import ConfigError, make_config
-from .data import Batch
-from .files import atomic_write
+from .config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, ConfigError, checked, make_config
+from .data import Batch, DataError
+from .files import ModelFileError, atomic_write
 from .models.base import LossOutput, Model
 
 CHECKPOINT = "checkpoint.pt"
+# What a checkpoint holds; "config" is the TrainConfig it was written under.
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "history", "seed", "config", "epoch", "step", "best", "waited",
+                   "best_state")
+# The options that shape the training trajectory; resuming under other values needs override=True.
+TRAJECTORY = ("batch_size", "lr", "optimizer", "weight_decay", "lr_schedule", "lr_gamma", "clip_grad", "kl_warmup",
+              "schedules", "patience", "seed")
+# An epoch's mean loss this many times the magnitude of the first step's (or of 1) is reported as divergence.
+DIVERGENCE = 1e3
+
+log = logging.getLogger("polymodal")
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+class DivergenceWarning(RuntimeWarning):
+    """The training loss grew by orders of magnitude: the learning rate is probably too high."""
+
+
 @dataclass
+@checked(epochs=NON_NEGATIVE, kind=("linear", "step"))
 class Schedule:
     """A loss weight going from ``start`` to ``end`` over ``epochs`` epochs: linearly per
     step (``"linear"``), or all at once when they are over (``"step"``)."""
@@ -56,10 +75,6 @@ class Schedule:
     end: float = 1.0
     epochs: float = 0.0
     kind: str = "linear"
-
-    def __post_init__(self):
-        if self.kind not in ("linear", "step") or self.epochs < 0:
-            raise ConfigError(f"Schedule: kind must be 'linear' or 'step' and epochs >= 0, got {self}")
 
     def __call__(self, step: int, steps_per_epoch: int) -> float:
         span = self.epochs * steps_per_epoch
@@ -71,6 +86,9 @@ class Schedule:
 
 
 @dataclass
+@checked(epochs=AT_LEAST_ONE, batch_size=AT_LEAST_ONE, lr=POSITIVE, optimizer=("adam", "adamw"), weight_decay=NON_NEGATIVE,
+         lr_schedule=(None, "cosine", "exponential"), lr_gamma=POSITIVE, clip_grad=POSITIVE, kl_warmup=NON_NEGATIVE,
+         patience=AT_LEAST_ONE, threads=AT_LEAST_ONE, checkpoint_every=AT_LEAST_ONE)
 class TrainConfig:
     epochs: int = 100
     batch_size: int = 128
@@ -87,23 +105,13 @@ class TrainConfig:
     threads: int | None = 1
     device: str = "cpu"
     progress: bool = True
-    out: str | None = None
+    out: str | os.PathLike | None = None
     checkpoint_every: int = 1
     tensorboard: bool = False
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.kl_warmup < 0 or self.checkpoint_every < 1:
-            raise ConfigError(
-                f"TrainConfig: epochs, batch_size, lr and checkpoint_every must be positive and kl_warmup >= 0, got {self}"
-            )
-        if self.optimizer not in ("adam", "adamw"):
-            raise ConfigError(f"TrainConfig: optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        if self.lr_schedule not in (None, "cosine", "exponential"):
-            raise ConfigError(f"TrainConfig: lr_schedule must be None, 'cosine' or 'exponential', got {self.lr_schedule!r}")
-        if self.clip_grad is not None and self.clip_grad <= 0:
-            raise ConfigError(f"TrainConfig: clip_grad must be positive, got {self.clip_grad}")
-        if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"TrainConfig: patience must be at least 1, got {self.patience}")
+        if self.out is not None:
+            self.out = os.fspath(self.out)  # a str, so that the checkpoint that records it loads without pickles
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"TrainConfig: device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}")
         self.schedules = {
@@ -116,9 +124,18 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for ``name``; a CUDA device this machine lacks is a :class:`ConfigError`."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            built = f"this torch {torch.__version__} is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise ConfigError(f"device {name!r}: CUDA is not available ({built}); use device='cpu' or 'auto'")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 @contextmanager
@@ -203,12 +220,25 @@ class Trainer:
         for start in range(0, len(order), self.config.batch_size):
             yield data.select(order[start : start + self.config.batch_size]).to(self.device)
 
+    def check_data(self, role: str, data: Any) -> None:
+        """Refuse what the model cannot learn from, before any step: not a Batch, a batch of
+        another schema, no samples, or nothing observed in any sample."""
+        self.model.check_arguments(f"fit ({role} data)", data)
+        if len(data) == 0:
+            raise DataError(f"Trainer: the {role} data has no samples")
+        if not any(bool(mask.any()) for mask in data.observed.values()):
+            raise DataError(
+                f"Trainer: the {role} data has no observed entry in any modality of {data.schema.names}; "
+                "there is nothing to learn from (NaN and observed=False mark entries as missing)"
+            )
+
     @torch.no_grad()
     def evaluate(self, data: Batch) -> dict[str, float]:
         """Mean loss and terms per sample over ``data`` with the final loss weights, in eval
         mode; averaged over all ranks under DDP. The model's sampling noise is the same at
         every call, so epochs are compared on equal terms, and training's random streams are
         left untouched."""
+        self.check_data("evaluation", data)
         self.model.eval()
         totals: dict[str, torch.Tensor] = {}
         count = torch.zeros((), dtype=torch.float64)
@@ -239,17 +269,27 @@ class Trainer:
             scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=c.lr_gamma)
         return optimizer, scheduler
 
-    def fit(self, train: Batch, valid: Batch | None = None, resume: bool | str | Path = False) -> list[dict[str, float]]:
+    def fit(
+        self, train: Batch, valid: Batch | None = None, resume: bool | str | Path = False, override: bool = False
+    ) -> list[dict[str, float]]:
         """Train up to ``epochs`` (fewer with early stopping on ``valid``); returns the history.
 
         ``resume=True`` continues from ``out/checkpoint.pt`` when it exists (and starts afresh
-        otherwise); a path resumes from that checkpoint.
+        otherwise); a path resumes from that checkpoint. A checkpoint written under other
+        values of the options in ``TRAJECTORY`` (such as ``lr``) is refused with the
+        differences listed, unless ``override=True``, which applies this trainer's values
+        from the resumed epoch on and logs each change.
+
+        Warns with :class:`DivergenceWarning` when an epoch's mean loss is ``DIVERGENCE``
+        times the first step's in magnitude; raises :class:`NonFiniteLossError` naming the
+        modalities whose reconstruction term became non-finite.
         """
         c = self.config
+        self.check_data("training", train)
+        if valid is not None:
+            self.check_data("validation", valid)
         if c.patience is not None and valid is None:
             raise ConfigError("Trainer: early stopping (patience) needs validation data")
-        if len(train) == 0:
-            raise ValueError("Trainer: no training data")
         model = self.model.to(self.device)
         objective: nn.Module = _Objective(model)
         if self.world > 1:
@@ -260,12 +300,14 @@ class Trainer:
         self.history = []
         checkpoint = self._checkpoint_path(resume)
         if checkpoint is not None:
-            state = self._restore(checkpoint, model, optimizer, scheduler)
+            state = self._restore(checkpoint, model, optimizer, scheduler, override)
         steps_per_epoch = math.ceil(math.ceil(len(train) / self.world) / c.batch_size)
         writer = self._tensorboard()
         main = self.rank == 0
         show = c.progress and main
         bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not show, unit="epoch")
+        first = None  # the first step's loss, the yardstick of divergence
+        warned = False
         with torch_threads(c.threads):
             for epoch in bar:
                 torch.manual_seed((c.seed * 1_000_003 + epoch) * 1_009 + self.rank)
@@ -279,8 +321,10 @@ class Trainer:
                         kept = f"; the last checkpoint in {self.out} is intact" if self.out else ""
                         raise NonFiniteLossError(
                             f"non-finite loss ({float(out.loss.detach())}) at epoch {epoch}, "
-                            f"step {i + 1} of {steps_per_epoch}{kept}"
+                            f"step {i + 1} of {steps_per_epoch}: {self._diagnose(batch, out)}{kept}"
                         )
+                    if first is None:
+                        first = abs(float(out.loss.detach()))
                     optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
                     if c.clip_grad is not None:
@@ -295,6 +339,13 @@ class Trainer:
                     scheduler.step()
                 record = {"epoch": epoch, "loss": float(total) / seen, **weights, "lr": optimizer.param_groups[0]["lr"]}
                 record["seconds"] = time.perf_counter() - start
+                if not warned and abs(record["loss"]) > DIVERGENCE * max(first, 1.0):
+                    warned = True
+                    warnings.warn(
+                        f"{model.name}: the training loss grew from {first:.4g} at the first step to {record['loss']:.4g} "
+                        f"in epoch {epoch}: training is diverging; lower lr (now {c.lr:g}) or set clip_grad",
+                        DivergenceWarning, stacklevel=2,
+                    )
                 if valid is not None:
                     record.update({f"valid_{k}": v for k, v in self.evaluate(valid).items()})
                 self.history.append(record)
@@ -336,6 +387,25 @@ class Trainer:
             raise FileNotFoundError(f"no checkpoint to resume from at {path}")
         return path
 
+    def _diagnose(self, batch: Batch, out: LossOutput) -> str:
+        """Which terms of a non-finite loss are to blame, for the error message."""
+        bad_terms = [k for k, v in out.terms.items() if not torch.isfinite(v).all()]
+        try:
+            recon = self.model.reconstruction_terms(batch)
+        except Exception as error:  # a model broken enough to fail here must not hide the non-finite loss
+            return f"the terms {bad_terms} became non-finite (no modality singled out: {type(error).__name__}: {error})"
+        bad = [name for name, value in recon.items() if not math.isfinite(value)]
+        if not bad:
+            where = f"the terms {bad_terms}" if bad_terms else "the loss"
+            return f"{where} became non-finite while every modality's reconstruction term is finite under the posterior mean"
+        if len(bad) == len(recon):
+            return (f"the reconstruction terms of every modality {bad} became non-finite (non-finite weights or posterior: "
+                    f"lower lr, now {self.config.lr:g}, or set clip_grad)")
+        causes = f"a decoder's output or likelihood overflowed: lower lr (now {self.config.lr:g}), set clip_grad or rescale"
+        if len(bad) > 1:
+            return f"the reconstruction terms of modalities {bad} became non-finite ({causes})"
+        return f"the reconstruction term of modality {bad[0]!r} became non-finite ({causes})"
+
     def _save(self, state: dict, model: Model, optimizer, scheduler) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         checkpoint = {
@@ -344,19 +414,40 @@ class Trainer:
             "scheduler": scheduler.state_dict() if scheduler is not None else {},
             "history": self.history,
             "seed": self.config.seed,
+            "config": dataclasses.asdict(self.config),
             **state,
         }
         atomic_write(self.out / CHECKPOINT, lambda p: torch.save(checkpoint, p))
 
-    def _restore(self, path: Path, model: Model, optimizer, scheduler) -> dict:
+    def _restore(self, path: Path, model: Model, optimizer, scheduler, override: bool) -> dict:
+        """Load the checkpoint at ``path`` into the model, optimizer and scheduler; every check
+        comes before the first change."""
         try:
             checkpoint = torch.load(path, map_location=self.device, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as error:
+            # torch's own message advises weights_only=False, which would run code from the file
+            raise ModelFileError(
+                f"cannot resume from {path}: it is not a polymodal checkpoint or is corrupt ({type(error).__name__})"
+            ) from None
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+        if missing:
+            raise ModelFileError(f"cannot resume from {path}: the checkpoint lacks {missing}")
+        now = dataclasses.asdict(self.config)
+        changed = {k: (checkpoint["config"].get(k), now[k]) for k in TRAJECTORY if checkpoint["config"].get(k) != now[k]}
+        if changed and not override:
+            listed = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in changed.items())
+            raise ConfigError(f"cannot resume from {path} with changed options ({listed}); "
+                              "pass override=True to apply the new values from the resumed epoch on")
+        try:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
-        except (RuntimeError, KeyError, ValueError, EOFError) as error:
-            raise ValueError(f"cannot resume from {path}: it does not fit this model or is corrupt ({error})") from None
-        if checkpoint["seed"] != self.config.seed:
-            raise ConfigError(f"cannot resume from {path}: it was trained with seed {checkpoint['seed']}, not {self.config.seed}")
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise ModelFileError(f"cannot resume from {path}: it does not fit this model ({error})") from None
+        for k, (old, new) in changed.items():
+            log.warning("resuming from %s with %s = %r instead of the checkpoint's %r", path, k, new, old)
+        if "lr" in changed or "weight_decay" in changed:  # the optimizer's state holds the old values
+            for group in optimizer.param_groups:
+                group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
         if scheduler is not None and checkpoint["scheduler"]:
             scheduler.load_state_dict(checkpoint["scheduler"])
         self.history = list(checkpoint["history"])

@@ -24,6 +24,8 @@ def load_digits(paired: float = 1.0, seed: int = 0) -> tuple[Batch, Batch]:
     others keep only the image or only the label (equal pools, chosen with ``seed``), as in
     the MVAE paper's weak-supervision experiments. The test split is always complete.
     """
+    if not 0.0 <= paired <= 1.0:
+        raise ValueError(f"load_digits: paired must be a fraction in [0, 1], got {paired}")
     raw = sklearn.datasets.load_digits()
     images = (raw.images / 16.0).astype(np.float32)
     labels = raw.target.astype(np.int64)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,14 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError, make_config
-from ..data import Batch
+from ..data import Batch, DataError
 from ..files import write_folder
 from ..gaussian import Gaussian, log_mean_exp
 from ..likelihoods import Observation
 from ..modalities import Schema
 
 MODELS: dict[str, type[Model]] = {}
+ABSENT = object()  # an argument that check_arguments was not given
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -194,6 +196,7 @@ class Model(nn.Module):
     @query
     def embed(self, batch: Batch) -> Tensor:
         """Posterior mean of the latent given what each sample has."""
+        self.check_arguments("embed", batch)
         return self.encode(batch.to(self.device)).mean
 
     @query
@@ -211,6 +214,7 @@ class Model(nn.Module):
         model, sum_k w_k E[x_u | z_k] with w_k proportional to p(x_o, z_k) / q(z_k | x_o)
         (the most probable class under the weighted probabilities, for categorical).
         """
+        self.check_arguments("impute", batch, samples=samples, chunk=chunk)
         batch = batch.to(self.device)
         if samples:
             log_w, means = [], {name: [] for name in self.schema.names}
@@ -236,6 +240,7 @@ class Model(nn.Module):
         Returns the imputation value (class indices for categorical), or with ``proba`` the
         likelihood's mean (class probabilities for categorical).
         """
+        self.check_arguments("predict", batch, target=target, inputs=inputs)
         inputs = [n for n in self.schema.names if n != target] if inputs is None else inputs
         if target in inputs:
             raise ValueError(f"predict: target {target!r} cannot also be an input")
@@ -246,6 +251,7 @@ class Model(nn.Module):
     @query
     def generate(self, n: int, sample: bool = False) -> Batch:
         """``n`` joint samples from the prior: likelihood means (or samples) of every modality."""
+        self.check_arguments("generate", n=n)
         decoded = self.decode(self.prior((n,)).sample())
         values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
         return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
@@ -258,5 +264,100 @@ class Model(nn.Module):
 
         drawn ``chunk`` at a time for the whole batch at once.
         """
+        self.check_arguments("log_likelihood", batch, n_samples=n_samples, chunk=chunk)
         batch = batch.to(self.device)
         return log_mean_exp(torch.cat([log_w for log_w, _ in self.importance_draws(batch, n_samples, chunk)]), 0)
+
+    def check_arguments(
+        self, task: str, batch: Any = ABSENT, target: Any = ABSENT, inputs: Any = None, **counts: Any
+    ) -> None:
+        """Refuse bad arguments of a task method before any tensor math: a ``batch`` that is not
+        a :class:`Batch` of this model's schema, an unknown ``target`` or ``inputs`` name (``None``
+        inputs: all others), a count (``n``, ``samples``, ...) that is not an integer of at
+        least its minimum in ``COUNTS``. Arguments left out are not checked."""
+        where = f"{type(self).__name__}.{task}"
+        if batch is not ABSENT:
+            if not isinstance(batch, Batch):
+                raise TypeError(
+                    f"{where}: expected a Batch (Batch.from_data or TableSchema.transform builds one), got {type(batch).__name__}"
+                )
+            if batch.schema is not self.schema and batch.schema.config() != self.schema.config():
+                raise DataError(f"{where}: the batch is of another schema: {schema_difference(batch.schema, self.schema)}")
+        if target is not ABSENT and (not isinstance(target, str) or target not in self.schema):
+            raise DataError(f"{where}: unknown target modality {target!r}; the schema has {self.schema.names}")
+        if inputs is not None:
+            if isinstance(inputs, str) or not all(isinstance(name, str) for name in inputs):
+                raise DataError(f"{where}: inputs must be a list of modality names, got {inputs!r}")
+            unknown = [name for name in inputs if name not in self.schema]
+            if unknown:
+                raise DataError(f"{where}: unknown input modalities {unknown}; the schema has {self.schema.names}")
+        for name, value in counts.items():
+            least = COUNTS[name]
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ValueError(f"{where}: {name} must be an integer >= {least}, got {value!r}")
+
+    @query
+    def reconstruction_terms(self, batch: Batch) -> dict[str, float]:
+        """Each modality's weighted log-likelihood of ``batch``'s observed entries under the
+        decoded posterior mean, summed over the batch. The trainer calls it only after a
+        non-finite loss, to name the modality whose term became non-finite; so the training
+        loop pays nothing for it."""
+        decoded = self.decode(self.encode(batch).mean)
+        return {name: float(self.reconstruction(batch, {name: obs}).sum()) for name, obs in decoded.items()}
+
+
+# The least value of each count argument of the task methods.
+COUNTS = {"n": 1, "samples": 0, "n_samples": 1, "chunk": 1, "steps": 1, "forward": 0, "backward": 0}
+
+
+def schema_difference(given: Schema, expected: Schema) -> str:
+    """What differs between two schemas, for an error message."""
+    if given.names != expected.names:
+        return f"its modalities are {given.names}, the model's are {expected.names}"
+    for a, b in zip(given, expected):
+        if a.config() != b.config():
+            return f"modality {a.name!r} is {a.config()} in the batch and {b.config()} in the model"
+    return "they differ"
+
+
+def _escape(name: str) -> str:
+    key = name.replace("%", "%25").replace(".", "%2E")
+    return f"%{key}" if key in RESERVED else key
+
+
+def _unescape(key: str) -> str:
+    if key.startswith("%") and key[1:3] not in ("25", "2E"):
+        key = key[1:]
+    return key.replace("%2E", ".").replace("%25", "%")
+
+
+class ModalityDict(nn.ModuleDict):
+    """A ModuleDict keyed by modality name. torch refuses a module name with a "." (common in
+    table columns, such as R's "Sepal.Length") or one that is an attribute of the dict
+    ("values", "training"), so such names are stored escaped ("." as "%2E", "%" as "%25", an
+    attribute name behind a "%"); other names are stored as they are, so saved weights keep
+    their keys."""
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return super().__getitem__(_escape(name))
+
+    def __setitem__(self, name: str, module: nn.Module) -> None:
+        super().__setitem__(_escape(name), module)
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(_escape(name))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(_escape(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def keys(self) -> list[str]:
+        return [_unescape(key) for key in super().keys()]
+
+    def items(self) -> list[tuple[str, nn.Module]]:
+        return [(_unescape(key), module) for key, module in super().items()]
+
+
+RESERVED = frozenset(dir(nn.ModuleDict()))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..config import AT_LEAST_ONE, NON_NEGATIVE, checked
 from ..data import Batch
 from ..gaussian import Gaussian
 from ..likelihoods import Observation
@@ -27,6 +28,7 @@ from .base import LossOutput, Model, query
 
 
 @dataclass
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, weights=NON_NEGATIVE)
 class ZeroFillVAEConfig:
     latent_dim: int = 20
     hidden: tuple[int, ...] = (128, 128)

@@ -32,16 +32,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigError
+from ..config import AT_LEAST_ONE, ConfigError, checked
 from ..data import Batch
 from ..gaussian import Gaussian, kl_divergence, stack
 from ..modalities import Schema
 from ..nets import MLP, ExpertHead, flat_input, input_width
-from .base import LossOutput
+from .base import LossOutput, ModalityDict
 from .dmm import DeepMarkovModel, DMMConfig
 
 
 @dataclass
+@checked(direction=("forward", "backward"), rnn_hidden=AT_LEAST_ONE)
 class DKSConfig(DMMConfig):
     direction: str = "forward"
     skip: bool = False
@@ -58,7 +59,7 @@ class DKS(DeepMarkovModel):
         if c.direction not in ("forward", "backward"):
             raise ConfigError(f"DKS: direction must be 'forward' or 'backward', got {c.direction!r}")
         widths = {n: input_width(schema[n]) for n in self.input_names}
-        self.rnns = nn.ModuleDict({
+        self.rnns = ModalityDict({
             n: nn.GRUCell(w, c.rnn_hidden) if c.skip else nn.GRU(w, c.rnn_hidden, batch_first=True) for n, w in widths.items()
         })
         width = c.latent_dim + len(self.input_names) * c.rnn_hidden

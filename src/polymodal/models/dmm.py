@@ -7,17 +7,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigError
+from ..config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, ConfigError, checked
 from ..data import Batch
 from ..gaussian import Gaussian
 from ..likelihoods import Observation
 from ..missing import drop_burst
 from ..modalities import Schema
 from ..nets import Decoder, GatedTransition
-from .base import Model, query
+from .base import ModalityDict, Model, query
 
 
 @dataclass
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, transition_hidden=AT_LEAST_ONE, transition_min_std=POSITIVE,
+         weights=NON_NEGATIVE, burst=FRACTION)
 class DMMConfig:
     latent_dim: int = 5
     hidden: tuple[int, ...] = (20,)
@@ -51,7 +53,7 @@ class DeepMarkovModel(Model):
             raise ConfigError(f"{type(self).__name__}: inputs must name modalities of the schema {schema.names}, got {c.inputs}")
         self.input_names = [n for n in schema.names if c.inputs is None or n in c.inputs]
         d = c.latent_dim
-        self.decoders = nn.ModuleDict({m.name: Decoder(m, d, c.hidden) for m in schema})
+        self.decoders = ModalityDict({m.name: Decoder(m, d, c.hidden) for m in schema})
         self.transitions = nn.ModuleDict({"fwd": GatedTransition(d, c.transition_hidden, c.transition_min_std)})
         self.prior_mean = nn.Parameter(torch.zeros(d))
         self.prior_log_std = nn.Parameter(torch.zeros(d))
@@ -93,6 +95,8 @@ class DeepMarkovModel(Model):
     def extrapolate(self, batch: Batch, forward: int = 0, backward: int = 0) -> Batch:
         """The batch with ``backward`` steps added before the first and ``forward`` after the
         last, every unobserved entry filled in (interpolated inside, extrapolated outside)."""
+        self.check_arguments("extrapolate", batch, forward=forward, backward=backward)
+
         def pad(x: Tensor) -> Tensor:
             shape = (x.shape[0], 1, *x.shape[2:])
             return torch.cat([x.new_zeros(shape).expand(-1, backward, *x.shape[2:]), x,
@@ -104,6 +108,7 @@ class DeepMarkovModel(Model):
     @query
     def generate(self, n: int, steps: int = 100, sample: bool = False) -> Batch:
         """``n`` sequences of ``steps`` from the generative model."""
+        self.check_arguments("generate", n=n, steps=steps)
         z = [self.prior((n,)).sample()]
         for _ in range(steps - 1):
             z.append(self.transition(z[-1]).sample())

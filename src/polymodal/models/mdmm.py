@@ -71,18 +71,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..config import ConfigError
+from ..config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, checked
 from ..data import Batch
 from ..gaussian import Experts, Gaussian, kl_divergence, moment_match, stack
 from ..modalities import Schema
 from ..nets import Encoder, GatedTransition
-from .base import LossOutput, query
+from .base import LossOutput, ModalityDict, query
 from .dmm import DeepMarkovModel, DMMConfig
 
 
 @dataclass
+@checked(particles=AT_LEAST_ONE, eval_particles=AT_LEAST_ONE, match_particles=AT_LEAST_ONE, filter_weight=NON_NEGATIVE,
+         smooth_weight=NON_NEGATIVE, match_weight=NON_NEGATIVE)
 class MDMMConfig(DMMConfig):
     particles: int = 25
     eval_particles: int = 200
@@ -105,7 +107,7 @@ class MDMM(DeepMarkovModel):
         unknown = sorted({n for subset in c.subsets or [] for n in subset} - set(self.input_names))
         if unknown or any(not subset for subset in c.subsets or []):
             raise ConfigError(f"MDMM: each of subsets must name input modalities {self.input_names}, got {c.subsets}")
-        self.encoders = nn.ModuleDict({n: Encoder(schema[n], c.latent_dim, c.hidden) for n in self.input_names})
+        self.encoders = ModalityDict({n: Encoder(schema[n], c.latent_dim, c.hidden) for n in self.input_names})
         self.transitions["bwd"] = GatedTransition(c.latent_dim, c.transition_hidden, c.transition_min_std)
 
     def evidence(self, batch: Batch, subsets: Tensor) -> Experts:
@@ -201,12 +203,14 @@ class MDMM(DeepMarkovModel):
     @query
     def filter(self, batch: Batch) -> Gaussian:
         """Backward filtering posteriors q(z_t | x_{t:T}) given what is observed: ``[B, T, D]``."""
+        self.check_arguments("filter", batch)
         return self.backward_filter(self._evidence(batch), self.config.eval_particles)[0][0]
 
     @query
     def smooth(self, batch: Batch, sample: bool = False) -> Gaussian:
         """Smoothing posteriors q(z_t | z_{t-1}, x_{1:T}) along the mean path (or a sampled
         path with ``sample``) given what is observed: ``[B, T, D]``."""
+        self.check_arguments("smooth", batch)
         evidence = self._evidence(batch)
         futures = self.backward_filter(evidence, self.config.eval_particles)[1]
         return self.forward_smooth(evidence, futures, sample)[0][0]
@@ -217,6 +221,7 @@ class MDMM(DeepMarkovModel):
     @query
     def sample_latents(self, batch: Batch, n: int) -> Tensor:
         """``n`` latent trajectories sampled from the smoothing posterior: ``[n, B, T, D]``."""
+        self.check_arguments("sample_latents", batch, n=n)
         return self.sampler(batch)(n)[0]
 
     def sampler(self, batch: Batch) -> Callable[[int], tuple[Tensor, Tensor]]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from ..config import AT_LEAST_ONE, NON_NEGATIVE, checked
 from ..data import Batch
 from ..gaussian import Gaussian, log_mean_exp
 from ..likelihoods import Observation
@@ -28,6 +29,7 @@ from .base import LossOutput, Model
 
 
 @dataclass
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, samples=AT_LEAST_ONE, impute_samples=NON_NEGATIVE)
 class MIWAEConfig:
     latent_dim: int = 20
     hidden: tuple[int, ...] = (128, 128)

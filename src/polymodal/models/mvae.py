@@ -48,17 +48,19 @@ from dataclasses import dataclass, field
 from math import comb
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..config import AT_LEAST_ONE, NON_NEGATIVE, checked
 from ..data import Batch
 from ..gaussian import Gaussian, stack
 from ..likelihoods import Observation
 from ..modalities import Schema
 from ..nets import Decoder, Encoder
-from .base import LossOutput, Model
+from .base import LossOutput, ModalityDict, Model
 
 
 @dataclass
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, weights=NON_NEGATIVE, subsets=NON_NEGATIVE)
 class MVAEConfig:
     latent_dim: int = 16
     hidden: tuple[int, ...] = (256, 256)
@@ -80,8 +82,8 @@ class MVAE(Model):
         if any(mod.sequential for mod in schema):
             raise ValueError("MVAE models static modalities; use MDMM for sequences")
         max_var = m / (m - 1) - 2e-4 if c.quotient and m > 1 else None
-        self.encoders = nn.ModuleDict({mod.name: Encoder(mod, c.latent_dim, c.hidden, c.channels, max_var) for mod in schema})
-        self.decoders = nn.ModuleDict({mod.name: Decoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
+        self.encoders = ModalityDict({mod.name: Encoder(mod, c.latent_dim, c.hidden, c.channels, max_var) for mod in schema})
+        self.decoders = ModalityDict({mod.name: Decoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
         # Built once, on the model's device: the joint and single subsets, and for the k random ones the
         # distribution of their size s in 2 .. M-1, P(s) proportional to the number of subsets of size s.
         k = c.subsets if m > 2 else 0

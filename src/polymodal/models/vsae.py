@@ -63,18 +63,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, checked
 from ..data import Batch
 from ..gaussian import Gaussian, log_mean_exp
 from ..likelihoods import Bernoulli, Observation
 from ..missing import drop_modalities
 from ..modalities import Schema
 from ..nets import MLP, Encoder, JointDecoder, gaussian_mlp, input_width, joint_input
-from .base import LossOutput, Model, query
+from .base import LossOutput, ModalityDict, Model, query
 
 
 @dataclass
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, joint_hidden=AT_LEAST_ONE, weights=NON_NEGATIVE,
+         decoder_mask=("reconstructed", "none"), fill=("noise", "zeros"), warmup=NON_NEGATIVE, hide=FRACTION,
+         samples=AT_LEAST_ONE)
 class VSAEConfig:
     latent_dim: int = 20
     hidden: tuple[int, ...] = (64, 64)
@@ -99,7 +103,7 @@ class VSAE(Model):
         if any(mod.sequential for mod in schema):
             raise ValueError("VSAE models static modalities")
         m, d = len(schema), c.latent_dim
-        self.encoders = nn.ModuleDict({mod.name: Encoder(mod, d, c.hidden) for mod in schema})
+        self.encoders = ModalityDict({mod.name: Encoder(mod, d, c.hidden) for mod in schema})
         self.joint_encoder = gaussian_mlp(sum(input_width(mod) for mod in schema) + m, c.joint_hidden, m * d)
         self.mask_decoder = MLP(m * d, c.joint_hidden, m)
         self.decoder = JointDecoder(schema, m * d + (m if c.decoder_mask == "reconstructed" else 0), c.joint_hidden)
@@ -175,6 +179,7 @@ class VSAE(Model):
     def generate(self, n: int, sample: bool = False) -> Batch:
         """``n`` joint samples of data and mask: values of every modality, and ``observed``
         drawn from the mask decoder (a modality's entries share its draw)."""
+        self.check_arguments("generate", n=n)
         z = self.prior((n,)).sample()
         decoded = self.decode(z)
         present = torch.bernoulli(torch.sigmoid(self.mask_logits(z))).bool()  # [n, M]
