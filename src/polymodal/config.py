@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -10,14 +12,24 @@ class ConfigError(ValueError):
     """A model or training config with unknown keys or invalid values."""
 
 
-def make_config(cls: type, values: dict[str, Any]) -> Any:
+def check_keys(keys: Iterable[str], valid: Iterable[str], where: str) -> None:
+    """Raise :class:`ConfigError` for the first key not in ``valid``, saying ``where`` it is,
+    the valid keys and the nearest one."""
+    valid = list(valid)
+    unknown = [k for k in keys if k not in valid]
+    if unknown:
+        near = difflib.get_close_matches(str(unknown[0]), valid, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown, key=str)}{hint} Valid keys are {valid}")
+
+
+def make_config(cls: type, values: dict[str, Any], where: str | None = None) -> Any:
     """Instantiate dataclass ``cls`` from ``values``, refusing unknown keys by name.
 
-    Lists become tuples where the field's default is a tuple, so a config read back from
-    JSON equals the one that was saved."""
+    ``where`` names the place of ``values`` in the errors (default: the class name). Lists
+    become tuples where the field's default is a tuple, so a config read back from JSON
+    equals the one that was saved."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown keys {unknown}; valid keys are {list(fields)}")
+    check_keys(values, fields, where or cls.__name__)
     values = {k: tuple(v) if isinstance(v, list) and isinstance(fields[k].default, tuple) else v for k, v in values.items()}
     return cls(**values)

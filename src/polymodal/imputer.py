@@ -10,7 +10,9 @@ masking is per cell.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,9 +22,15 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .config import ConfigError
+from .data import concat
+from .files import write_json
 from .models import MODELS
+from .persistence import TRANSFORM, load, load_transform
+from .progress import chunked
 from .tables import TableSchema, _frame
 from .training import Trainer
+
+IMPUTER = "imputer.json"
 
 
 class Imputer(TransformerMixin, BaseEstimator):
@@ -37,7 +45,11 @@ class Imputer(TransformerMixin, BaseEstimator):
     (0: decode the posterior mean).
 
     ``transform`` returns a DataFrame for a DataFrame (same index and columns, categorical
-    columns in their categories) and an array otherwise.
+    columns in their categories) and an array otherwise; ``progress`` shows bars for training
+    and for filling the table.
+
+    ``save(folder)`` writes the fitted imputer as a model folder (config JSON, safetensors
+    weights, the fitted table schema as JSON); :func:`load_imputer` reads it back.
     """
 
     def __init__(
@@ -98,14 +110,39 @@ class Imputer(TransformerMixin, BaseEstimator):
             raise ValueError(f"Imputer: X has {frame.shape[1]} columns; the imputer was fitted on {self.n_features_in_}")
         if not isinstance(X, pd.DataFrame):
             frame.columns = self.tables_.columns_
-        filled = self.tables_.inverse_transform(self.model_.impute(self.tables_.transform(frame), samples=self.samples))
-        out = frame.copy()
-        for c in self.tables_.columns_:
-            holes = frame[c].isna().to_numpy()
-            if holes.any():
-                out.loc[holes, c] = filled[c].to_numpy()[holes]
+        batch = self.tables_.transform(frame)
+        parts = chunked(lambda rows: self.model_.impute(batch.select(rows), samples=self.samples), len(batch),
+                        progress=self.progress, desc="impute")
+        out = self.tables_.fill(frame, concat(parts).to("cpu"))
         return out if isinstance(X, pd.DataFrame) else out.to_numpy()
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted imputer to ``folder``; :func:`load_imputer` reads it back."""
+        check_is_fitted(self, "model_")
+        folder = self.model_.save(folder)
+        write_json(folder / TRANSFORM, self.tables_.config())
+        names = getattr(self, "feature_names_in_", None)
+        fitted = {"params": self.get_params(), "feature_names_in": None if names is None else names.tolist()}
+        write_json(folder / IMPUTER, fitted)
+        return folder
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         check_is_fitted(self, "model_")
         return np.asarray([str(c) for c in self.tables_.columns_], dtype=object)
+
+
+def load_imputer(folder: str | Path, device: str = "cpu") -> Imputer:
+    """A fitted :class:`Imputer` from a folder written by ``Imputer.save``, or from the model
+    folder of a ``polymodal fit`` run on a table."""
+    folder = Path(folder)
+    model, tables = load(folder, device), load_transform(folder)
+    if not isinstance(tables, TableSchema):
+        raise ConfigError(f"{folder} holds a model of sequences; an Imputer fills tables")
+    saved = json.loads((folder / IMPUTER).read_text()) if (folder / IMPUTER).is_file() else {}
+    imputer = Imputer(**{**saved.get("params", {"model": model.name}), "device": device})
+    imputer.model_, imputer.tables_ = model, tables
+    imputer.n_features_in_ = len(tables.columns_)
+    names = saved.get("feature_names_in", tables.columns_)
+    if names is not None:
+        imputer.feature_names_in_ = np.asarray(names, dtype=object)
+    return imputer

@@ -4,7 +4,7 @@
 with NaN for missing cells). Numeric columns are min-max scaled to
 [0, 1] using their *observed* training values and get the likelihood ``numeric`` (by
 default a Gaussian of scale 0.1: a squared error, as in the VSAE paper); categorical columns (pandas
-``category``/``object``/``bool`` dtypes, or those named in ``categorical``) get a
+``category``/``object``/``string``/``bool`` dtypes, or those named in ``categorical``) get a
 Categorical likelihood over the categories seen in training. ``transform`` turns a table
 into a :class:`~polymodal.Batch`, ``inverse_transform`` turns a batch back into a table in
 the original units and categories.
@@ -13,12 +13,19 @@ Documented behaviour for degenerate input: a column with no observed value in th
 table raises :class:`~polymodal.DataError` (nothing can be learned about it, not even its
 scale); rows with every cell missing are allowed (a model imputes them from the prior).
 A numeric column with a single observed value is scaled by 1.
+
+:class:`SequenceSchema` does the same for sequences in long format (one row per sequence
+``id`` and ``time`` step): every value column becomes a sequential modality, scaled and
+coded by a :class:`TableSchema` fitted on the rows.
+
+Both are saved with a model as JSON (:meth:`TableSchema.config`, :func:`transform_from_config`),
+so a saved model reads and writes new files in the units and categories it was trained on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
@@ -26,6 +33,8 @@ import pandas as pd
 from .data import Batch, DataError
 from .likelihoods import Gaussian, Likelihood, make_likelihood
 from .modalities import Modality, Schema
+
+Transform = Union["TableSchema", "SequenceSchema"]
 
 
 def _frame(table: Any) -> pd.DataFrame:
@@ -72,6 +81,7 @@ class TableSchema:
             series = frame[c]
             is_categorical = str(c) in set(self.categorical or ()) if self.categorical is not None else (
                 isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or series.dtype == bool
+                or pd.api.types.is_string_dtype(series.dtype)
             )
             if is_categorical:
                 self.categories_[c] = sorted(series.dropna().unique().tolist(), key=str)
@@ -127,6 +137,40 @@ class TableSchema:
     def fit_transform(self, table: Any) -> Batch:
         return self.fit(table).transform(table)
 
+    def fill(self, frame: pd.DataFrame, imputed: Batch) -> pd.DataFrame:
+        """A copy of ``frame`` whose missing cells in the schema's columns hold the values of
+        ``imputed`` (a batch of the same rows); every other cell is kept exactly as it was,
+        as are the index and the columns the schema does not model."""
+        filled = self.inverse_transform(imputed)
+        out = frame.copy()
+        for c in self.columns_:
+            holes = frame[c].isna().to_numpy()
+            if holes.any():
+                out.loc[holes, c] = filled[c].to_numpy()[holes]
+        return out
+
+    def config(self) -> dict[str, Any]:
+        """The fitted schema as JSON-ready data; :func:`transform_from_config` rebuilds it.
+        Pairs rather than dicts keep column names and categories that are not strings."""
+        numeric = None if self.numeric is None else make_likelihood(self.numeric).config()
+        return {
+            "kind": "table", "categorical": self.categorical, "groups": self.groups, "numeric": numeric,
+            "columns": self.columns_, "categories": list(self.categories_.items()),
+            "min": list(self.min_.items()), "scale": list(self.scale_.items()),
+            "modalities": list(self.modality_columns_.items()), "schema": self.schema_.config(),
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TableSchema:
+        tables = cls(config["categorical"], config["groups"], config["numeric"])
+        tables.columns_ = list(config["columns"])
+        tables.categories_ = {c: list(v) for c, v in config["categories"]}
+        tables.min_ = dict(config["min"])
+        tables.scale_ = dict(config["scale"])
+        tables.modality_columns_ = {name: list(cols) for name, cols in config["modalities"]}
+        tables.schema_ = Schema.from_config(config["schema"])
+        return tables
+
     def inverse_transform(self, batch: Batch, nan: bool = False) -> pd.DataFrame:
         """A table in the original units and categories (NaN where unobserved if ``nan``)."""
         arrays = batch.numpy(nan=nan)
@@ -140,3 +184,120 @@ class TableSchema:
                 else:
                     out[c] = values[:, j] * self.scale_[c] + self.min_[c]
         return pd.DataFrame(out, columns=self.columns_)
+
+
+class SequenceSchema:
+    """The modality schema of sequences in long format: one row per ``id`` and ``time``.
+
+    Every column other than ``id`` and ``time`` is a sequential modality (``groups`` make
+    vector modalities, ``categorical`` as in :class:`TableSchema`). ``transform`` lays the
+    sequences on the grid of every time value in the table (every integer from the first to
+    the last, for an integer ``time`` column): a step without a row is missing,
+    and a sequence shorter than the others is padded with unobserved steps. ``fill`` writes
+    back one row per step from each sequence's first to its last time.
+    """
+
+    def __init__(
+        self,
+        id: str = "id",
+        time: str = "time",
+        categorical: Sequence[str] | None = None,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        numeric: str | dict | Likelihood | None = None,
+    ):
+        self.id = id
+        self.time = time
+        self.categorical = categorical
+        self.groups = groups
+        self.numeric = numeric
+
+    def _check(self, frame: pd.DataFrame) -> None:
+        absent = [c for c in (self.id, self.time) if c not in frame.columns]
+        if absent:
+            raise DataError(f"long-format sequences need columns {absent}; the table has {list(frame.columns)}")
+        repeated = frame.duplicated([self.id, self.time])
+        if repeated.any():
+            row = frame[repeated].iloc[0]
+            raise DataError(f"{self.id} {row[self.id]!r} has more than one row at {self.time} {row[self.time]!r}")
+
+    def fit(self, frame: pd.DataFrame) -> SequenceSchema:
+        self._check(frame)
+        rows = frame.drop(columns=[self.id, self.time])
+        self.tables_ = TableSchema(self.categorical, self.groups, self.numeric).fit(rows)
+        self.columns_ = self.tables_.columns_
+        self.schema_ = Schema(Modality.from_config({**m, "sequential": True}) for m in self.tables_.schema_.config())
+        return self
+
+    def _grid(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+        """``frame`` reindexed on every (id, time) pair, ids in order of appearance, times sorted."""
+        self._check(frame)
+        ids, times = pd.unique(frame[self.id]), np.sort(pd.unique(frame[self.time]))
+        if pd.api.types.is_integer_dtype(frame[self.time].dtype):  # integer steps: every step between, even if no row has it
+            times = np.arange(times[0], times[-1] + 1, dtype=times.dtype)
+        index = pd.MultiIndex.from_product([ids, times], names=[self.id, self.time])
+        return frame.set_index([self.id, self.time]).reindex(index), len(ids), len(times)
+
+    def transform(self, frame: pd.DataFrame) -> Batch:
+        """Sequences as a batch ``[N, T, ...]``: scaled values, category codes, absent or NaN
+        entries unobserved."""
+        grid, n, t = self._grid(frame)
+        missing = [c for c in self.columns_ if c not in grid.columns]
+        if missing:
+            raise DataError(f"the table lacks columns {missing} that the schema was fitted on")
+        rows = self.tables_.transform(grid[self.columns_].reset_index(drop=True))
+        return Batch(
+            self.schema_,
+            {k: v.reshape(n, t, *v.shape[1:]) for k, v in rows.values.items()},
+            {k: m.reshape(n, t, *m.shape[1:]) for k, m in rows.observed.items()},
+        )
+
+    def fit_transform(self, frame: pd.DataFrame) -> Batch:
+        return self.fit(frame).transform(frame)
+
+    def inverse_transform(self, batch: Batch, nan: bool = False) -> pd.DataFrame:
+        """Every step of every sequence as a long table, ``id`` and ``time`` numbered from 0."""
+        n, t = batch.observed[self.schema_.names[0]].shape[:2]
+        rows = Batch(
+            self.tables_.schema_,
+            {k: v.reshape(n * t, *v.shape[2:]) for k, v in batch.values.items()},
+            {k: m.reshape(n * t, *m.shape[2:]) for k, m in batch.observed.items()},
+        )
+        values = self.tables_.inverse_transform(rows, nan=nan)
+        steps = pd.DataFrame({self.id: np.repeat(np.arange(n), t), self.time: np.tile(np.arange(t), n)})
+        return pd.concat([steps, values], axis=1)
+
+    def fill(self, frame: pd.DataFrame, imputed: Batch) -> pd.DataFrame:
+        """The long table with a row for every step from each sequence's first to its last
+        time; cells of ``frame`` are kept exactly, the others hold ``imputed`` (the batch of
+        ``transform(frame)``). Rows come sorted by id (in order of appearance) and time."""
+        grid, n, t = self._grid(frame)
+        present = frame.assign(_row=1).set_index([self.id, self.time])["_row"].reindex(grid.index).notna().to_numpy()
+        steps = present.reshape(n, t)
+        span = (np.cumsum(steps, 1) > 0) & (np.cumsum(steps[:, ::-1], 1)[:, ::-1] > 0)
+        values = self.inverse_transform(imputed)
+        out = grid.reset_index()
+        for c in self.columns_:
+            holes = out[c].isna().to_numpy()
+            if holes.any():
+                out.loc[holes, c] = values[c].to_numpy()[holes]
+        out = out[span.reshape(-1)].reset_index(drop=True)
+        return out[[c for c in frame.columns]]
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "sequence", "id": self.id, "time": self.time, "tables": self.tables_.config()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SequenceSchema:
+        tables = TableSchema.from_config(config["tables"])
+        sequences = cls(config["id"], config["time"], tables.categorical, tables.groups, tables.numeric)
+        sequences.tables_, sequences.columns_ = tables, tables.columns_
+        sequences.schema_ = Schema(Modality.from_config({**m, "sequential": True}) for m in tables.schema_.config())
+        return sequences
+
+
+def transform_from_config(config: Mapping[str, Any]) -> Transform:
+    """The :class:`TableSchema` or :class:`SequenceSchema` saved as ``config``."""
+    kinds = {"table": TableSchema, "sequence": SequenceSchema}
+    if config.get("kind") not in kinds:
+        raise DataError(f"unknown data transform kind {config.get('kind')!r}; expected one of {sorted(kinds)}")
+    return kinds[config["kind"]].from_config(config)
