@@ -27,6 +27,7 @@ bench: install
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/speed.py --busy
 	$(PY) benchmarks/tabular.py
+	$(PY) benchmarks/cli_impute.py
 	$(PY) benchmarks/spirals.py --weak
 
 lint: install

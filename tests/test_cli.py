@@ -265,3 +265,16 @@ def test_every_command_explains_itself(command, capsys):
     assert run(command, "--help") == 0
     text = capsys.readouterr().out
     assert text.startswith(f"usage: polymodal {command}") and len(text.splitlines()) > 4
+
+
+def test_fit_resume_continues_the_run(tmp_path):
+    frame, _ = clusters(n=60)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    config = write_config(tmp_path / "c.yaml", "t.csv", trainer={"epochs": 2, "progress": False})
+    assert run("fit", config, "--out", tmp_path / "run", "--quiet") == 0
+    raw = yaml.safe_load(config.read_text())
+    raw["trainer"]["epochs"] = 4
+    config.write_text(yaml.safe_dump(raw))
+    assert run("fit", config, "--out", tmp_path / "run", "--resume", "--quiet") == 0
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]

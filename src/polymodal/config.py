@@ -12,15 +12,15 @@ class ConfigError(ValueError):
     """A model or training config with unknown keys or invalid values."""
 
 
-def check_keys(keys: Iterable[str], valid: Iterable[str], where: str) -> None:
-    """Raise :class:`ConfigError` for the first key not in ``valid``, saying ``where`` it is,
-    the valid keys and the nearest one."""
+def check_keys(keys: Iterable[str], valid: Iterable[str], where: str, what: str = "keys") -> None:
+    """Raise :class:`ConfigError` if any of ``keys`` is not in ``valid``, saying ``where`` it
+    is, the valid ones and the one nearest the first unknown; ``what`` names them."""
     valid = list(valid)
     unknown = [k for k in keys if k not in valid]
     if unknown:
         near = difflib.get_close_matches(str(unknown[0]), valid, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown, key=str)}{hint} Valid keys are {valid}")
+        hint = f"; did you mean {near[0]!r}?" if near else "."
+        raise ConfigError(f"{where}: unknown {what} {sorted(unknown, key=str)}{hint} Valid {what} are {valid}")
 
 
 def make_config(cls: type, values: dict[str, Any], where: str | None = None) -> Any:

@@ -87,19 +87,28 @@ class RunConfig:
 SECTIONS = {"data": DataSection, "schema": SchemaSection, "model": ModelSection, "evaluate": EvaluateSection}
 
 
+FITS = {  # what YAML may give where a field's default has this type
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+    tuple: lambda v: isinstance(v, (list, tuple)),
+    dict: lambda v: isinstance(v, dict),
+}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+
+
 def _check_types(cls: type, values: dict[str, Any], where: str) -> None:
-    """Refuse values whose type differs from the default's (ints pass as floats, lists as tuples)."""
+    """Refuse values whose type differs from the default's (ints pass as floats, lists as tuples);
+    fields whose default is None take anything, and the dataclass checks them."""
     for f in dataclasses.fields(cls):
-        if f.name not in values or values[f.name] is None:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        value = values[f.name]
-        kind = type(default)
-        ok = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), str: lambda v: isinstance(v, str),
-              tuple: lambda v: isinstance(v, (list, tuple)), dict: lambda v: isinstance(v, dict)}.get(kind)
-        if ok is not None and not ok(value):
-            raise ConfigError(f"{where}.{f.name}: expected {kind.__name__} like {default!r}, got {value!r}")
+        default = _default(f)
+        fits = FITS.get(type(default))
+        if values.get(f.name) is not None and fits is not None and not fits(values[f.name]):
+            raise ConfigError(f"{where}.{f.name}: expected {type(default).__name__} like {default!r}, got {values[f.name]!r}")
 
 
 def _section(cls: type, values: Any, where: str) -> Any:
@@ -131,10 +140,8 @@ def parse_config(raw: Any, base: Path = Path(".")) -> RunConfig:
         if kind not in KINDS:
             raise ConfigError(f"schema.columns.{column}: expected one of {list(KINDS)}, got {kind!r}")
     model = sections.get("model", ModelSection())
-    if model.name not in MODELS:
-        check_keys([model.name], sorted(MODELS), "model.name")
-    options = _section(MODELS[model.name].Config, model.options or {}, "model.options")
-    model.options = {k: v for k, v in dataclasses.asdict(options).items() if k in (model.options or {})}
+    check_keys([model.name], sorted(MODELS), "model.name", "models")
+    _section(MODELS[model.name].Config, model.options, "model.options")
     trainer = dict(raw.get("trainer") or {})
     _section(TrainConfig, trainer, "trainer")
     evaluation = sections.get("evaluate", EvaluateSection()) if "evaluate" not in raw or raw["evaluate"] is not None else None
@@ -164,15 +171,14 @@ def _options(cls: type, indent: str) -> list[str]:
     lines = []
     hints = {f.name: f.type for f in dataclasses.fields(cls)}
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = _default(f)
         lines.append(f"{indent}{f.name}: {_yaml_value(default)}".ljust(24) + f" # {hints[f.name]}")
     return lines
 
 
 def example_config(model: str) -> str:
     """A commented config for ``model`` with every option at its default."""
-    if model not in MODELS:
-        check_keys([model], sorted(MODELS), "model")
+    check_keys([model], sorted(MODELS), "polymodal config", "models")
     cls = MODELS[model]
     doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or cls.__name__).strip()
     summary = doc.splitlines()[0]
