@@ -44,7 +44,7 @@ def test_report_is_one_self_contained_page(table_report):
     page = table_report.read_text()
     assert page.count('src="data:image/png;base64,') == 3  # loss curves, scatter, missingness pattern
     assert "src=\"http" not in page and "<link" not in page and "<script" not in page
-    for part in ("Training", "Scores on hidden entries", "Imputed against true values", "Missingness pattern", "Config"):
+    for part in ("Training", "Scores on hidden entries", "Imputed against true values", "Missingness pattern", "config.yaml"):
         assert part in page
 
 

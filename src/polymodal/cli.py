@@ -51,7 +51,7 @@ def report(scores: dict[str, float]) -> None:
 
 def demo(args: argparse.Namespace) -> None:
     """Train MVAE on digits where only a fraction of pairs is complete; report and plot."""
-    from .report import plot_history, plot_image_label
+    from .report import plot_history, plot_image_label, write_report
 
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     train, test = load_digits(paired=args.paired, seed=args.seed)
@@ -71,8 +71,9 @@ def demo(args: argparse.Namespace) -> None:
     model.save(out / "model")
     plot_image_label(model, test, out / "digits.png")
     plot_history(history, out / "loss.png")
+    write_report(out, evaluate(model, test, samples=100))
     report(scores)
-    print(f"results, plots, checkpoint and saved model written to {out}/")
+    print(f"results, plots, report.html, checkpoint and saved model written to {out}/")
 
 
 def model_folder(path: str) -> Path:
@@ -233,7 +234,7 @@ def info(args: argparse.Namespace) -> None:
             if isinstance(transform, SequenceSchema) else "a table"
         print(f"data: {kind}, columns {tables.columns_}")
     print("options: " + yaml.safe_dump(saved["config"], default_flow_style=True, width=1000).strip())
-    records = history(folder.parent) or history(folder)
+    records = history(folder.parent if (folder.parent / "config.yaml").is_file() else folder)
     if records:
         last = records[-1]
         line = f"training: {len(records)} epochs, final loss {last['loss']:.4g}"
@@ -244,11 +245,16 @@ def info(args: argparse.Namespace) -> None:
 
 
 def report_command(args: argparse.Namespace) -> None:
-    """(Re)write report.html of a run folder."""
+    """(Re)write report.html of a run folder of `fit`, or of `demo` (scored on the digits test split)."""
     from .report import write_report
     from .run import rescore
 
-    path = write_report(args.folder, rescore(args.folder, progress=not args.quiet))
+    run = Path(args.folder)
+    if not (run / "config.yaml").is_file() and (run / "model").is_dir() and load(run / "model").schema == digits_schema():
+        evaluation = evaluate(load(run / "model"), load_digits()[1], samples=100, progress=not args.quiet)
+    else:
+        evaluation = rescore(run, progress=not args.quiet)
+    path = write_report(run, evaluation)
     print(f"report written to {path}")
 
 
@@ -331,7 +337,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("folder", metavar="MODEL_DIR", help="a saved model folder or a run folder")
 
     p = command("report", report_command, "(re)write report.html of a run folder",
-                "Write RUN_DIR/report.html: config, loss curves, scores and pictures of held-out imputations.")
+                "Write RUN_DIR/report.html: config, loss curves, scores and pictures of held-out imputations.\n"
+                "RUN_DIR is a run folder of `polymodal fit`, or of `polymodal demo` (scored on the digits test split).")
     p.add_argument("folder", metavar="RUN_DIR")
 
     p = command("demo", demo, "train MVAE on digits with 10%% complete pairs, report and plot",

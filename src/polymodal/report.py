@@ -64,15 +64,7 @@ def plot_image_label(
 
 def plot_history(history: list[dict[str, float]], path: str | Path) -> Path:
     """Training and validation loss per epoch."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    epochs = [h["epoch"] for h in history]
-    for key in ("loss", "valid_loss"):
-        if key in history[0]:
-            ax.plot(epochs, [h[key] for h in history], label=key.replace("_", " "))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss per sample")
-    ax.legend()
-    fig.tight_layout()
+    fig = _history_figure(history)
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -205,6 +197,11 @@ def image_figure(model: Model, evaluation: Evaluation, n: int = 8):
     return fig
 
 
+def _first(x: torch.Tensor) -> torch.Tensor:
+    """``[N, T, ...]`` to ``[N, T]``: the first feature of a vector modality at each step."""
+    return x.reshape(*x.shape[:2], -1)[..., 0]
+
+
 def sequence_figure(evaluation: Evaluation, n: int = 4, features: int = 3):
     """The first ``n`` sequences: per numeric feature, the truth, the observed points the
     model saw, the hidden points and the imputation."""
@@ -214,14 +211,14 @@ def sequence_figure(evaluation: Evaluation, n: int = 4, features: int = 3):
     n = min(n, len(evaluation.truth))
     fig, axes = plt.subplots(len(names), n, figsize=(3.0 * n, 2.2 * len(names)), squeeze=False)
     for row, name in zip(axes, names):
-        truth, seen = evaluation.truth.values[name].float(), evaluation.truth.observed[name]
-        kept, guess = evaluation.held.observed[name], evaluation.imputed.values[name].float()
+        truth, seen = _first(evaluation.truth.values[name].float()), _first(evaluation.truth.observed[name])
+        kept, guess = _first(evaluation.held.observed[name]), _first(evaluation.imputed.values[name].float())
+        t = torch.arange(truth.shape[1])
         for i, ax in enumerate(row):
-            t = torch.arange(truth.shape[1])
-            x, s, k, g = truth[i].reshape(len(t), -1)[:, 0], seen[i].reshape(len(t), -1)[:, 0], \
-                kept[i].reshape(len(t), -1)[:, 0], guess[i].reshape(len(t), -1)[:, 0]
+            x, s, k, g = truth[i], seen[i], kept[i], guess[i]
+            span = slice(int(t[s].min()), int(t[s].max()) + 1) if s.any() else slice(0, 0)  # not the padding
             ax.plot(t[s], x[s], color="0.75", lw=1, label="truth")
-            ax.plot(t, g, color="C1", lw=1.2, label="imputed")
+            ax.plot(t[span], g[span], color="C1", lw=1.2, label="imputed")
             ax.scatter(t[k], x[k], s=6, color="k", label="observed", zorder=3)
             ax.scatter(t[s & ~k], x[s & ~k], s=12, facecolors="none", edgecolors="C3", label="hidden", zorder=3)
             ax.tick_params(labelsize=7)
@@ -272,7 +269,8 @@ def write_report(run: str | Path, evaluation: Evaluation | None = None) -> Path:
 
     run = Path(run)
     model = load(run / "model")
-    config = (run / "config.yaml").read_text() if (run / "config.yaml").is_file() else ""
+    # a run of `fit` has its config; one of `demo` has results.json instead
+    written = next((run / name for name in ("config.yaml", "results.json") if (run / name).is_file()), None)
     records = history(run)
     parts = [f"<h1>polymodal run: {html.escape(model.name)} on {html.escape(run.name)}</h1>"]
     modalities = ", ".join(f"{m.name} ({'sequence of ' if m.sequential else ''}"
@@ -291,7 +289,8 @@ def write_report(run: str | Path, evaluation: Evaluation | None = None) -> Path:
             if fig is not None:
                 parts.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
                              f'src="data:image/png;base64,{_png(fig)}">')
-    parts.append(f"<h2>Config</h2><pre>{html.escape(config)}</pre>")
+    if written is not None:
+        parts.append(f"<h2>{written.name}</h2><pre>{html.escape(written.read_text())}</pre>")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>polymodal run {html.escape(run.name)}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     path = run / "report.html"
