@@ -165,9 +165,9 @@ def spirals_long(n=16, steps=12, seed=0):
         length = steps - (i % 3)
         t = np.arange(length)
         angle = 0.5 * t + rng.uniform(0, np.pi)
-        rows.append(pd.DataFrame({"id": f"s{i}", "time": t, "x": np.cos(angle) * (1 + 0.1 * t), "y": np.sin(angle)}))
+        rows.append(pd.DataFrame({"id": f"s{i}", "time": t + 10, "x": np.cos(angle) * (1 + 0.1 * t), "y": np.sin(angle)}))
     truth = pd.concat(rows, ignore_index=True)
-    kept = truth[(rng.random(len(truth)) > 0.2) | (truth["time"] == 0)].copy()  # whole steps deleted
+    kept = truth[(rng.random(len(truth)) > 0.2) | (truth["time"] == 10)].copy()  # whole steps deleted
     kept.loc[kept.sample(frac=0.1, random_state=0).index, "y"] = np.nan  # and single cells
     return kept.reset_index(drop=True), truth
 
@@ -182,15 +182,15 @@ def test_long_format_sequences_fit_impute_predict(tmp_path):
     filled = pd.read_csv(tmp_path / "filled.csv")
     keys = ["id", "time"]
     assert list(filled.columns) == list(data.columns) and not filled.isna().any().any()
-    spans = data.groupby("id")["time"].max() + 1  # each sequence from its first (0) to its last kept step
-    assert len(filled) == spans.sum() and (filled.groupby("id")["time"].max() + 1).equals(spans)
+    spans = data.groupby("id")["time"].max() - 9  # each sequence from its first (10) to its last kept step
+    assert len(filled) == spans.sum() and (filled.groupby("id")["time"].max() - 9).equals(spans)
     assert filled.merge(truth[keys], on=keys).shape[0] == len(filled)  # deleted steps come back, padding does not
     both = data.merge(filled, on=keys, suffixes=("", "_filled"))
     seen = both["y"].notna()
     assert (both.loc[seen, "y"] == both.loc[seen, "y_filled"]).all() and (both["x"] == both["x_filled"]).all()
     assert run("predict", tmp_path / "run", tmp_path / "seq.csv", "--target", "y", "-o", tmp_path / "y.csv") == 0
     predicted = pd.read_csv(tmp_path / "y.csv")
-    assert list(predicted.columns) == ["id", "time", "y"] and set(predicted["id"]) == set(data["id"])
+    assert list(predicted.columns) == ["id", "time", "y"] and predicted[keys].equals(filled[keys])
     page = (tmp_path / "run" / "report.html").read_text()
     assert "Sequences: observed, hidden and imputed" in page
 

@@ -173,11 +173,10 @@ def predict(args: argparse.Namespace) -> None:
     values = dict(batch.values)
     values[args.target] = torch.cat(parts).to(values[args.target].dtype)
     predicted = Batch(batch.schema, values, {k: torch.ones_like(m) for k, m in batch.observed.items()})
-    table = transform.inverse_transform(predicted)
     if isinstance(transform, SequenceSchema):
-        out = table[[transform.id, transform.time, *columns]].copy()
-        out[transform.id] = frame[transform.id].unique()[out[transform.id]]
+        out = transform.inverse_transform(predicted, like=frame)[[transform.id, transform.time, *columns]]
     else:
+        table = transform.inverse_transform(predicted)
         out = table[columns].set_axis(frame.index)
         kept = [c for c in frame.columns if c not in transform.columns_]  # ids and other columns the model ignores
         out = frame[kept].join(out)
@@ -213,7 +212,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
 def info(args: argparse.Namespace) -> None:
     """What a saved model is: model, modalities, options, version, size, training summary."""
-    from .run import history
+    from .report import history
 
     folder = model_folder(args.folder)
     model = load(folder)

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from .data import Batch  # noqa: E402
@@ -259,13 +260,18 @@ table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;paddin
 pre{background:#f6f6f6;padding:.8em;font-size:.8em;overflow:auto}img{max-width:100%}"""
 
 
+def history(run: str | Path) -> list[dict[str, float]]:
+    """The run's ``history.csv`` as records (empty if there is none)."""
+    path = Path(run) / "history.csv"
+    return pd.read_csv(path).to_dict("records") if path.is_file() else []
+
+
 def write_report(run: str | Path, evaluation: Evaluation | None = None) -> Path:
     """Write ``report.html`` into the run folder of ``polymodal fit``: one self-contained page
     (plots embedded as PNG) with the config, the loss curves, the scores per modality and
     pictures that fit the data. ``evaluation`` is the run's scoring (see
     :func:`polymodal.run.rescore`); without it the page has no scores or pictures."""
-    from .persistence import load
-    from .run import history
+    from .persistence import load  # persistence knows every model: only needed here
 
     run = Path(run)
     model = load(run / "model")

@@ -18,7 +18,6 @@ A run folder holds ``config.yaml`` (the config, paths made absolute), the traine
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +32,7 @@ from .data import Batch, DataError
 from .datasets.files import read_files, sequence_file
 from .evaluation import MECHANISMS, Evaluation, evaluate
 from .files import write_json
-from .models import MODELS
-from .models.mdmm import DeepMarkovModel
+from .models import MODELS, Model
 from .persistence import TRANSFORM, load, load_transform
 from .tables import SequenceSchema, TableSchema, Transform
 from .training import TrainConfig, Trainer
@@ -162,6 +160,12 @@ def load_config(path: str | Path) -> RunConfig:
     return parse_config(raw, path.parent)
 
 
+def for_sequences(cls: type[Model]) -> bool:
+    """Whether a model is one for sequences: the deep Markov models (MDMM, DKS), the ones
+    that extrapolate; every other model is for static data."""
+    return hasattr(cls, "extrapolate")
+
+
 def _yaml_value(value: Any) -> str:
     value = list(value) if isinstance(value, tuple) else value
     return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
@@ -182,7 +186,7 @@ def example_config(model: str) -> str:
     cls = MODELS[model]
     doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or cls.__name__).strip()
     summary = doc.splitlines()[0]
-    sequences = issubclass(cls, DeepMarkovModel)
+    sequences = for_sequences(cls)
     lines = [
         f"# polymodal fit config for {model} ({cls.__name__}): {summary}",
         "# Every key is checked: a misspelled one is an error. Paths are relative to this file.",
@@ -249,8 +253,8 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, progress: bool
     out = Path(out)
     frame, sequences = read_data(config, config.data.train)
     kind = MODELS[config.model.name]
-    if sequences != issubclass(kind, DeepMarkovModel):
-        fitting = sorted(n for n, m in MODELS.items() if issubclass(m, DeepMarkovModel) == sequences)
+    if sequences != for_sequences(kind):
+        fitting = sorted(n for n, m in MODELS.items() if for_sequences(m) == sequences)
         raise ConfigError(f"model.name: {config.model.name} does not model {'sequences' if sequences else 'tables'};"
                           f" models that do: {fitting}")
     transform, columns = make_transform(config, frame, sequences)
@@ -270,7 +274,7 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, progress: bool
     return out
 
 
-def test_batch(config: RunConfig, transform: Transform, valid: Batch | None) -> Batch:
+def scoring_batch(config: RunConfig, transform: Transform, valid: Batch | None) -> Batch:
     """The data a run is scored on: the test files, or else the validation samples."""
     if config.data.test is not None:
         return transform.transform(read_data(config, config.data.test)[0])
@@ -279,18 +283,18 @@ def test_batch(config: RunConfig, transform: Transform, valid: Batch | None) -> 
     return valid
 
 
-def score(out: Path, config: RunConfig, model, transform: Transform, valid: Batch | None,
+def score(out: Path, config: RunConfig, model: Model, transform: Transform, valid: Batch | None,
           progress: bool) -> Evaluation | None:
     """Evaluate the run as its config says and write ``scores.json``."""
     if config.evaluate is None:
         return None
     e = config.evaluate
-    evaluation = evaluate(model, test_batch(config, transform, valid), e.mask_rate, e.mechanism, e.seed, e.samples, progress)
+    evaluation = evaluate(model, scoring_batch(config, transform, valid), e.mask_rate, e.mechanism, e.seed, e.samples, progress)
     write_json(out / "scores.json", evaluation.scores)
     return evaluation
 
 
-def load_run(run: str | Path) -> tuple[RunConfig, Any, Transform]:
+def load_run(run: str | Path) -> tuple[RunConfig, Model, Transform]:
     """The config, trained model and data transform of a run folder."""
     run = Path(run)
     if not (run / "config.yaml").is_file():
@@ -306,14 +310,3 @@ def rescore(run: str | Path, progress: bool = False) -> Evaluation | None:
     if config.data.test is None:
         valid = split(config, transform.transform(read_data(config, config.data.train)[0]))[1]
     return score(Path(run), config, model, transform, valid, progress)
-
-
-def history(run: str | Path) -> list[dict[str, float]]:
-    """The run's ``history.csv`` as records (empty if there is none)."""
-    path = Path(run) / "history.csv"
-    return pd.read_csv(path).to_dict("records") if path.is_file() else []
-
-
-def scores(run: str | Path) -> dict[str, dict[str, float]]:
-    path = Path(run) / "scores.json"
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -254,8 +254,17 @@ class SequenceSchema:
     def fit_transform(self, frame: pd.DataFrame) -> Batch:
         return self.fit(frame).transform(frame)
 
-    def inverse_transform(self, batch: Batch, nan: bool = False) -> pd.DataFrame:
-        """Every step of every sequence as a long table, ``id`` and ``time`` numbered from 0."""
+    def _span(self, frame: pd.DataFrame, grid: pd.DataFrame) -> np.ndarray:
+        """Which rows of ``grid`` lie between their sequence's first and last row in ``frame``."""
+        n = frame[self.id].nunique()
+        present = frame.assign(_row=1).set_index([self.id, self.time])["_row"].reindex(grid.index).notna().to_numpy()
+        steps = present.reshape(n, -1)
+        return ((np.cumsum(steps, 1) > 0) & (np.cumsum(steps[:, ::-1], 1)[:, ::-1] > 0)).reshape(-1)
+
+    def inverse_transform(self, batch: Batch, nan: bool = False, like: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The sequences as a long table: every step, ``id`` and ``time`` numbered from 0; or,
+        given ``like`` (the table the batch was made from), with its ids and times and only
+        the steps from each sequence's first to its last time."""
         n, t = batch.observed[self.schema_.names[0]].shape[:2]
         rows = Batch(
             self.tables_.schema_,
@@ -263,24 +272,25 @@ class SequenceSchema:
             {k: m.reshape(n * t, *m.shape[2:]) for k, m in batch.observed.items()},
         )
         values = self.tables_.inverse_transform(rows, nan=nan)
-        steps = pd.DataFrame({self.id: np.repeat(np.arange(n), t), self.time: np.tile(np.arange(t), n)})
-        return pd.concat([steps, values], axis=1)
+        if like is None:
+            steps = pd.DataFrame({self.id: np.repeat(np.arange(n), t), self.time: np.tile(np.arange(t), n)})
+            return pd.concat([steps, values], axis=1)
+        grid, _, _ = self._grid(like)
+        keep = self._span(like, grid)
+        return pd.concat([grid.index.to_frame(index=False), values], axis=1)[keep].reset_index(drop=True)
 
     def fill(self, frame: pd.DataFrame, imputed: Batch) -> pd.DataFrame:
         """The long table with a row for every step from each sequence's first to its last
         time; cells of ``frame`` are kept exactly, the others hold ``imputed`` (the batch of
         ``transform(frame)``). Rows come sorted by id (in order of appearance) and time."""
-        grid, n, t = self._grid(frame)
-        present = frame.assign(_row=1).set_index([self.id, self.time])["_row"].reindex(grid.index).notna().to_numpy()
-        steps = present.reshape(n, t)
-        span = (np.cumsum(steps, 1) > 0) & (np.cumsum(steps[:, ::-1], 1)[:, ::-1] > 0)
+        grid, _, _ = self._grid(frame)
         values = self.inverse_transform(imputed)
         out = grid.reset_index()
         for c in self.columns_:
             holes = out[c].isna().to_numpy()
             if holes.any():
                 out.loc[holes, c] = values[c].to_numpy()[holes]
-        out = out[span.reshape(-1)].reset_index(drop=True)
+        out = out[self._span(frame, grid)].reset_index(drop=True)
         return out[[c for c in frame.columns]]
 
     def config(self) -> dict[str, Any]:
