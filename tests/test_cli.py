@@ -209,6 +209,7 @@ def test_npz_sequences_and_files_joined_on_id(tmp_path):
     seen = ~np.isnan(array)
     assert filled.shape == array.shape and names == ["x0", "x1"] and not np.isnan(filled).any()
     assert (filled[seen] == array[seen]).all()
+    assert run("impute", "--fit", tmp_path / "seq.npz", "-o", tmp_path / "x.npz") == 2  # an Imputer fills tables only
 
     frame, _ = clusters(n=120)
     frame[["id", "a", "b"]].to_csv(tmp_path / "left.csv", index=False)

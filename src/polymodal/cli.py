@@ -34,7 +34,7 @@ from .config import ConfigError
 from .data import Batch, DataError, concat
 from .datasets import load_digits
 from .datasets.digits import digits_schema
-from .datasets.files import read_frame, write_frame
+from .datasets.files import read_frame, sequence_file, write_frame
 from .evaluation import MECHANISMS, draw_imputations, evaluate
 from .metrics import cross_modal
 from .models import MODELS, MVAE
@@ -143,6 +143,9 @@ def impute_fit(args: argparse.Namespace) -> None:
     if len(args.paths) != 1 or not args.output:
         raise ConfigError("impute --fit: give one input file and -o OUT")
     source = args.paths[0]
+    if sequence_file(source):
+        raise ConfigError(f"impute --fit fills tables, and {source} holds sequences [N, T, F]; train a sequence model "
+                          "(mdmm or dks) with `polymodal fit CONFIG.yaml`, then `polymodal impute RUN_DIR IN`")
     frame = read_frame(source)
     ids = [c for c in frame.columns if c == args.id]
     values = frame.drop(columns=ids)
