@@ -275,8 +275,8 @@ def parser() -> argparse.ArgumentParser:
                                   "train on your own files, fill their gaps, predict, score and report.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, run, help: str, description: str) -> argparse.ArgumentParser:
-        p = commands.add_parser(name, parents=[common], help=help, description=description,
+    def command(name: str, run, help: str, description: str, usage: str | None = None) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, parents=[common], help=help, description=description, usage=usage,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(run=run)
         return p
@@ -299,8 +299,10 @@ def parser() -> argparse.ArgumentParser:
                 "  polymodal impute MODEL_DIR IN [-o OUT]     with a model saved by `fit` or `impute --fit --save`\n"
                 "  polymodal impute --fit IN -o OUT           fit an Imputer on IN itself, then fill IN\n\n"
                 "--draws K writes K multiple imputations, OUT.draw1 ... OUT.drawK, each sampled from the model\n"
-                "given the observed cells (sampling importance resampling).")
-    p.add_argument("paths", nargs="+", metavar="MODEL_DIR IN", help="the saved model folder and the file to fill")
+                "given the observed cells (sampling importance resampling).",
+                usage="polymodal impute MODEL_DIR IN [-o OUT] [--draws K] [--samples S] [--seed S]\n"
+                      "       polymodal impute --fit IN -o OUT [--model NAME] [--epochs N] [--save DIR] [--id COLUMN]")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="MODEL_DIR and IN, or with --fit only IN")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: IN.imputed with IN's suffix)")
     p.add_argument("--draws", type=int, default=0, metavar="K", help="write K multiple imputations")
     p.add_argument("--samples", type=int, help="importance samples per imputation (default: the model's)")
