@@ -29,6 +29,7 @@ bench: install
 	$(MAKE) bench-env
 	$(BENCH)/bin/python benchmarks/against_multivae.py
 	$(PY) benchmarks/tabular.py
+	$(PY) benchmarks/cli_impute.py
 	$(PY) benchmarks/spirals.py --weak
 
 # The comparison libraries live only here, never in .venv. MultiVae comes without its torchvision

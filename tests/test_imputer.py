@@ -75,3 +75,18 @@ def test_bad_input_raises_a_clear_error():
     fitted = pm.Imputer(**FAST).fit(x[:, :2])
     with pytest.raises(ValueError, match="expecting 2 features"):
         fitted.transform(x)
+
+
+def test_save_and_load_imputer_give_the_same_fills(tmp_path):
+    import torch
+
+    frame, x, _ = wine_table()
+    table = pd.DataFrame(x, columns=frame.columns)
+    imputer = pm.Imputer(**FAST).fit(table)
+    imputer.save(tmp_path / "imputer")
+    loaded = pm.load_imputer(tmp_path / "imputer")
+    assert loaded.get_params() == imputer.get_params() and list(loaded.feature_names_in_) == list(table.columns)
+    torch.manual_seed(0)
+    expected = imputer.transform(table)
+    torch.manual_seed(0)
+    pd.testing.assert_frame_equal(loaded.transform(table), expected)

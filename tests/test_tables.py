@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import polymodal as pm
 from polymodal.metrics import nrmse, pfc, rmse
@@ -67,3 +68,31 @@ def test_metrics_over_removed_entries():
     labels = np.array([[0, 1], [1, 1], [2, 0]])
     guess = np.array([[1, 1], [1, 0], [2, 0]])
     assert pfc(guess, labels, np.array([[True, True], [False, True], [True, False]])) == pytest.approx((0.5 + 0.5) / 2)
+
+
+def test_a_fitted_schema_survives_json():
+    import json
+
+    from polymodal.tables import transform_from_config
+
+    table = frame()
+    tables = pm.TableSchema(groups={"ab": ["a", "b"]}).fit(table)
+    back = transform_from_config(json.loads(json.dumps(tables.config())))
+    assert back.schema_ == tables.schema_ and back.columns_ == tables.columns_ and back.categories_ == tables.categories_
+    a, b = tables.transform(table), back.transform(table)
+    assert all(torch.equal(a.values[k], b.values[k]) and torch.equal(a.observed[k], b.observed[k]) for k in a.values)
+
+
+def test_sequences_in_long_format():
+    long = pd.DataFrame({"id": ["p", "p", "p", "q", "q"], "time": [3, 4, 6, 3, 4], "x": [1.0, np.nan, 3.0, 4.0, 5.0],
+                         "kind": ["a", "b", "a", None, "b"]})
+    sequences = pm.SequenceSchema().fit(long)
+    assert [m.sequential for m in sequences.schema_] == [True, True] and sequences.schema_["kind"].num_classes == 2
+    batch = sequences.transform(long)
+    # integer times: the grid is 3..6, so p's step 5 is missing and q is padded after step 4
+    assert batch.observed["x"].tolist() == [[True, False, False, True], [True, True, False, False]]
+    filled = sequences.fill(long, batch)
+    assert filled[["id", "time"]].values.tolist() == [["p", 3], ["p", 4], ["p", 5], ["p", 6], ["q", 3], ["q", 4]]
+    assert filled.loc[[0, 3], "x"].tolist() == [1.0, 3.0] and not filled.isna().any().any()
+    with pytest.raises(pm.DataError, match="more than one row"):
+        sequences.transform(pd.concat([long, long.iloc[:1]]))

@@ -1,4 +1,5 @@
-"""Files written atomically: a model folder's JSON config and safetensors weights, checkpoints.
+"""Files written atomically: a model folder's JSON config and safetensors weights,
+checkpoints, and any JSON beside them.
 
 This layer knows nothing of models, so models can save themselves through it and
 :mod:`polymodal.persistence`, which knows the model registry, reads them back.
@@ -61,6 +62,12 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON to ``path``, atomically."""
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2)))
+    return Path(path)
+
+
 def write_folder(folder: str | Path, config: dict[str, Any], state: dict[str, Tensor]) -> Path:
     """Write ``config`` (plus the save format and library version) as JSON and ``state`` as
     safetensors into ``folder``, created if needed."""
@@ -71,5 +78,5 @@ def write_folder(folder: str | Path, config: dict[str, Any], state: dict[str, Te
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     config = {"format": FORMAT, "polymodal": __version__, **config}
     atomic_write(folder / TENSORS, lambda p: save_file(state, str(p)))
-    atomic_write(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2)))
+    write_json(folder / CONFIG, config)
     return folder

@@ -16,9 +16,11 @@ same table give the same fill, and the caller's global torch stream is left as i
 
 from __future__ import annotations
 
+import json
 import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,13 +30,19 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .config import ConfigError
+from .data import concat
+from .files import write_json
 from .models import MODELS
-from .models.mdmm import DeepMarkovModel
+from .models.dmm import DeepMarkovModel
+from .persistence import TRANSFORM, load, load_transform
+from .progress import chunked
 from .tables import TableSchema, _frame
 from .training import Trainer, resolve_device
 
 # The models a table can be imputed with: those of static data.
 TABLE_MODELS = sorted(name for name, cls in MODELS.items() if not issubclass(cls, DeepMarkovModel))
+
+IMPUTER = "imputer.json"
 
 
 class Imputer(TransformerMixin, BaseEstimator):
@@ -49,7 +57,11 @@ class Imputer(TransformerMixin, BaseEstimator):
     (0: decode the posterior mean).
 
     ``transform`` returns a DataFrame for a DataFrame (same index and columns, categorical
-    columns in their categories) and an array otherwise.
+    columns in their categories) and an array otherwise; ``progress`` shows bars for training
+    and for filling the table.
+
+    ``save(folder)`` writes the fitted imputer as a model folder (config JSON, safetensors
+    weights, the fitted table schema as JSON); :func:`load_imputer` reads it back.
     """
 
     def __init__(
@@ -112,14 +124,20 @@ class Imputer(TransformerMixin, BaseEstimator):
             frame.columns = self.tables_.columns_
         batch = self.tables_.transform(frame)
         with self._random_stream():
-            filled = self.tables_.inverse_transform(self.model_.impute(batch, samples=self.samples))
-        filled.index = frame.index
-        out = frame.copy()
-        for c in self.tables_.columns_:
-            holes = frame[c].isna()
-            if holes.any():
-                out[c] = frame[c].where(~holes, filled[c])
+            parts = chunked(lambda rows: self.model_.impute(batch.select(rows), samples=self.samples), len(batch),
+                            progress=self.progress, desc="impute")
+        out = self.tables_.fill(frame, concat(parts).to("cpu"))
         return out if isinstance(X, pd.DataFrame) else out.to_numpy()
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted imputer to ``folder``; :func:`load_imputer` reads it back."""
+        check_is_fitted(self, "model_")
+        folder = self.model_.save(folder)
+        write_json(folder / TRANSFORM, self.tables_.config())
+        names = getattr(self, "feature_names_in_", None)
+        fitted = {"params": self.get_params(), "feature_names_in": None if names is None else names.tolist()}
+        write_json(folder / IMPUTER, fitted)
+        return folder
 
     def _table(self, X: Any, reset: bool) -> pd.DataFrame:
         """``X`` as a DataFrame, through scikit-learn's checks of the input and of the number
@@ -147,3 +165,20 @@ class Imputer(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         check_is_fitted(self, "model_")
         return np.asarray([str(c) for c in self.tables_.columns_], dtype=object)
+
+
+def load_imputer(folder: str | Path, device: str = "cpu") -> Imputer:
+    """A fitted :class:`Imputer` from a folder written by ``Imputer.save``, or from the model
+    folder of a ``polymodal fit`` run on a table."""
+    folder = Path(folder)
+    model, tables = load(folder, device), load_transform(folder)
+    if not isinstance(tables, TableSchema):
+        raise ConfigError(f"{folder} holds a model of sequences; an Imputer fills tables")
+    saved = json.loads((folder / IMPUTER).read_text()) if (folder / IMPUTER).is_file() else {}
+    imputer = Imputer(**{**saved.get("params", {"model": model.name}), "device": device})
+    imputer.model_, imputer.tables_ = model, tables
+    imputer.n_features_in_ = len(tables.columns_)
+    names = saved.get("feature_names_in", tables.columns_)
+    if names is not None:
+        imputer.feature_names_in_ = np.asarray(names, dtype=object)
+    return imputer

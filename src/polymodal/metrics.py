@@ -36,15 +36,16 @@ def _columns(table) -> np.ndarray:
 
 
 def nrmse(imputed, truth, removed) -> float:
-    """Normalised RMSE over the removed entries: per column, RMSE / std of the true column,
-    averaged over the columns that have removed entries (the VSAE paper's metric)."""
+    """Normalised RMSE over the removed entries: per column, RMSE / std of the true column
+    (NaN entries of ``truth``, unknown, left out of the std), averaged over the columns that
+    have removed entries (the VSAE paper's metric)."""
     imputed, truth, removed = _columns(imputed), _columns(truth), _columns(removed).astype(bool)
     scores = []
     for j in range(truth.shape[1]):
         rows = removed[:, j]
         if rows.any():
             rmse_j = np.sqrt(np.mean((imputed[rows, j] - truth[rows, j]) ** 2))
-            scores.append(rmse_j / max(truth[:, j].std(), 1e-12))
+            scores.append(rmse_j / max(np.nanstd(truth[:, j]), 1e-12))
     return float(np.mean(scores))
 
 

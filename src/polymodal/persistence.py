@@ -7,6 +7,10 @@ rebuilds the model from it through the model registry and fills in the weights.
 A folder written by a newer polymodal than this one is refused, naming the version that wrote
 it (its options or modules may mean something this version does not know); older versions of
 the same save format load.
+
+A model trained on files (``polymodal fit``, ``Imputer.save``) also has ``transform.json``:
+the fitted :class:`~polymodal.TableSchema` or :class:`~polymodal.SequenceSchema` (columns,
+scales, categories), read by :func:`load_transform`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from .config import ConfigError
 from .files import CONFIG, FORMAT, TENSORS, ModelFileError
 from .modalities import Schema
 from .models.base import MODELS, Model
+from .tables import Transform, transform_from_config
+
+TRANSFORM = "transform.json"
 
 __all__ = ["ModelFileError", "load"]
 
@@ -73,3 +80,14 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
     except RuntimeError as error:
         raise ModelFileError(f"{folder}: weights do not fit the config: {error}") from None
     return model.to(device).eval()
+
+
+def load_transform(folder: str | Path) -> Transform:
+    """The data transform saved beside a model: how its files map to modalities."""
+    path = Path(folder) / TRANSFORM
+    if not path.is_file():
+        raise ModelFileError(f"{folder} has no {TRANSFORM}: the model was not trained on files, so it cannot read them")
+    try:
+        return transform_from_config(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path} is corrupt: {error!r}") from None

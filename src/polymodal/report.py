@@ -1,7 +1,10 @@
-"""Plots of a run, written as PNG files."""
+"""Plots of a run, written as PNG files, and the self-contained HTML report of a run folder."""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 from pathlib import Path
 
 import matplotlib
@@ -9,9 +12,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from .data import Batch  # noqa: E402
+from .evaluation import Evaluation  # noqa: E402
+from .files import atomic_write  # noqa: E402
 from .models.base import Model  # noqa: E402
 
 
@@ -59,15 +65,7 @@ def plot_image_label(
 
 def plot_history(history: list[dict[str, float]], path: str | Path) -> Path:
     """Training and validation loss per epoch."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    epochs = [h["epoch"] for h in history]
-    for key in ("loss", "valid_loss"):
-        if key in history[0]:
-            ax.plot(epochs, [h[key] for h in history], label=key.replace("_", " "))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss per sample")
-    ax.legend()
-    fig.tight_layout()
+    fig = _history_figure(history)
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -103,4 +101,204 @@ def plot_trajectories(
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return path
+
+
+def _png(fig) -> str:
+    """The figure as a base64 PNG, closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _flat(batch: Batch, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Values and masks of one modality as ``[rows, features]`` (time steps as rows)."""
+    mod = batch.schema[name]
+    width = mod.size
+    return batch.values[name].float().reshape(-1, width).numpy(), batch.observed[name].reshape(-1, width).numpy()
+
+
+def scatter_figure(evaluation: Evaluation, most: int = 12):
+    """Per numeric feature (of at most ``most``): imputed against true value on the hidden entries."""
+    panels = []
+    for mod in evaluation.truth.schema:
+        if mod.categorical or len(mod.shape) > 1:
+            continue
+        truth, seen = _flat(evaluation.truth, mod.name)
+        _, kept = _flat(evaluation.held, mod.name)
+        guess, _ = _flat(evaluation.imputed, mod.name)
+        for j in range(truth.shape[1]):
+            hidden = seen[:, j] & ~kept[:, j]
+            if hidden.any():
+                panels.append((mod.name if truth.shape[1] == 1 else f"{mod.name}[{j}]", truth[hidden, j], guess[hidden, j]))
+    panels = panels[:most]
+    if not panels:
+        return None
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (name, true, guess) in zip(axes.flat, panels):
+        low, high = float(min(true.min(), guess.min())), float(max(true.max(), guess.max()))
+        ax.plot([low, high], [low, high], color="0.7", lw=1)
+        ax.scatter(true, guess, s=6, alpha=0.7)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.supxlabel("true value (scaled)", fontsize=9)
+    fig.supylabel("imputed", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def missingness_figure(evaluation: Evaluation, rows: int = 120):
+    """Which entries of the first ``rows`` samples (steps) were observed, hidden for scoring, or missing."""
+    names = [m.name for m in evaluation.truth.schema if len(m.shape) <= 1]
+    if not names:
+        return None
+    seen = np.concatenate([_flat(evaluation.truth, n)[1][:rows] for n in names], 1)
+    kept = np.concatenate([_flat(evaluation.held, n)[1][:rows] for n in names], 1)
+    state = np.where(kept, 2, np.where(seen, 1, 0))
+    widths = [evaluation.truth.schema[n].size for n in names]
+    fig, ax = plt.subplots(figsize=(min(1.0 + 0.35 * state.shape[1], 12), 3.6))
+    colours = matplotlib.colors.ListedColormap(["#d9534f", "#f0ad4e", "#337ab7"])
+    ax.imshow(state, aspect="auto", interpolation="nearest", cmap=colours, vmin=0, vmax=2)
+    ticks = np.cumsum([0, *widths[:-1]])
+    ax.set_xticks(ticks, names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("sample" if not any(m.sequential for m in evaluation.truth.schema) else "step (sequences one after another)")
+    handles = [matplotlib.patches.Patch(color=c, label=t) for c, t in
+               zip(colours.colors, ["missing in the data", "hidden for scoring", "observed"])]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+@torch.no_grad()
+def image_figure(model: Model, evaluation: Evaluation, n: int = 8):
+    """Per image modality: test images, their reconstructions, and the images generated
+    from the other modalities alone (cross generation)."""
+    images = [m.name for m in model.schema if len(m.shape) >= 2 and not m.sequential]
+    if not images:
+        return None
+    shown = evaluation.truth.select(slice(0, n))
+    fig, axes = plt.subplots(3 * len(images), len(shown), figsize=(1.1 * len(shown) + 1.5, 3.4 * len(images)), squeeze=False)
+    recon = model.reconstruct(shown)
+    for i, name in enumerate(images):
+        others = [m for m in model.schema.names if m != name]
+        cross = model.predict(shown, name, others, proba=True).cpu() if others else recon[name].mean.cpu()
+
+        def picture(x):
+            x = x.float().cpu()
+            return x.permute(1, 2, 0).squeeze(-1) if x.dim() == 3 else x
+
+        _grid(axes[3 * i], [picture(x) for x in shown.values[name]], f"{name}")
+        _grid(axes[3 * i + 1], [picture(x) for x in recon[name].mean], "reconstruction")
+        _grid(axes[3 * i + 2], [picture(x) for x in cross], f"from {', '.join(others) or 'prior'}")
+    fig.tight_layout()
+    return fig
+
+
+def _first(x: torch.Tensor) -> torch.Tensor:
+    """``[N, T, ...]`` to ``[N, T]``: the first feature of a vector modality at each step."""
+    return x.reshape(*x.shape[:2], -1)[..., 0]
+
+
+def sequence_figure(evaluation: Evaluation, n: int = 4, features: int = 3):
+    """The first ``n`` sequences: per numeric feature, the truth, the observed points the
+    model saw, the hidden points and the imputation."""
+    names = [m.name for m in evaluation.truth.schema if m.sequential and not m.categorical][:features]
+    if not names:
+        return None
+    n = min(n, len(evaluation.truth))
+    fig, axes = plt.subplots(len(names), n, figsize=(3.0 * n, 2.2 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        truth, seen = _first(evaluation.truth.values[name].float()), _first(evaluation.truth.observed[name])
+        kept, guess = _first(evaluation.held.observed[name]), _first(evaluation.imputed.values[name].float())
+        t = torch.arange(truth.shape[1])
+        for i, ax in enumerate(row):
+            x, s, k, g = truth[i], seen[i], kept[i], guess[i]
+            span = slice(int(t[s].min()), int(t[s].max()) + 1) if s.any() else slice(0, 0)  # not the padding
+            ax.plot(t[s], x[s], color="0.75", lw=1, label="truth")
+            ax.plot(t[span], g[span], color="C1", lw=1.2, label="imputed")
+            ax.scatter(t[k], x[k], s=6, color="k", label="observed", zorder=3)
+            ax.scatter(t[s & ~k], x[s & ~k], s=12, facecolors="none", edgecolors="C3", label="hidden", zorder=3)
+            ax.tick_params(labelsize=7)
+            ax.set_title(f"sequence {i}", fontsize=8)
+        row[0].set_ylabel(name)
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def _history_figure(history: list[dict[str, float]]):
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    epochs = [h["epoch"] for h in history]
+    for key in ("loss", "valid_loss"):
+        values = [h.get(key) for h in history]
+        if any(v is not None and np.isfinite(v) for v in values):
+            ax.plot(epochs, values, label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss per sample")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _table(scores: dict[str, dict[str, float]]) -> str:
+    metrics = list(dict.fromkeys(k for s in scores.values() for k in s))
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
+    rows = []
+    for name, s in scores.items():
+        cells = "".join(f"<td>{s[m]:.4g}</td>" if m in s else "<td></td>" for m in metrics)
+        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
+    return f"<table><tr><th>modality</th>{head}</tr>{''.join(rows)}</table>"
+
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+pre{background:#f6f6f6;padding:.8em;font-size:.8em;overflow:auto}img{max-width:100%}"""
+
+
+def history(run: str | Path) -> list[dict[str, float]]:
+    """The run's ``history.csv`` as records (empty if there is none)."""
+    path = Path(run) / "history.csv"
+    return pd.read_csv(path).to_dict("records") if path.is_file() else []
+
+
+def write_report(run: str | Path, evaluation: Evaluation | None = None) -> Path:
+    """Write ``report.html`` into the run folder of ``polymodal fit``: one self-contained page
+    (plots embedded as PNG) with the config, the loss curves, the scores per modality and
+    pictures that fit the data. ``evaluation`` is the run's scoring (see
+    :func:`polymodal.run.rescore`); without it the page has no scores or pictures."""
+    from .persistence import load  # persistence knows every model: only needed here
+
+    run = Path(run)
+    model = load(run / "model")
+    # a run of `fit` has its config; one of `demo` has results.json instead
+    written = next((run / name for name in ("config.yaml", "results.json") if (run / name).is_file()), None)
+    records = history(run)
+    parts = [f"<h1>polymodal run: {html.escape(model.name)} on {html.escape(run.name)}</h1>"]
+    modalities = ", ".join(f"{m.name} ({'sequence of ' if m.sequential else ''}"
+                           f"{'x'.join(map(str, m.shape)) or 'scalar'}, {m.likelihood.name})" for m in model.schema)
+    parts.append(f"<p>{len(records)} epochs; modalities: {html.escape(modalities)}</p>")
+    if records:
+        parts.append(f'<h2>Training</h2><img alt="loss curves" src="data:image/png;base64,{_png(_history_figure(records))}">')
+    if evaluation is not None:
+        e = evaluation
+        parts.append("<h2>Scores on hidden entries</h2>" + _table(e.scores))
+        figures = {"Imputed against true values (hidden entries)": scatter_figure(e),
+                   "Missingness pattern": missingness_figure(e),
+                   "Images: reconstructions and cross generation": image_figure(model, e),
+                   "Sequences: observed, hidden and imputed": sequence_figure(e)}
+        for title, fig in figures.items():
+            if fig is not None:
+                parts.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
+                             f'src="data:image/png;base64,{_png(fig)}">')
+    if written is not None:
+        parts.append(f"<h2>{written.name}</h2><pre>{html.escape(written.read_text())}</pre>")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>polymodal run {html.escape(run.name)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    path = run / "report.html"
+    atomic_write(path, lambda p: p.write_text(page))
     return path

@@ -21,13 +21,20 @@ marking missing cells (replace those with NaN, e.g. ``read_csv(na_values=["?"])`
 the column in ``categorical``); infinite values; date or time columns (convert them to
 numbers or text first). Rows with every cell missing are allowed (a model imputes them from
 the prior). A numeric column with a single observed value is scaled by 1.
+
+:class:`SequenceSchema` does the same for sequences in long format (one row per sequence
+``id`` and ``time`` step): every value column becomes a sequential modality, scaled and
+coded by a :class:`TableSchema` fitted on the rows.
+
+Both are saved with a model as JSON (:meth:`TableSchema.config`, :func:`transform_from_config`),
+so a saved model reads and writes new files in the units and categories it was trained on.
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
@@ -113,6 +120,9 @@ def _restore(values: list | np.ndarray, dtype: Any) -> pd.Series:
     if holds_missing or not series.isna().any():
         series = series.astype(dtype)
     return series
+
+
+Transform = Union["TableSchema", "SequenceSchema"]
 
 
 def _frame(table: Any) -> pd.DataFrame:
@@ -222,6 +232,44 @@ class TableSchema:
     def fit_transform(self, table: Any) -> Batch:
         return self.fit(table).transform(table)
 
+    def fill(self, frame: pd.DataFrame, imputed: Batch) -> pd.DataFrame:
+        """A copy of ``frame`` whose missing cells in the schema's columns hold the values of
+        ``imputed`` (a batch of the same rows); every other cell is kept exactly as it was,
+        as are the index and the columns the schema does not model."""
+        filled = self.inverse_transform(imputed)
+        filled.index = frame.index
+        out = frame.copy()
+        for c in self.columns_:
+            holes = frame[c].isna()
+            if holes.any():  # where() keeps the column's dtype (nullable Int64, boolean, category)
+                out[c] = frame[c].where(~holes, filled[c])
+        return out
+
+    def config(self) -> dict[str, Any]:
+        """The fitted schema as JSON-ready data; :func:`transform_from_config` rebuilds it.
+        Pairs rather than dicts keep column names and categories that are not strings."""
+        numeric = None if self.numeric is None else make_likelihood(self.numeric).config()
+        return {
+            "kind": "table", "categorical": self.categorical, "groups": self.groups, "numeric": numeric,
+            "columns": self.columns_, "categories": list(self.categories_.items()),
+            "min": list(self.min_.items()), "scale": list(self.scale_.items()),
+            "modalities": list(self.modality_columns_.items()), "schema": self.schema_.config(),
+            "dtypes": [(c, str(d)) for c, d in self.dtypes_.items()],
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TableSchema:
+        tables = cls(config["categorical"], config["groups"], config["numeric"])
+        tables.columns_ = list(config["columns"])
+        tables.categories_ = {c: list(v) for c, v in config["categories"]}
+        tables.min_ = dict(config["min"])
+        tables.scale_ = dict(config["scale"])
+        tables.modality_columns_ = {name: list(cols) for name, cols in config["modalities"]}
+        tables.schema_ = Schema.from_config(config["schema"])
+        tables.dtypes_ = {c: pd.CategoricalDtype(tables.categories_[c]) if d == "category" else pd.api.types.pandas_dtype(d)
+                          for c, d in config["dtypes"]}
+        return tables
+
     def inverse_transform(self, batch: Batch, nan: bool = False) -> pd.DataFrame:
         """A table in the original units, categories and dtypes (NaN where unobserved if ``nan``)."""
         self._check_fitted()
@@ -239,3 +287,130 @@ class TableSchema:
                 else:
                     out[c] = _restore(values[:, j] * self.scale_[c] + self.min_[c], self.dtypes_[c])
         return pd.DataFrame(out, columns=self.columns_)
+
+
+class SequenceSchema:
+    """The modality schema of sequences in long format: one row per ``id`` and ``time``.
+
+    Every column other than ``id`` and ``time`` is a sequential modality (``groups`` make
+    vector modalities, ``categorical`` as in :class:`TableSchema`). ``transform`` lays the
+    sequences on the grid of every time value in the table (every integer from the first to
+    the last, for an integer ``time`` column): a step without a row is missing,
+    and a sequence shorter than the others is padded with unobserved steps. ``fill`` writes
+    back one row per step from each sequence's first to its last time.
+    """
+
+    def __init__(
+        self,
+        id: str = "id",
+        time: str = "time",
+        categorical: Sequence[str] | None = None,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        numeric: str | dict | Likelihood | None = None,
+    ):
+        self.id = id
+        self.time = time
+        self.categorical = categorical
+        self.groups = groups
+        self.numeric = numeric
+
+    def _check(self, frame: pd.DataFrame) -> None:
+        absent = [c for c in (self.id, self.time) if c not in frame.columns]
+        if absent:
+            raise DataError(f"long-format sequences need columns {absent}; the table has {list(frame.columns)}")
+        repeated = frame.duplicated([self.id, self.time])
+        if repeated.any():
+            row = frame[repeated].iloc[0]
+            raise DataError(f"{self.id} {row[self.id]!r} has more than one row at {self.time} {row[self.time]!r}")
+
+    def fit(self, frame: pd.DataFrame) -> SequenceSchema:
+        self._check(frame)
+        rows = frame.drop(columns=[self.id, self.time])
+        self.tables_ = TableSchema(self.categorical, self.groups, self.numeric).fit(rows)
+        self.columns_ = self.tables_.columns_
+        self.schema_ = Schema(Modality.from_config({**m, "sequential": True}) for m in self.tables_.schema_.config())
+        return self
+
+    def _grid(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+        """``frame`` reindexed on every (id, time) pair, ids in order of appearance, times sorted."""
+        self._check(frame)
+        ids, times = pd.unique(frame[self.id]), np.sort(pd.unique(frame[self.time]))
+        if pd.api.types.is_integer_dtype(frame[self.time].dtype):  # integer steps: every step between, even if no row has it
+            times = np.arange(times[0], times[-1] + 1, dtype=times.dtype)
+        index = pd.MultiIndex.from_product([ids, times], names=[self.id, self.time])
+        return frame.set_index([self.id, self.time]).reindex(index), len(ids), len(times)
+
+    def transform(self, frame: pd.DataFrame) -> Batch:
+        """Sequences as a batch ``[N, T, ...]``: scaled values, category codes, absent or NaN
+        entries unobserved."""
+        grid, n, t = self._grid(frame)
+        missing = [c for c in self.columns_ if c not in grid.columns]
+        if missing:
+            raise DataError(f"the table lacks columns {missing} that the schema was fitted on")
+        rows = self.tables_.transform(grid[self.columns_].reset_index(drop=True))
+        return Batch(
+            self.schema_,
+            {k: v.reshape(n, t, *v.shape[1:]) for k, v in rows.values.items()},
+            {k: m.reshape(n, t, *m.shape[1:]) for k, m in rows.observed.items()},
+        )
+
+    def fit_transform(self, frame: pd.DataFrame) -> Batch:
+        return self.fit(frame).transform(frame)
+
+    def _span(self, frame: pd.DataFrame, grid: pd.DataFrame) -> np.ndarray:
+        """Which rows of ``grid`` lie between their sequence's first and last row in ``frame``."""
+        n = frame[self.id].nunique()
+        present = frame.assign(_row=1).set_index([self.id, self.time])["_row"].reindex(grid.index).notna().to_numpy()
+        steps = present.reshape(n, -1)
+        return ((np.cumsum(steps, 1) > 0) & (np.cumsum(steps[:, ::-1], 1)[:, ::-1] > 0)).reshape(-1)
+
+    def inverse_transform(self, batch: Batch, nan: bool = False, like: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The sequences as a long table: every step, ``id`` and ``time`` numbered from 0; or,
+        given ``like`` (the table the batch was made from), with its ids and times and only
+        the steps from each sequence's first to its last time."""
+        n, t = batch.observed[self.schema_.names[0]].shape[:2]
+        rows = Batch(
+            self.tables_.schema_,
+            {k: v.reshape(n * t, *v.shape[2:]) for k, v in batch.values.items()},
+            {k: m.reshape(n * t, *m.shape[2:]) for k, m in batch.observed.items()},
+        )
+        values = self.tables_.inverse_transform(rows, nan=nan)
+        if like is None:
+            steps = pd.DataFrame({self.id: np.repeat(np.arange(n), t), self.time: np.tile(np.arange(t), n)})
+            return pd.concat([steps, values], axis=1)
+        grid, _, _ = self._grid(like)
+        keep = self._span(like, grid)
+        return pd.concat([grid.index.to_frame(index=False), values], axis=1)[keep].reset_index(drop=True)
+
+    def fill(self, frame: pd.DataFrame, imputed: Batch) -> pd.DataFrame:
+        """The long table with a row for every step from each sequence's first to its last
+        time; cells of ``frame`` are kept exactly, the others hold ``imputed`` (the batch of
+        ``transform(frame)``). Rows come sorted by id (in order of appearance) and time."""
+        grid, _, _ = self._grid(frame)
+        values = self.inverse_transform(imputed)
+        out = grid.reset_index()
+        for c in self.columns_:
+            holes = out[c].isna().to_numpy()
+            if holes.any():
+                out.loc[holes, c] = values[c].to_numpy()[holes]
+        out = out[self._span(frame, grid)].reset_index(drop=True)
+        return out[[c for c in frame.columns]]
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "sequence", "id": self.id, "time": self.time, "tables": self.tables_.config()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SequenceSchema:
+        tables = TableSchema.from_config(config["tables"])
+        sequences = cls(config["id"], config["time"], tables.categorical, tables.groups, tables.numeric)
+        sequences.tables_, sequences.columns_ = tables, tables.columns_
+        sequences.schema_ = Schema(Modality.from_config({**m, "sequential": True}) for m in tables.schema_.config())
+        return sequences
+
+
+def transform_from_config(config: Mapping[str, Any]) -> Transform:
+    """The :class:`TableSchema` or :class:`SequenceSchema` saved as ``config``."""
+    kinds = {"table": TableSchema, "sequence": SequenceSchema}
+    if config.get("kind") not in kinds:
+        raise DataError(f"unknown data transform kind {config.get('kind')!r}; expected one of {sorted(kinds)}")
+    return kinds[config["kind"]].from_config(config)

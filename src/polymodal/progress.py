@@ -1,0 +1,22 @@
+"""Long operations over many samples, done a chunk of samples at a time with a progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+
+def chunked(fn: Callable[[slice], T], n: int, size: int = 256, progress: bool = False, desc: str = "") -> list[T]:
+    """``fn`` applied to consecutive slices of ``size`` of ``n`` samples, with a bar counting
+    samples when ``progress``. The models treat samples independently, so the chunks give
+    what one call on all samples would, in less memory."""
+    out = []
+    with tqdm(total=n, desc=desc, unit="sample", disable=not progress, leave=False) as bar:
+        for start in range(0, n, size):
+            out.append(fn(slice(start, min(start + size, n))))
+            bar.update(min(size, n - start))
+    return out

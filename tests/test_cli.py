@@ -1,0 +1,281 @@
+"""End to end: every command on small files the test writes itself, checking what comes back."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from polymodal.cli import main
+from polymodal.models import MODELS
+from polymodal.run import example_config, parse_config
+
+FAST_TABLE = {"epochs": 20, "batch_size": 32, "progress": False}
+FAST_SEQUENCE = {"latent_dim": 2, "hidden": [8], "transition_hidden": 8, "particles": 4, "eval_particles": 8,
+                 "match_particles": 4}
+
+
+def run(*argv):
+    """Run the command in this process; its exit code (0 when it returns)."""
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as stop:
+        return stop.code
+    return 0
+
+
+def clusters(n=240, seed=0):
+    """Two well-separated classes over four numeric columns, an id column, 15% holes."""
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, 4)) * 0.5 + 3.0 * label[:, None]
+    frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
+    frame["kind"] = np.where(label == 1, "high", "low")
+    truth = frame.copy()
+    holes = rng.random(frame.shape) < 0.15
+    frame = frame.mask(holes)
+    frame.insert(0, "id", np.arange(n) + 500)
+    return frame, truth
+
+
+def write_config(path, train, model="miwae", options=None, trainer=None, **data):
+    config = {"data": {"train": train if isinstance(train, list) else str(train), **data},
+              "model": {"name": model, "options": options or {}}, "trainer": trainer or FAST_TABLE,
+              "evaluate": {"mask_rate": 0.2, "samples": 20}}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("table")
+    frame, truth = clusters()
+    frame.to_csv(root / "train.csv", index=False)
+    assert run("fit", write_config(root / "run.yaml", "train.csv", model="mvae"), "--out", root / "run", "--quiet") == 0
+    return root, frame, truth
+
+
+def test_fit_writes_the_run_folder(table_run):
+    root, _, _ = table_run
+    for name in ("config.yaml", "history.csv", "checkpoint.pt", "scores.json", "report.html", "model/transform.json"):
+        assert (root / "run" / name).is_file(), name
+    assert len(pd.read_csv(root / "run" / "history.csv")) == FAST_TABLE["epochs"]
+
+
+def test_impute_keeps_observed_cells_and_fills_holes(table_run, capsys):
+    root, frame, _ = table_run
+    assert run("impute", root / "run", root / "train.csv", "-o", root / "filled.csv", "--samples", "20", "--quiet") == 0
+    filled = pd.read_csv(root / "filled.csv")
+    assert list(filled.columns) == list(frame.columns) and (filled.dtypes == frame.dtypes).all()
+    assert not filled.isna().any().any()
+    observed = frame.notna().to_numpy()
+    assert (filled.to_numpy()[observed] == frame.to_numpy()[observed]).all()
+    assert set(filled["kind"]) <= {"high", "low"} and filled["id"].tolist() == frame["id"].tolist()
+    assert "filled.csv" in capsys.readouterr().out
+
+
+def test_impute_draws_writes_k_different_imputations(table_run):
+    root, frame, _ = table_run
+    assert run("impute", root / "run", root / "train.csv", "-o", root / "mi.csv", "--draws", "2", "--quiet") == 0
+    a, b = pd.read_csv(root / "mi.draw1.csv"), pd.read_csv(root / "mi.draw2.csv")
+    holes = frame["a"].isna()
+    assert not a.isna().any().any() and (a.loc[~holes, "a"] == frame.loc[~holes, "a"]).all()
+    assert (a.loc[holes, "a"] != b.loc[holes, "a"]).any()
+
+
+def test_predict_beats_chance(table_run, tmp_path):
+    root, _, _ = table_run
+    test, truth = clusters(n=100, seed=1)
+    test.drop(columns="kind").to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "kind.csv"
+    assert run("predict", root / "run", tmp_path / "test.csv", "--target", "kind", "--inputs", "a,b,c,d", "-o", out) == 0
+    predicted = pd.read_csv(out)
+    assert list(predicted.columns) == ["id", "kind"] and predicted["id"].tolist() == test["id"].tolist()
+    assert (predicted["kind"] == truth["kind"]).mean() > 0.8  # chance is about 0.5
+
+
+def test_evaluate_scores_any_table(table_run, capsys, tmp_path):
+    root, _, _ = table_run
+    scores = tmp_path / "scores.json"
+    code = run("evaluate", root / "run" / "model", root / "train.csv", "--mask-rate", "0.3", "--mechanism", "mcar",
+               "--seed", "1", "--samples", "20", "--json", scores, "--quiet")
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "nrmse" in printed and "accuracy" in printed and "log_likelihood" in printed
+    values = yaml.safe_load(scores.read_text())
+    assert set(values) == {"a", "b", "c", "d", "kind"} and 0 < values["a"]["nrmse"] < 1.0
+    assert values["kind"]["accuracy"] > 0.8 and abs(values["kind"]["accuracy"] + values["kind"]["pfc"] - 1) < 1e-9
+    assert run("evaluate", root / "run", root / "train.csv", "--mechanism", "mnar", "--quiet") == 0
+
+
+def test_info_and_report(table_run, capsys):
+    root, _, _ = table_run
+    assert run("info", root / "run") == 0
+    printed = capsys.readouterr().out
+    assert "model: mvae" in printed and "kind: scalar, categorical, 2 classes" in printed
+    assert f"training: {FAST_TABLE['epochs']} epochs" in printed and "columns ['a', 'b', 'c', 'd', 'kind']" in printed
+    (root / "run" / "report.html").unlink()
+    assert run("report", root / "run", "--quiet") == 0
+    page = (root / "run" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3 and "Scores on hidden entries" in page
+
+
+def test_impute_fit_on_npz_and_save(tmp_path):
+    frame, _ = clusters(n=80)
+    x = frame[["a", "b", "c", "d"]].to_numpy()
+    np.savez(tmp_path / "x.npz", table=x)
+    assert run("impute", "--fit", tmp_path / "x.npz", "-o", tmp_path / "y.npz", "--epochs", "3", "--samples", "10",
+               "--save", tmp_path / "imputer", "--quiet") == 0
+    with np.load(tmp_path / "y.npz") as out:
+        y = out["table"]
+    assert y.shape == x.shape and not np.isnan(y).any() and (y[~np.isnan(x)] == x[~np.isnan(x)]).all()
+    assert run("impute", tmp_path / "imputer", tmp_path / "x.npz", "-o", tmp_path / "z.npz", "--quiet") == 0
+
+
+def test_impute_fit_on_parquet_keeps_index_and_dtypes(tmp_path):
+    pytest.importorskip("pyarrow")
+    frame, _ = clusters(n=80)
+    frame = frame.drop(columns="id").set_axis(pd.Index([f"s{i}" for i in range(80)], name="sample"))
+    frame["kind"] = frame["kind"].astype("category")
+    frame["count"] = np.arange(80)  # an integer column without holes stays integer
+    frame.to_parquet(tmp_path / "x.parquet")
+    assert run("impute", "--fit", tmp_path / "x.parquet", "-o", tmp_path / "y.parquet", "--epochs", "3",
+               "--samples", "10", "--quiet") == 0
+    filled = pd.read_parquet(tmp_path / "y.parquet")
+    assert filled.index.equals(frame.index) and (filled.dtypes == frame.dtypes).all()
+    assert not filled.isna().any().any() and filled["count"].tolist() == list(range(80))
+    observed = frame["a"].notna()
+    assert (filled.loc[observed, "a"] == frame.loc[observed, "a"]).all()
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    (tmp_path / "x.parquet").write_bytes(b"")
+    assert run("impute", "--fit", tmp_path / "x.parquet", "-o", tmp_path / "y.csv") == 2
+    assert "pip install polymodal[parquet]" in capsys.readouterr().err
+
+
+def spirals_long(n=16, steps=12, seed=0):
+    """Long-format 2-D spirals of different lengths with steps deleted, and the complete truth."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        length = steps - (i % 3)
+        t = np.arange(length)
+        angle = 0.5 * t + rng.uniform(0, np.pi)
+        rows.append(pd.DataFrame({"id": f"s{i}", "time": t + 10, "x": np.cos(angle) * (1 + 0.1 * t), "y": np.sin(angle)}))
+    truth = pd.concat(rows, ignore_index=True)
+    kept = truth[(rng.random(len(truth)) > 0.2) | (truth["time"] == 10)].copy()  # whole steps deleted
+    kept.loc[kept.sample(frac=0.1, random_state=0).index, "y"] = np.nan  # and single cells
+    return kept.reset_index(drop=True), truth
+
+
+def test_long_format_sequences_fit_impute_predict(tmp_path):
+    data, truth = spirals_long()
+    data.to_csv(tmp_path / "seq.csv", index=False)
+    config = write_config(tmp_path / "seq.yaml", "seq.csv", model="mdmm", options=FAST_SEQUENCE,
+                          trainer={"epochs": 2, "batch_size": 8, "progress": False}, time="time", validation=0.25)
+    assert run("fit", config, "--out", tmp_path / "run", "--quiet") == 0
+    assert run("impute", tmp_path / "run", tmp_path / "seq.csv", "-o", tmp_path / "filled.csv", "--quiet") == 0
+    filled = pd.read_csv(tmp_path / "filled.csv")
+    keys = ["id", "time"]
+    assert list(filled.columns) == list(data.columns) and not filled.isna().any().any()
+    spans = data.groupby("id")["time"].max() - 9  # each sequence from its first (10) to its last kept step
+    assert len(filled) == spans.sum() and (filled.groupby("id")["time"].max() - 9).equals(spans)
+    assert filled.merge(truth[keys], on=keys).shape[0] == len(filled)  # deleted steps come back, padding does not
+    both = data.merge(filled, on=keys, suffixes=("", "_filled"))
+    seen = both["y"].notna()
+    assert (both.loc[seen, "y"] == both.loc[seen, "y_filled"]).all() and (both["x"] == both["x_filled"]).all()
+    assert run("predict", tmp_path / "run", tmp_path / "seq.csv", "--target", "y", "-o", tmp_path / "y.csv") == 0
+    predicted = pd.read_csv(tmp_path / "y.csv")
+    assert list(predicted.columns) == ["id", "time", "y"] and predicted[keys].equals(filled[keys])
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Sequences: observed, hidden and imputed" in page
+
+
+def test_npz_sequences_and_files_joined_on_id(tmp_path):
+    data, _ = spirals_long()
+    grid = data.pivot(index="id", columns="time")
+    array = np.stack([grid["x"].to_numpy(), grid["y"].to_numpy()], -1)  # [N, T, 2] with NaN
+    np.savez(tmp_path / "seq.npz", X=array)
+    config = write_config(tmp_path / "seq.yaml", "seq.npz", model="dks", options={"latent_dim": 2, "hidden": [8]},
+                          trainer={"epochs": 2, "batch_size": 8, "progress": False})
+    assert run("fit", config, "--out", tmp_path / "run", "--quiet") == 0
+    assert run("impute", tmp_path / "run", tmp_path / "seq.npz", "-o", tmp_path / "out.npz", "--quiet") == 0
+    with np.load(tmp_path / "out.npz") as out:
+        filled, names = out["X"], out["columns"].tolist()
+    seen = ~np.isnan(array)
+    assert filled.shape == array.shape and names == ["x0", "x1"] and not np.isnan(filled).any()
+    assert (filled[seen] == array[seen]).all()
+    assert run("impute", "--fit", tmp_path / "seq.npz", "-o", tmp_path / "x.npz") == 2  # an Imputer fills tables only
+
+    frame, _ = clusters(n=120)
+    frame[["id", "a", "b"]].to_csv(tmp_path / "left.csv", index=False)
+    frame[["id", "c", "d", "kind"]].sample(frac=0.8, random_state=0).to_csv(tmp_path / "right.csv", index=False)
+    config = write_config(tmp_path / "join.yaml", ["left.csv", "right.csv"], trainer=dict(FAST_TABLE, epochs=2))
+    raw = yaml.safe_load(config.read_text())
+    raw["schema"] = {"groups": {"cd": ["c", "d"]}}
+    config.write_text(yaml.safe_dump(raw))
+    assert run("fit", config, "--out", tmp_path / "joined", "--quiet") == 0
+    assert run("info", tmp_path / "joined") == 0
+
+
+def test_unknown_config_key_names_it_where_and_the_nearest(tmp_path, capsys):
+    frame, _ = clusters(n=40)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    config = write_config(tmp_path / "c.yaml", "t.csv", options={"latent_dims": 4})
+    assert run("fit", config, "--out", tmp_path / "r") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "model.options" in err and "'latent_dims'" in err
+    assert "did you mean 'latent_dim'" in err and "Valid keys are ['latent_dim'" in err
+    raw = yaml.safe_load(config.read_text())
+    raw["model"]["options"] = {}
+    raw["trainer"]["epoch"] = 3
+    config.write_text(yaml.safe_dump(raw))
+    assert run("fit", config) == 2 and "trainer: unknown keys ['epoch']; did you mean 'epochs'?" in capsys.readouterr().err
+    raw["trainer"] = {"epochs": "ten"}
+    config.write_text(yaml.safe_dump(raw))
+    assert run("fit", config) == 2 and "trainer.epochs: expected int" in capsys.readouterr().err
+    with pytest.raises(Exception, match="epochs"):
+        main(["fit", str(config), "--debug"])
+
+
+def test_bad_input_is_one_line_and_exit_code_2_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "polymodal", "impute", str(tmp_path), str(tmp_path / "none.csv")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "polymodal impute: error:" in result.stderr
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_config_prints_every_option_and_parses_back(model, capsys, tmp_path):
+    assert run("config", model) == 0
+    text = capsys.readouterr().out
+    raw = yaml.safe_load(text)
+    assert set(raw["model"]["options"]) == {f for f in MODELS[model].Config.__dataclass_fields__}
+    raw["data"]["train"] = "x.csv"
+    config = parse_config(raw, tmp_path)
+    assert config.model.name == model and config.data.train == str(tmp_path / "x.csv")
+    assert text == example_config(model)
+
+
+@pytest.mark.parametrize("command", ["config", "fit", "impute", "predict", "evaluate", "info", "report", "demo"])
+def test_every_command_explains_itself(command, capsys):
+    assert run(command, "--help") == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: polymodal {command}") and len(text.splitlines()) > 4
+
+
+def test_fit_resume_continues_the_run(tmp_path):
+    frame, _ = clusters(n=60)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    config = write_config(tmp_path / "c.yaml", "t.csv", trainer={"epochs": 2, "progress": False})
+    assert run("fit", config, "--out", tmp_path / "run", "--quiet") == 0
+    raw = yaml.safe_load(config.read_text())
+    raw["trainer"]["epochs"] = 4
+    config.write_text(yaml.safe_dump(raw))
+    assert run("fit", config, "--out", tmp_path / "run", "--resume", "--quiet") == 0
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
