@@ -67,14 +67,15 @@ class Evaluation:
 
 def _held_out_log_likelihood(model: Model, truth: Batch, held: Batch, samples: int) -> dict[str, torch.Tensor]:
     """Per modality and sample: log sum_k w_k p(x_hidden | z_k) with self-normalised weights
-    w_k of the draws given what ``held`` observes, and the number of hidden entries."""
-    hidden = {name: truth.observed[name] & ~held.observed[name] for name in truth.schema.names}
+    w_k of the draws given what ``held`` observes."""
+    device = model.device
+    hidden = Batch(truth.schema, {n: v.to(device) for n, v in truth.values.items()},
+                   {n: (truth.observed[n] & ~held.observed[n]).to(device) for n in truth.schema.names})
     log_w, terms = [], {name: [] for name in truth.schema.names}
-    for lw, decoded in model.importance_draws(held.to(model.device), samples, 100):
+    for lw, decoded in model.importance_draws(held.to(device), samples, 100):
         log_w.append(lw)
         for name, obs in decoded.items():
-            lp = obs.log_prob(truth.values[name].to(model.device), hidden[name].to(model.device))
-            terms[name].append(lp.flatten(2).sum(2) if lp.dim() > 2 else lp)
+            terms[name].append(model.reconstruction(hidden, {name: obs}, model.unit_weights))
     weights = torch.cat(log_w).log_softmax(0)
     return {name: torch.logsumexp(weights + torch.cat(t), 0).cpu() for name, t in terms.items()}
 
