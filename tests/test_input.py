@@ -544,9 +544,9 @@ if not torch.cuda.is_available():
 
 @pytest.mark.parametrize("argv, message", [c[1:] for c in CLI], ids=[c[0] for c in CLI])
 def test_the_demo_refuses_bad_arguments_before_loading_data(argv, message, monkeypatch, capsys):
-    from polymodal import cli
+    from polymodal import cli, commands
 
-    monkeypatch.setattr(cli, "load_digits", lambda **_: pytest.fail("data loaded before the arguments were checked"))
+    monkeypatch.setattr(commands, "load_digits", lambda **_: pytest.fail("data loaded before the arguments were checked"))
     with pytest.raises(SystemExit):
         cli.main(argv)
     assert __import__("re").search(message, capsys.readouterr().err)

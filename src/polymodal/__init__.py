@@ -1,43 +1,53 @@
-"""polymodal: generative models of incomplete multimodal data."""
+"""polymodal: generative models of incomplete multimodal data.
+
+The public names below are imported on first use (PEP 562), so that ``import polymodal``
+and the ``polymodal`` command start without loading torch, pandas or scikit-learn until
+something needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from . import missing  # noqa: E402
-from .config import ConfigError  # noqa: E402
-from .data import Batch, DataError, concat  # noqa: E402
-from .datasets import generate_spirals, load_digits, load_spirals, read_files, read_frame, write_frame  # noqa: E402
-from .gaussian import Experts, Gaussian, NonPositivePrecisionError, kl_divergence, log_mean_exp, moment_match, w2  # noqa: E402
-from .imputer import Imputer, load_imputer  # noqa: E402
-from .likelihoods import Bernoulli, Categorical, Laplace, Likelihood, Observation  # noqa: E402
-from .likelihoods import Gaussian as GaussianLikelihood  # noqa: E402
-from .modalities import Modality, Schema  # noqa: E402
-from .models import (  # noqa: E402
-    DKS,
-    MDMM,
-    MIWAE,
-    MODELS,
-    MVAE,
-    VSAE,
-    DKSConfig,
-    LossOutput,
-    MDMMConfig,
-    MIWAEConfig,
-    Model,
-    MVAEConfig,
-    VSAEConfig,
-    ZeroFillVAE,
-    ZeroFillVAEConfig,
-)
-from .persistence import ModelFileError, load  # noqa: E402
-from .tables import SequenceSchema, TableSchema  # noqa: E402
-from .training import NonFiniteLossError, Schedule, TrainConfig, Trainer  # noqa: E402
+# public name -> (module, name in it)
+_EXPORTS = {
+    **{name: ("config", name) for name in ("ConfigError",)},
+    **{name: ("data", name) for name in ("Batch", "DataError", "concat")},
+    **{name: ("datasets", name) for name in ("generate_spirals", "load_digits", "load_spirals", "read_files", "read_frame",
+                                             "write_frame")},
+    **{name: ("gaussian", name) for name in ("Experts", "Gaussian", "NonPositivePrecisionError", "kl_divergence",
+                                             "log_mean_exp", "moment_match", "w2")},
+    **{name: ("imputer", name) for name in ("Imputer", "load_imputer")},
+    **{name: ("likelihoods", name) for name in ("Bernoulli", "Categorical", "Laplace", "Likelihood", "Observation")},
+    "GaussianLikelihood": ("likelihoods", "Gaussian"),
+    **{name: ("modalities", name) for name in ("Modality", "Schema")},
+    **{name: ("models", name) for name in ("DKS", "DKSConfig", "LossOutput", "MDMM", "MDMMConfig", "MIWAE", "MIWAEConfig",
+                                           "MODELS", "MVAE", "MVAEConfig", "Model", "VSAE", "VSAEConfig", "ZeroFillVAE",
+                                           "ZeroFillVAEConfig")},
+    **{name: ("persistence", name) for name in ("ModelFileError", "load")},
+    **{name: ("tables", name) for name in ("SequenceSchema", "TableSchema")},
+    **{name: ("training", name) for name in ("NonFiniteLossError", "Schedule", "TrainConfig", "Trainer")},
+}
+_MODULES = ("missing", "gaussian", "likelihoods", "nets", "metrics", "report", "files", "tables", "data", "models",
+            "datasets", "training", "persistence", "evaluation", "config", "imputer")
 
-__all__ = [
-    "Batch", "Bernoulli", "Categorical", "ConfigError", "DKS", "DKSConfig", "DataError", "Experts", "Gaussian",
-    "GaussianLikelihood", "Imputer", "Laplace", "Likelihood", "LossOutput", "MDMM", "MDMMConfig",
-    "MIWAE", "MIWAEConfig", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model",
-    "ModelFileError", "SequenceSchema", "TableSchema", "VSAE", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
-    "NonFiniteLossError", "NonPositivePrecisionError", "Observation", "Schedule", "Schema", "TrainConfig", "Trainer",
-    "concat", "generate_spirals", "kl_divergence", "load", "load_digits", "load_imputer", "load_spirals",
-    "log_mean_exp", "missing", "moment_match", "read_files", "read_frame", "w2", "write_frame",
-]
+__all__ = sorted([*_EXPORTS, "missing"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module, attribute = _EXPORTS[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'polymodal' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_MODULES})

@@ -1,0 +1,254 @@
+"""What each ``polymodal`` command does; :mod:`polymodal.cli` parses the command line and
+imports this module only once a command is to run, so that ``polymodal --help`` starts fast."""
+
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .config import ConfigError
+from .data import Batch, DataError, concat
+from .datasets import load_digits
+from .datasets.digits import digits_schema
+from .datasets.files import read_frame, sequence_file, write_frame
+from .evaluation import draw_imputations, evaluate
+from .metrics import cross_modal
+from .models import MVAE
+from .persistence import TRANSFORM, ModelFileError, load, load_transform
+from .progress import chunked
+from .tables import SequenceSchema, Transform
+from .training import Trainer
+
+
+def report(scores: dict[str, float]) -> None:
+    print(f"label accuracy from images alone: {scores['label_accuracy_from_image']:.3f}")
+    print(f"image MSE from labels alone:     {scores['image_mse_from_label']:.4f}")
+
+
+def demo(args: argparse.Namespace) -> None:
+    """Train MVAE on digits where only a fraction of pairs is complete; report and plot."""
+    from .report import plot_history, plot_image_label, write_report
+
+    out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    train, test = load_digits(paired=args.paired, seed=args.seed)
+    model = MVAE(train.schema, latent_dim=16, hidden=(256, 256), weights={"label": 50.0}, cross=True)
+    trainer = Trainer(
+        model, epochs=args.epochs, batch_size=64, kl_warmup=args.epochs / 3, seed=args.seed, device=args.device,
+        out=str(out), checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard,
+    )
+    if trainer.rank == 0:
+        print(f"digits: {len(train)} training samples, {args.paired:.0%} complete pairs, the rest image-only or label-only")
+    history = trainer.fit(train, resume=args.resume)
+    if trainer.rank != 0:
+        return
+    scores = cross_modal(model, test)
+    results = {"model": model.name, "paired": args.paired, "epochs": args.epochs, "seed": args.seed, **scores}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    model.save(out / "model")
+    plot_image_label(model, test, out / "digits.png")
+    plot_history(history, out / "loss.png")
+    write_report(out, evaluate(model, test, samples=100))
+    report(scores)
+    print(f"results, plots, report.html, checkpoint and saved model written to {out}/")
+
+
+def model_folder(path: str) -> Path:
+    """A saved model folder, or the ``model/`` folder of a run folder."""
+    folder = Path(path)
+    return folder / "model" if (folder / "model" / "config.json").is_file() else folder
+
+
+def read(transform: Transform, path: str, absent: tuple[str, ...] = ()):
+    """A file as the model's transform reads it: the frame and its batch. Columns named in
+    ``absent`` may be missing from the file (they are then missing for every sample)."""
+    sequence = isinstance(transform, SequenceSchema)
+    frame = read_frame(path, transform.id, transform.time) if sequence else read_frame(path)
+    given = frame.assign(**{c: np.nan for c in absent if c not in frame.columns})
+    return frame, transform.transform(given)
+
+
+def write(transform: Transform, frame, path: Path, like: str) -> None:
+    sequence = (transform.id, transform.time) if isinstance(transform, SequenceSchema) else None
+    write_frame(frame, path, like, sequence)
+
+
+def output_path(given: str | None, source: str, tag: str) -> Path:
+    return Path(given) if given else Path(source).with_name(f"{Path(source).stem}.{tag}{Path(source).suffix}")
+
+
+def fit(args: argparse.Namespace) -> None:
+    """Train a model as a config file says; write the run folder."""
+    from .run import fit as fit_run
+    from .run import load_config
+
+    config = load_config(args.config)
+    out = args.out or config.trainer.get("out") or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    fit_run(config, out, resume=args.resume, progress=not args.quiet)
+    print(f"run written to {out}/ (model/, history.csv, scores.json, report.html)")
+
+
+def impute(args: argparse.Namespace) -> None:
+    """Fill the missing cells of a file with a saved model, or with one fitted on the file."""
+    if args.fit:
+        return impute_fit(args)
+    if len(args.paths) != 2:
+        raise ConfigError("impute: give MODEL_DIR and IN (or --fit IN -o OUT to fit a model on IN itself)")
+    folder, source = model_folder(args.paths[0]), args.paths[1]
+    model, transform = load(folder), load_transform(folder)
+    frame, batch = read(transform, source)
+    options = {} if args.samples is None else {"samples": args.samples}
+    out = output_path(args.output, source, "imputed")
+    if args.draws:
+        rows = chunked(lambda part: draw_imputations(model, batch.select(part), args.draws, args.samples or 100, args.seed),
+                       len(batch), progress=not args.quiet, desc="impute")
+        for k in range(args.draws):
+            path = out.with_name(f"{out.stem}.draw{k + 1}{out.suffix}")
+            write(transform, transform.fill(frame, concat([r[k] for r in rows])), path, source)
+        print(f"{args.draws} imputations written to {out.with_name(f'{out.stem}.draw*{out.suffix}')}")
+        return
+    torch.manual_seed(args.seed)
+    parts = chunked(lambda part: model.impute(batch.select(part), **options).to("cpu"), len(batch),
+                    progress=not args.quiet, desc="impute")
+    write(transform, transform.fill(frame, concat(parts)), out, source)
+    print(f"imputed table written to {out}")
+
+
+def impute_fit(args: argparse.Namespace) -> None:
+    from .imputer import Imputer
+
+    if len(args.paths) != 1 or not args.output:
+        raise ConfigError("impute --fit: give one input file and -o OUT")
+    source = args.paths[0]
+    if sequence_file(source):
+        raise ConfigError(f"impute --fit fills tables, and {source} holds sequences [N, T, F]; train a sequence model "
+                          "(mdmm or dks) with `polymodal fit CONFIG.yaml`, then `polymodal impute RUN_DIR IN`")
+    frame = read_frame(source)
+    ids = [c for c in frame.columns if c == args.id]
+    values = frame.drop(columns=ids)
+    options = {"epochs": args.epochs, "samples": 1000 if args.samples is None else args.samples}
+    imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options).fit(values)
+    write_frame(frame[ids].join(imputer.transform(values))[list(frame.columns)], args.output, source)
+    if args.save:
+        imputer.save(args.save)
+        print(f"imputer saved to {args.save}/")
+    print(f"imputed table written to {args.output}")
+
+
+def predict(args: argparse.Namespace) -> None:
+    """Predict one modality from others, for every sample (every step) of a file."""
+    folder = model_folder(args.folder)
+    model, transform = load(folder), load_transform(folder)
+    if args.target not in model.schema:
+        raise DataError(f"--target {args.target!r} is not a modality of the model; it has {model.schema.names}")
+    inputs = args.inputs.split(",") if args.inputs else None
+    unknown = sorted(set(inputs or ()) - set(model.schema.names))
+    if unknown:
+        raise DataError(f"--inputs {unknown} are not modalities of the model; it has {model.schema.names}")
+    tables = transform.tables_ if isinstance(transform, SequenceSchema) else transform
+    columns = tables.modality_columns_[args.target]
+    frame, batch = read(transform, args.data, absent=tuple(columns))
+    parts = chunked(lambda part: model.predict(batch.select(part), args.target, inputs).cpu(), len(batch),
+                    progress=not args.quiet, desc="predict")
+    values = dict(batch.values)
+    values[args.target] = torch.cat(parts).to(values[args.target].dtype)
+    predicted = Batch(batch.schema, values, {k: torch.ones_like(m) for k, m in batch.observed.items()})
+    if isinstance(transform, SequenceSchema):
+        out = transform.inverse_transform(predicted, like=frame)[[transform.id, transform.time, *columns]]
+    else:
+        table = transform.inverse_transform(predicted)
+        out = table[columns].set_axis(frame.index)
+        kept = [c for c in frame.columns if c not in transform.columns_]  # ids and other columns the model ignores
+        out = frame[kept].join(out)
+    if args.output:
+        write(transform, out, Path(args.output), args.data)
+        print(f"predictions written to {args.output}")
+    else:
+        out.to_csv(sys.stdout, index=False)
+
+
+def evaluate_command(args: argparse.Namespace) -> None:
+    """Score a saved model on held-out entries of a file (or, for digits models, the digits test split)."""
+    folder = model_folder(args.folder)
+    model = load(folder)
+    if args.data is None:
+        if (folder / TRANSFORM).is_file() or model.schema != digits_schema():
+            raise ConfigError("evaluate: give DATA, the file to score the model on")
+        _, test = load_digits()
+        report(cross_modal(model, test))
+        return
+    _, batch = read(load_transform(folder), args.data)
+    result = evaluate(model, batch, args.mask_rate, args.mechanism, args.seed, args.samples, progress=not args.quiet)
+    if not result.scores:
+        raise DataError(f"{args.data}: nothing was hidden to score (no observed entries, or --mask-rate 0)")
+    metrics = list(dict.fromkeys(k for s in result.scores.values() for k in s))
+    width = max(len(n) for n in result.scores) + 2
+    print("modality".ljust(width) + "".join(f"{m:>16}" for m in metrics))
+    for name, s in result.scores.items():
+        print(name.ljust(width) + "".join(f"{s[m]:>16.4g}" if m in s else " " * 16 for m in metrics))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.scores, indent=2))
+
+
+def info(args: argparse.Namespace) -> None:
+    """What a saved model is: model, modalities, options, version, size, training summary."""
+    from .report import history
+
+    folder = model_folder(args.folder)
+    model = load(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"model: {model.name} ({type(model).__name__}), saved by polymodal {saved.get('polymodal')}")
+    print(f"size: {parameters:,} parameters, {size / 1024:.1f} KiB in {folder}")
+    print("modalities:")
+    for m in model.schema:
+        kind = m.likelihood.name + (f", {m.num_classes} classes" if m.categorical else "")
+        shape = "x".join(map(str, m.shape)) or "scalar"
+        print(f"  {m.name}: {'sequence of ' if m.sequential else ''}{shape}, {kind}")
+    if (folder / TRANSFORM).is_file():
+        transform = load_transform(folder)
+        tables = transform.tables_ if isinstance(transform, SequenceSchema) else transform
+        kind = f"sequences in long format (id {transform.id!r}, time {transform.time!r})" \
+            if isinstance(transform, SequenceSchema) else "a table"
+        print(f"data: {kind}, columns {tables.columns_}")
+    print("options: " + yaml.safe_dump(saved["config"], default_flow_style=True, width=1000).strip())
+    records = history(folder.parent if (folder.parent / "config.yaml").is_file() else folder)
+    if records:
+        last = records[-1]
+        line = f"training: {len(records)} epochs, final loss {last['loss']:.4g}"
+        if "valid_loss" in last:
+            best = min(records, key=lambda r: r["valid_loss"])
+            line += f", best validation loss {best['valid_loss']:.4g} at epoch {int(best['epoch'])}"
+        print(line)
+
+
+def report_command(args: argparse.Namespace) -> None:
+    """(Re)write report.html of a run folder of `fit`, or of `demo` (scored on the digits test split)."""
+    from .report import write_report
+    from .run import rescore
+
+    run = Path(args.folder)
+    if not (run / "config.yaml").is_file() and (run / "model").is_dir() and load(run / "model").schema == digits_schema():
+        evaluation = evaluate(load(run / "model"), load_digits()[1], samples=100, progress=not args.quiet)
+    else:
+        evaluation = rescore(run, progress=not args.quiet)
+    path = write_report(run, evaluation)
+    print(f"report written to {path}")
+
+
+def config_command(args: argparse.Namespace) -> None:
+    """Print a commented example config for a model."""
+    from .run import example_config
+
+    print(example_config(args.model), end="")
+
+
+ERRORS = (ConfigError, DataError, ModelFileError, OSError, ValueError, KeyError, yaml.YAMLError)
