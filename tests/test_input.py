@@ -632,3 +632,9 @@ def test_fuzz_tables_either_refuse_clearly_or_round_trip(x, n):
             span = float(given_values.max() - given_values.min()) if len(given_values) else 0.0
             np.testing.assert_allclose(back[c].dropna().astype(float), given_values, rtol=1e-6, atol=1e-6 * span)
 
+
+
+@pytest.mark.parametrize("schema", [None, ["x"], {"x": (3,)}], ids=["none", "list", "dict"])
+def test_a_model_refuses_what_is_not_a_schema(schema):
+    with pytest.raises(TypeError, match=r"MVAE: expected a Schema of modalities, got (NoneType|list|dict)"):
+        pm.MVAE(schema)

@@ -72,6 +72,8 @@ class Model(nn.Module):
 
     def __init__(self, schema: Schema, config: Any = None, **kwargs: Any):
         super().__init__()
+        if not isinstance(schema, Schema):
+            raise TypeError(f"{type(self).__name__}: expected a Schema of modalities, got {type(schema).__name__}")
         if config is not None and kwargs:
             raise ConfigError(f"{type(self).__name__}: pass either a config or keyword options, not both")
         if config is None:
