@@ -261,7 +261,8 @@ class Trainer:
     def _optimizer(self, model: nn.Module):
         c = self.config
         kind = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
-        optimizer = kind(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        # fused: one kernel for all parameters, 7-12% faster per MVAE step than the per-tensor loop (benchmarks/RESULTS.md)
+        optimizer = kind(model.parameters(), lr=c.lr, weight_decay=c.weight_decay, fused=True)
         scheduler = None
         if c.lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.epochs)
