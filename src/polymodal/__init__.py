@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 from . import missing  # noqa: E402
 from .config import ConfigError  # noqa: E402
 from .data import Batch, DataError, concat  # noqa: E402
-from .datasets import generate_spirals, load_digits, load_spirals  # noqa: E402
+from .datasets import generate_spirals, load_digit_styles, load_digits, load_spirals  # noqa: E402
 from .gaussian import Experts, Gaussian, NonPositivePrecisionError, kl_divergence, log_mean_exp, moment_match, w2  # noqa: E402
 from .imputer import Imputer  # noqa: E402
 from .likelihoods import Bernoulli, Categorical, Laplace, Likelihood, Observation  # noqa: E402
@@ -38,6 +38,6 @@ __all__ = [
     "MIWAE", "MIWAEConfig", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model",
     "ModelFileError", "TableSchema", "VSAE", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
     "NonFiniteLossError", "NonPositivePrecisionError", "Observation", "Schedule", "Schema", "TrainConfig", "Trainer",
-    "concat", "generate_spirals", "kl_divergence", "load", "load_digits", "load_spirals", "log_mean_exp",
+    "concat", "generate_spirals", "kl_divergence", "load", "load_digit_styles", "load_digits", "load_spirals", "log_mean_exp",
     "missing", "moment_match", "w2",
 ]

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 from .data import Batch  # noqa: E402
 from .models.base import Model  # noqa: E402
@@ -102,5 +103,29 @@ def plot_trajectories(
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_pairs(
+    batch: Batch, labels: Tensor, path: str | Path, left: str = "hand", right: str = "print", per_class: int = 10
+) -> Path:
+    """``per_class`` pairs of every class, a row per class: each ``left`` image next to its
+    ``right`` partner (grey images dark on light, RGB ``(3, h, w)`` images as they are)."""
+    classes = sorted(int(c) for c in labels.unique())
+    fig, axes = plt.subplots(len(classes), 2 * per_class, figsize=(0.5 * 2 * per_class, 0.55 * len(classes)), squeeze=False)
+    for row, c in zip(axes, classes):
+        rows = (labels == c).nonzero()[:per_class, 0]
+        for j, ax in enumerate(row):
+            ax.axis("off")
+            if j // 2 < len(rows):
+                image = batch.values[left if j % 2 == 0 else right][rows[j // 2]].cpu()
+                if image.dim() == 3:
+                    ax.imshow(image.permute(1, 2, 0).numpy())
+                else:
+                    ax.imshow(image.numpy(), cmap="gray_r", vmin=0, vmax=1)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.01, right=0.99, top=0.99, bottom=0.01)
+    path = Path(path)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
