@@ -14,6 +14,7 @@ from .modalities import Modality, Schema  # noqa: E402
 from .models import (  # noqa: E402
     DKS,
     MDMM,
+    MEME,
     MIWAE,
     MODELS,
     MVAE,
@@ -21,6 +22,7 @@ from .models import (  # noqa: E402
     DKSConfig,
     LossOutput,
     MDMMConfig,
+    MEMEConfig,
     MIWAEConfig,
     Model,
     MVAEConfig,
@@ -34,7 +36,7 @@ from .training import NonFiniteLossError, Schedule, TrainConfig, Trainer  # noqa
 
 __all__ = [
     "Batch", "Bernoulli", "Categorical", "ConfigError", "DKS", "DKSConfig", "DataError", "Experts", "Gaussian",
-    "GaussianLikelihood", "Imputer", "Laplace", "Likelihood", "LossOutput", "MDMM", "MDMMConfig",
+    "GaussianLikelihood", "Imputer", "Laplace", "Likelihood", "LossOutput", "MDMM", "MDMMConfig", "MEME", "MEMEConfig",
     "MIWAE", "MIWAEConfig", "MODELS", "MVAE", "MVAEConfig", "Modality", "Model",
     "ModelFileError", "TableSchema", "VSAE", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
     "NonFiniteLossError", "NonPositivePrecisionError", "Observation", "Schedule", "Schema", "TrainConfig", "Trainer",

@@ -4,11 +4,13 @@ from .base import MODELS, LossOutput, Model
 from .baselines import ZeroFillVAE, ZeroFillVAEConfig
 from .dks import DKS, DKSConfig
 from .mdmm import MDMM, MDMMConfig
+from .meme import MEME, MEMEConfig
 from .miwae import MIWAE, MIWAEConfig
 from .mvae import MVAE, MVAEConfig
 from .vsae import VSAE, VSAEConfig
 
 __all__ = [
-    "DKS", "DKSConfig", "MDMM", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "LossOutput", "MIWAEConfig",
+    "DKS", "DKSConfig", "MDMM", "MEME", "MEMEConfig", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "LossOutput",
+    "MIWAEConfig",
     "MVAEConfig", "Model", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
 ]
