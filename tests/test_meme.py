@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import polymodal as pm
+from polymodal import metrics
 from polymodal.models.meme import mutual_supervision
 
 LAPLACE_1 = {"name": "laplace", "scale": 1.0}
@@ -231,3 +232,42 @@ def test_task_api_and_save_load_round_trip(tmp_path):
     assert model.generate(5).values["a"].shape == (5, 5)
     filled = model.impute(data.without("b"))
     assert bool(filled.observed["b"].all()) and torch.equal(filled.values["a"], data.values["a"])
+
+
+def digit_styles_pair(names, paired):
+    """The digit styles restricted to two of hand, print and label."""
+    train, test, y_train, y_test = pm.load_digit_styles(label=True)
+    schema = pm.Schema([train.schema[n] for n in names])
+    keep = [pm.Batch(schema, {n: b.values[n] for n in names}, {n: b.observed[n] for n in names}) for b in (train, test)]
+    return pm.missing.paired_split(keep[0], paired, torch.Generator().manual_seed(0)), keep[1], y_train, y_test
+
+
+def test_thirty_epochs_on_hand_and_label_give_cross_coherence_far_above_chance():
+    from sklearn.linear_model import LogisticRegression
+
+    torch.manual_seed(0)
+    train, test, y_train, y_test = digit_styles_pair(["hand", "label"], 0.5)
+    model = pm.MEME(train.schema, latent_dim=8, hidden=(64,), pseudo_samples=32)
+    pm.Trainer(model, epochs=30, batch_size=64, progress=False).fit(train)
+    classifier = LogisticRegression(max_iter=1000).fit(train.values["hand"].flatten(1).numpy(), y_train.numpy())
+    assert metrics.cross_coherence(model, test, "label", "hand", y_test, classifier) > 0.5  # chance: 0.1
+    assert metrics.accuracy(model.predict(test, "label", ["hand"]), y_test) > 0.4
+
+
+@pytest.mark.slow
+def test_thirty_epochs_on_hand_and_print_give_cross_coherence_above_chance():
+    from sklearn.linear_model import LogisticRegression
+
+    from polymodal.datasets import print_features
+
+    torch.manual_seed(0)
+    train, test, y_train, y_test = digit_styles_pair(["hand", "print"], 1.0)
+    schema = pm.Schema([train.schema["hand"], pm.Modality("print", (3, 16, 16), train.schema["print"].likelihood)])  # MLP nets
+    train, test = (pm.Batch(schema, b.values, b.observed) for b in (train, test))
+    # the reference code's choices: with the paper's, 30 epochs leave the prints' latents at chance
+    code = {"classifier_weight": 10.0, "combine": "sum", "analytic_kl": True}
+    model = pm.MEME(schema, latent_dim=16, hidden=(256,), pseudo_samples=64, **code)
+    pm.Trainer(model, epochs=30, batch_size=32, progress=False).fit(train)
+    features = print_features(train.values["print"]).numpy()
+    classifier = LogisticRegression(max_iter=1000, C=0.1).fit(features, y_train.numpy())
+    assert metrics.cross_coherence(model, test, "hand", "print", y_test, classifier, print_features) > 0.18

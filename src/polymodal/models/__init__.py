@@ -6,11 +6,13 @@ from .dks import DKS, DKSConfig
 from .mdmm import MDMM, MDMMConfig
 from .meme import MEME, MEMEConfig
 from .miwae import MIWAE, MIWAEConfig
+from .mmvae import MMVAE, MMVAEConfig
+from .mopoe import MoPoE, MoPoEConfig
 from .mvae import MVAE, MVAEConfig
 from .vsae import VSAE, VSAEConfig
 
 __all__ = [
     "DKS", "DKSConfig", "MDMM", "MEME", "MEMEConfig", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "LossOutput",
-    "MIWAEConfig",
+    "MIWAEConfig", "MMVAE", "MMVAEConfig", "MoPoE", "MoPoEConfig",
     "MVAEConfig", "Model", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
 ]
