@@ -73,3 +73,12 @@ def test_latent_accuracy_probes_each_modality_alone():
     batch = pm.Batch.from_data(Embedder.schema, {"a": a, "b": torch.randn(40, 1)})
     scores = metrics.latent_accuracy(Embedder(), batch, batch, labels, labels)
     assert scores == {"a": 1.0, "b": 0.5}
+
+
+def test_relatedness_plot_is_written(tmp_path):
+    from polymodal.report import plot_relatedness
+
+    labels = torch.arange(30) % 3
+    distances = 1.0 + (labels[:, None] != labels[None, :]).float() + 0.1 * torch.rand(30, 30)
+    path = plot_relatedness(distances, labels, labels, tmp_path / "relatedness.png", names=("hand", "print"))
+    assert path.stat().st_size > 10_000

@@ -129,3 +129,36 @@ def plot_pairs(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_relatedness(distances: Tensor, labels_a: Tensor, labels_b: Tensor, path: str | Path, names=("a", "b")) -> Path:
+    """MEME's relatedness figures from a ``[B, B]`` matrix of W2 distances between the
+    unimodal posteriors of modality a (rows) and b (columns) (``metrics.posterior_w2``):
+    histograms of paired (diagonal) and unpaired distances, the class-by-class mean distance
+    matrix, and a dendrogram of the classes (average linkage on the symmetrised matrix)."""
+    from scipy.cluster.hierarchy import dendrogram, linkage
+    from scipy.spatial.distance import squareform
+
+    from .metrics import class_distances, relatedness
+
+    classes = int(max(labels_a.max(), labels_b.max())) + 1
+    split, matrix = relatedness(distances), class_distances(distances, labels_a, labels_b, classes)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    bins = np.linspace(0, float(distances.max()), 40)
+    axes[0].hist(split["unpaired"].numpy(), bins=bins, density=True, alpha=0.6, label="unpaired")
+    axes[0].hist(split["paired"].numpy(), bins=bins, density=True, alpha=0.6, label="paired")
+    axes[0].set_xlabel(f"W2(q(z | {names[0]}), q(z | {names[1]}))")
+    axes[0].legend()
+    image = axes[1].imshow(matrix.numpy(), cmap="viridis")
+    axes[1].set_xlabel(f"class of {names[1]}")
+    axes[1].set_ylabel(f"class of {names[0]}")
+    fig.colorbar(image, ax=axes[1])
+    symmetric = (matrix + matrix.T).numpy() / 2
+    np.fill_diagonal(symmetric, 0.0)
+    dendrogram(linkage(squareform(symmetric, checks=False), "average"), ax=axes[2], labels=list(range(classes)))
+    axes[2].set_xlabel("class")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
