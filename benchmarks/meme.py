@@ -15,8 +15,13 @@ complete; label accuracy from the image alone for MEME (t = the label), MVAE ``c
 (label weight 50, as ``benchmarks/digits.py``) and logistic regression on the labelled
 images only.
 
+Part 3 (``--part relatedness``): MEME at f = 1; W2 between the unimodal posteriors of every
+test hand and print, paired against unpaired, and the class-by-class matrix (is each hand
+class nearest its own print class?); figures in ``benchmarks/figures/``.
+
     .venv/bin/python benchmarks/meme.py --part styles [--seeds 0] [--epochs 30] [--fractions 1 0.25 0.0625]
     .venv/bin/python benchmarks/meme.py --part labels [--seeds 0 1] [--epochs 100]
+    .venv/bin/python benchmarks/meme.py --part relatedness [--seeds 0] [--epochs 30]
 """
 
 from __future__ import annotations
@@ -102,6 +107,24 @@ def run_labels(args, rows) -> None:
             print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
 
 
+def run_relatedness(args, rows) -> None:
+    from polymodal.report import plot_relatedness
+
+    for seed in args.seeds:
+        train, test, _, y_test = pm.load_digit_styles(seed=seed)
+        model = pm.MEME(train.schema, latent_dim=16, hidden=(256,), pseudo_samples=64, **CODE)
+        torch.manual_seed(seed)
+        pm.Trainer(model, epochs=args.epochs, batch_size=32, seed=seed, progress=False).fit(train)
+        distances = metrics.posterior_w2(model, test, "hand", "print")
+        split = metrics.relatedness(distances)
+        matrix = metrics.class_distances(distances, y_test, y_test, 10)
+        scores = {"W2 paired (mean)": split["paired_mean"], "W2 unpaired (mean)": split["unpaired_mean"],
+                  "classes whose own print class is the nearest": float((matrix.argmin(1) == torch.arange(10)).float().mean())}
+        for metric, value in scores.items():
+            rows.setdefault(f"MEME (code's options): {metric}", {}).setdefault("f = 1", []).append(value)
+        plot_relatedness(distances, y_test, y_test, f"benchmarks/figures/meme_relatedness_seed{seed}.png", ("hand", "print"))
+
+
 def summary(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {sd:.3f}" if len(values) > 1 else f"{values[0]:.3f}"
@@ -109,14 +132,14 @@ def summary(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["styles", "labels"], required=True)
+    parser.add_argument("--part", choices=["styles", "labels", "relatedness"], required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.0625])
     args = parser.parse_args()
     rows: dict[str, dict[str, list[float]]] = {}
     start = time.perf_counter()
-    (run_styles if args.part == "styles" else run_labels)(args, rows)
+    {"styles": run_styles, "labels": run_labels, "relatedness": run_relatedness}[args.part](args, rows)
     columns = list(dict.fromkeys(c for r in rows.values() for c in r))
     print(f"\n{args.part}: seeds {args.seeds}, {args.epochs} epochs, {time.perf_counter() - start:.0f} s")
     print("| | " + " | ".join(columns) + " |")

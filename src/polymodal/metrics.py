@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .gaussian import w2
+
 
 def accuracy(predicted: Tensor, target: Tensor, mask: Tensor | None = None) -> float:
     """Fraction of (masked) entries where ``predicted == target``."""
@@ -101,8 +103,6 @@ def posterior_w2(model, batch, a: str, b: str) -> Tensor:
     """``[B, B]`` 2-Wasserstein distances between the unimodal posteriors q(z | a_i) and
     q(z | b_j) of every pair of samples (diagonal closed form, ``gaussian.w2``, then the square
     root); the diagonal holds the pairs of the data, the rest unrelated pairs."""
-    from .gaussian import w2
-
     q_a, q_b = model.encode(batch.without(b)), model.encode(batch.without(a))
     return w2(q_a[:, None], q_b[None, :]).clamp_min(0).sqrt().cpu()
 
