@@ -59,7 +59,8 @@ Choices where paper and reference code differ (METHODS.md section 4.6), the pape
 
 Other differences: encoder variances are floored at 1e-4 (``softplus + 1e-4``, the library's
 one Gaussian head; the code clamps the std at 1e-3 or 1e-4); the networks are the library's
-MLP and conv nets, not the code's; a smaller last batch still sees all N pseudo-samples.
+MLP and conv nets, not the code's, and decoders output the Laplace location directly (the
+code passes it through a sigmoid); a smaller last batch still sees all N pseudo-samples.
 Only two modalities: MEME's mutual supervision is defined for a pair, and a third raises
 :class:`~polymodal.ConfigError`.
 """
