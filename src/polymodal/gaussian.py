@@ -227,3 +227,9 @@ def w2(p: Gaussian, q: Gaussian) -> Tensor:
 def log_mean_exp(x: Tensor, dim: int = 0) -> Tensor:
     """log(mean(exp(x))) along ``dim``, computed stably."""
     return torch.logsumexp(x, dim) - math.log(x.shape[dim])
+
+
+def mixture_log_prob(components: Gaussian, z: Tensor) -> Tensor:
+    """log (1/N) sum_i N(z; mean_i, var_i) of the uniform mixture of ``components`` ``[N, D]``,
+    for latents ``z`` ``[..., D]``: ``[...]`` (a VampPrior-style mixture prior)."""
+    return log_mean_exp(components.log_prob(z.unsqueeze(-2)), -1)

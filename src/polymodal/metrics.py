@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .gaussian import w2
+
 
 def accuracy(predicted: Tensor, target: Tensor, mask: Tensor | None = None) -> float:
     """Fraction of (masked) entries where ``predicted == target``."""
@@ -60,3 +62,65 @@ def pfc(imputed, truth, removed) -> float:
     imputed, truth, removed = _columns(imputed), _columns(truth), _columns(removed).astype(bool)
     scores = [np.mean(imputed[removed[:, j], j] != truth[removed[:, j], j]) for j in range(truth.shape[1]) if removed[:, j].any()]
     return float(np.mean(scores))
+
+
+def _flat(values: Tensor) -> np.ndarray:
+    return values.detach().cpu().flatten(1).numpy()
+
+
+@torch.no_grad()
+def cross_coherence(model, batch, source: str, target: str, labels: Tensor, classifier, features=None) -> float:
+    """Fraction of ``target`` modalities generated from ``source`` alone (the likelihood's
+    mean) that ``classifier`` assigns to the source's class ``labels``.
+
+    ``classifier`` is any fitted object with ``predict`` on flattened features, trained on the
+    target modality's real training data; ``features`` (default: flatten) maps the generated
+    values to what it reads, e.g. :func:`polymodal.datasets.print_features`."""
+    generated = model.predict(batch, target, [source], proba=True).cpu()
+    x = _flat(generated) if features is None else _flat(features(generated))
+    return float(np.mean(classifier.predict(x) == labels.cpu().numpy()))
+
+
+@torch.no_grad()
+def latent_accuracy(model, train, test, train_labels: Tensor, test_labels: Tensor) -> dict[str, float]:
+    """Linear-probe accuracy from each modality alone: a logistic regression fitted on the
+    posterior means ``embed`` gives the training samples that have the modality, given only
+    that modality, scored on the test samples that have it."""
+    from sklearn.linear_model import LogisticRegression
+
+    scores = {}
+    for name in model.schema.names:
+        others = [n for n in model.schema.names if n != name]
+        has_train, has_test = train.present(name).cpu(), test.present(name).cpu()
+        z_train = model.embed(train.without(*others)).cpu()[has_train].numpy()
+        z_test = model.embed(test.without(*others)).cpu()[has_test].numpy()
+        probe = LogisticRegression(max_iter=2000).fit(z_train, train_labels.cpu()[has_train].numpy())
+        scores[name] = float(probe.score(z_test, test_labels.cpu()[has_test].numpy()))
+    return scores
+
+
+@torch.no_grad()
+def posterior_w2(model, batch, a: str, b: str) -> Tensor:
+    """``[B, B]`` 2-Wasserstein distances between the unimodal posteriors q(z | a_i) and
+    q(z | b_j) of every pair of samples (diagonal closed form, ``gaussian.w2``, then the square
+    root); the diagonal holds the pairs of the data, the rest unrelated pairs."""
+    q_a, q_b = model.encode(batch.without(b)), model.encode(batch.without(a))
+    return w2(q_a[:, None], q_b[None, :]).clamp_min(0).sqrt().cpu()
+
+
+def relatedness(distances: Tensor) -> dict[str, Tensor | float]:
+    """The paired (diagonal) and unpaired (off-diagonal) entries of a ``[B, B]`` distance
+    matrix, for histograms, and their means."""
+    eye = torch.eye(len(distances), dtype=torch.bool)
+    paired, unpaired = distances[eye], distances[~eye]
+    return {"paired": paired, "unpaired": unpaired, "paired_mean": float(paired.mean()), "unpaired_mean": float(unpaired.mean())}
+
+
+def class_distances(distances: Tensor, labels_a: Tensor, labels_b: Tensor, classes: int) -> Tensor:
+    """``[C, C]``: entry (i, j) is the mean of ``distances[k, l]`` over samples k of class i
+    (rows, modality a) and l of class j (columns, modality b); NaN where a class is absent."""
+    rows = torch.nn.functional.one_hot(labels_a.long(), classes).float()
+    cols = torch.nn.functional.one_hot(labels_b.long(), classes).float()
+    totals = rows.T @ distances.float() @ cols
+    counts = rows.sum(0)[:, None] * cols.sum(0)[None, :]
+    return totals / counts

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 from .data import Batch  # noqa: E402
 from .evaluation import Evaluation  # noqa: E402
@@ -301,4 +302,61 @@ def write_report(run: str | Path, evaluation: Evaluation | None = None) -> Path:
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     path = run / "report.html"
     atomic_write(path, lambda p: p.write_text(page))
+    return path
+
+
+def plot_pairs(
+    batch: Batch, labels: Tensor, path: str | Path, left: str = "hand", right: str = "print", per_class: int = 10
+) -> Path:
+    """``per_class`` pairs of every class, a row per class: each ``left`` image next to its
+    ``right`` partner (grey images dark on light, RGB ``(3, h, w)`` images as they are)."""
+    classes = sorted(int(c) for c in labels.unique())
+    fig, axes = plt.subplots(len(classes), 2 * per_class, figsize=(0.5 * 2 * per_class, 0.55 * len(classes)), squeeze=False)
+    for row, c in zip(axes, classes):
+        rows = (labels == c).nonzero()[:per_class, 0]
+        for j, ax in enumerate(row):
+            ax.axis("off")
+            if j // 2 < len(rows):
+                image = batch.values[left if j % 2 == 0 else right][rows[j // 2]].cpu()
+                if image.dim() == 3:
+                    ax.imshow(image.permute(1, 2, 0).numpy())
+                else:
+                    ax.imshow(image.numpy(), cmap="gray_r", vmin=0, vmax=1)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.01, right=0.99, top=0.99, bottom=0.01)
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_relatedness(distances: Tensor, labels_a: Tensor, labels_b: Tensor, path: str | Path, names=("a", "b")) -> Path:
+    """MEME's relatedness figures from a ``[B, B]`` matrix of W2 distances between the
+    unimodal posteriors of modality a (rows) and b (columns) (``metrics.posterior_w2``):
+    histograms of paired (diagonal) and unpaired distances, the class-by-class mean distance
+    matrix, and a dendrogram of the classes (average linkage on the symmetrised matrix)."""
+    from scipy.cluster.hierarchy import dendrogram, linkage
+    from scipy.spatial.distance import squareform
+
+    from .metrics import class_distances, relatedness
+
+    classes = int(max(labels_a.max(), labels_b.max())) + 1
+    split, matrix = relatedness(distances), class_distances(distances, labels_a, labels_b, classes)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    bins = np.linspace(0, float(distances.max()), 40)
+    axes[0].hist(split["unpaired"].numpy(), bins=bins, density=True, alpha=0.6, label="unpaired")
+    axes[0].hist(split["paired"].numpy(), bins=bins, density=True, alpha=0.6, label="paired")
+    axes[0].set_xlabel(f"W2(q(z | {names[0]}), q(z | {names[1]}))")
+    axes[0].legend()
+    image = axes[1].imshow(matrix.numpy(), cmap="viridis")
+    axes[1].set_xlabel(f"class of {names[1]}")
+    axes[1].set_ylabel(f"class of {names[0]}")
+    fig.colorbar(image, ax=axes[1])
+    symmetric = (matrix + matrix.T).numpy() / 2
+    np.fill_diagonal(symmetric, 0.0)
+    dendrogram(linkage(squareform(symmetric, checks=False), "average"), ax=axes[2], labels=list(range(classes)))
+    axes[2].set_xlabel("class")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path

@@ -4,11 +4,15 @@ from .base import MODELS, LossOutput, Model
 from .baselines import ZeroFillVAE, ZeroFillVAEConfig
 from .dks import DKS, DKSConfig
 from .mdmm import MDMM, MDMMConfig
+from .meme import MEME, MEMEConfig
 from .miwae import MIWAE, MIWAEConfig
+from .mmvae import MMVAE, MMVAEConfig
+from .mopoe import MoPoE, MoPoEConfig
 from .mvae import MVAE, MVAEConfig
 from .vsae import VSAE, VSAEConfig
 
 __all__ = [
-    "DKS", "DKSConfig", "MDMM", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "LossOutput", "MIWAEConfig",
+    "DKS", "DKSConfig", "MDMM", "MEME", "MEMEConfig", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "LossOutput",
+    "MIWAEConfig", "MMVAE", "MMVAEConfig", "MoPoE", "MoPoEConfig",
     "MVAEConfig", "Model", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
 ]

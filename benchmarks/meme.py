@@ -1,0 +1,152 @@
+"""MEME against MVAE on handwritten <-> printed digits, and on semi-supervised labels.
+
+Part 1 (``--part styles``): ``load_digit_styles`` at paired fractions f, MEME, MVAE
+(``cross=True``), MMVAE (stratified IWAE, K = 4) and MoPoE with the same nets (latent 16;
+an MLP with one hidden layer of 256 for the hand, the conv nets with channels 32, 64 for
+the prints), epochs and batches of 32: cross coherence hand -> print and print -> hand (the
+generated modality classified by a logistic regression fitted on that modality's real
+training images; prints through ``print_features``), the linear-probe accuracy of the
+latent from each modality alone, and training speed (samples/s over the epochs). At
+f = 1/16 also the simplest alternative to print -> hand generation: a classifier on the
+paired prints alone, whose predicted class would have to be drawn.
+
+Part 2 (``--part labels``): scikit-learn digits, image + label with 5% and 10% of the pairs
+complete; label accuracy from the image alone for MEME (t = the label), MVAE ``cross=True``
+(label weight 50, as ``benchmarks/digits.py``) and logistic regression on the labelled
+images only.
+
+Part 3 (``--part relatedness``): MEME at f = 1; W2 between the unimodal posteriors of every
+test hand and print, paired against unpaired, and the class-by-class matrix (is each hand
+class nearest its own print class?); figures in ``benchmarks/figures/``.
+
+    .venv/bin/python benchmarks/meme.py --part styles [--seeds 0] [--epochs 30] [--fractions 1 0.25 0.0625]
+    .venv/bin/python benchmarks/meme.py --part labels [--seeds 0 1] [--epochs 100]
+    .venv/bin/python benchmarks/meme.py --part relatedness [--seeds 0] [--epochs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from sklearn.linear_model import LogisticRegression
+
+import polymodal as pm
+from polymodal import metrics
+from polymodal.datasets import print_features
+
+CODE = {"classifier_weight": 10.0, "combine": "sum", "analytic_kl": True}
+
+
+def styles_scores(model, train, test, y_train, y_test, classifiers) -> dict[str, float]:
+    scores = {
+        "hand→print": metrics.cross_coherence(model, test, "hand", "print", y_test, classifiers["print"], print_features),
+        "print→hand": metrics.cross_coherence(model, test, "print", "hand", y_test, classifiers["hand"]),
+    }
+    probe = metrics.latent_accuracy(model, train, test, y_train, y_test)
+    return {**scores, "latent from hand": probe["hand"], "latent from print": probe["print"]}
+
+
+def run_styles(args, rows) -> None:
+    train, _, y_train, _ = pm.load_digit_styles()
+    classifiers = {
+        "hand": LogisticRegression(max_iter=2000).fit(train.values["hand"].flatten(1).numpy(), y_train.numpy()),
+        "print": LogisticRegression(max_iter=2000, C=0.1).fit(print_features(train.values["print"]).numpy(), y_train.numpy()),
+    }
+    for paired in args.fractions:
+        for seed in args.seeds:
+            train, test, y_train, y_test = pm.load_digit_styles(paired, seed)
+            models = {
+                "MEME (code's options)": pm.MEME(train.schema, latent_dim=16, hidden=(256,), pseudo_samples=64, **CODE),
+                "MVAE cross=True": pm.MVAE(train.schema, latent_dim=16, hidden=(256,), cross=True),
+                "MMVAE (K = 4)": pm.MMVAE(train.schema, latent_dim=16, hidden=(256,), samples=4),
+                "MoPoE": pm.MoPoE(train.schema, latent_dim=16, hidden=(256,)),
+            }
+            for name, model in models.items():
+                torch.manual_seed(seed)
+                history = pm.Trainer(model, epochs=args.epochs, batch_size=32, seed=seed, progress=False).fit(train)
+                scores = styles_scores(model, train, test, y_train, y_test, classifiers)
+                scores["samples/s"] = len(train) * len(history) / sum(h["seconds"] for h in history)
+                for metric, value in scores.items():
+                    rows.setdefault(f"{name}: {metric}", {}).setdefault(f"f = {paired:g}", []).append(value)
+            if paired < 0.1:
+                both = (train.present("hand") & train.present("print")).numpy()
+                clf = LogisticRegression(max_iter=2000, C=0.1).fit(print_features(train.values["print"])[both].numpy(),
+                                                                  y_train.numpy()[both])
+                accuracy = float(clf.score(print_features(test.values["print"]).numpy(), y_test.numpy()))
+                name = "classifier on the paired prints only: accuracy"
+                rows.setdefault(name, {}).setdefault(f"f = {paired:g}", []).append(accuracy)
+            print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
+
+
+def run_labels(args, rows) -> None:
+    for paired in (0.05, 0.1):
+        for seed in args.seeds:
+            train, test = pm.load_digits(paired=paired, seed=seed)
+            labelled = (train.present("image") & train.present("label")).numpy()
+            clf = LogisticRegression(max_iter=5000).fit(train.values["image"].flatten(1).numpy()[labelled],
+                                                        train.values["label"].numpy()[labelled])
+            column = f"{paired:.0%} paired"
+            y = test.values["label"]
+            rows.setdefault("logistic regression (labelled images)", {}).setdefault(column, []).append(
+                float(clf.score(test.values["image"].flatten(1).numpy(), y.numpy())))
+            models = {
+                "MEME": pm.MEME(train.schema, latent_dim=16, hidden=(256, 256), pseudo_samples=128),
+                "MEME (code's options)": pm.MEME(train.schema, latent_dim=16, hidden=(256, 256), pseudo_samples=128, **CODE),
+                "MVAE cross=True": pm.MVAE(train.schema, latent_dim=16, hidden=(256, 256), weights={"label": 50.0}, cross=True),
+            }
+            for name, model in models.items():
+                torch.manual_seed(seed)
+                warmup = args.epochs / 3 if isinstance(model, pm.MVAE) else 0.0
+                pm.Trainer(model, epochs=args.epochs, batch_size=64, kl_warmup=warmup, seed=seed, progress=False).fit(train)
+                accuracy = metrics.accuracy(model.predict(test, "label", ["image"]).cpu(), y)
+                rows.setdefault(name, {}).setdefault(column, []).append(accuracy)
+            print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
+
+
+def run_relatedness(args, rows) -> None:
+    from polymodal.report import plot_relatedness
+
+    for seed in args.seeds:
+        train, test, _, y_test = pm.load_digit_styles(seed=seed)
+        model = pm.MEME(train.schema, latent_dim=16, hidden=(256,), pseudo_samples=64, **CODE)
+        torch.manual_seed(seed)
+        pm.Trainer(model, epochs=args.epochs, batch_size=32, seed=seed, progress=False).fit(train)
+        distances = metrics.posterior_w2(model, test, "hand", "print")
+        split = metrics.relatedness(distances)
+        matrix = metrics.class_distances(distances, y_test, y_test, 10)
+        scores = {"W2 paired (mean)": split["paired_mean"], "W2 unpaired (mean)": split["unpaired_mean"],
+                  "classes whose own print class is the nearest": float((matrix.argmin(1) == torch.arange(10)).float().mean())}
+        for metric, value in scores.items():
+            rows.setdefault(f"MEME (code's options): {metric}", {}).setdefault("f = 1", []).append(value)
+        plot_relatedness(distances, y_test, y_test, f"benchmarks/figures/meme_relatedness_seed{seed}.png", ("hand", "print"))
+
+
+def summary(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["styles", "labels", "relatedness"], required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.0625])
+    args = parser.parse_args()
+    rows: dict[str, dict[str, list[float]]] = {}
+    start = time.perf_counter()
+    {"styles": run_styles, "labels": run_labels, "relatedness": run_relatedness}[args.part](args, rows)
+    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
+    print(f"\n{args.part}: seeds {args.seeds}, {args.epochs} epochs, {time.perf_counter() - start:.0f} s")
+    print("| | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(summary(row[c]) if c in row else "" for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    main()
