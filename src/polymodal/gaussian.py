@@ -151,8 +151,6 @@ class Experts:
         known = ANY if ANY in (self.known, other.known) else max(self.known, other.known)
         return Experts(self.precision + other.precision, self.shift + other.shift, known)
 
-    __rmul__ = __mul__
-
     def __truediv__(self, other: Gaussian | Experts) -> Experts:
         other = _as_natural(other)
         return Experts(self.precision - other.precision, self.shift - other.shift, ANY)
