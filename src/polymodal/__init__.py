@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     **{name: ("config", name) for name in ("ConfigError",)},
     **{name: ("data", name) for name in ("Batch", "DataError", "concat")},
-    **{name: ("datasets", name) for name in ("generate_spirals", "load_digit_styles", "load_digits", "load_spirals",
-                                             "read_files", "read_frame", "write_frame")},
+    **{name: ("datasets", name) for name in ("generate_spirals", "load_basic_motions", "load_digit_styles", "load_digits",
+                                             "load_spirals", "read_files", "read_frame", "write_frame")},
     **{name: ("gaussian", name) for name in ("Experts", "Gaussian", "NonPositivePrecisionError", "kl_divergence",
                                              "log_mean_exp", "moment_match", "w2")},
     **{name: ("imputer", name) for name in ("Imputer", "load_imputer")},

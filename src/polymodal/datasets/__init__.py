@@ -1,12 +1,13 @@
 """Built-in data, generated or loaded from installed packages (nothing is downloaded), and
 the readers and writers of data files."""
 
+from .basic_motions import ACTIVITIES, basic_motions_schema, load_basic_motions
 from .digit_styles import digit_styles_schema, load_digit_styles, print_features, render_prints
 from .digits import load_digits
 from .files import read_files, read_frame, write_frame
 from .spirals import generate_spirals, load_spirals
 
 __all__ = [
-    "digit_styles_schema", "generate_spirals", "load_digit_styles", "load_digits", "load_spirals", "print_features",
-    "read_files", "read_frame", "render_prints", "write_frame",
+    "ACTIVITIES", "basic_motions_schema", "digit_styles_schema", "generate_spirals", "load_basic_motions", "load_digit_styles",
+    "load_digits", "load_spirals", "print_features", "read_files", "read_frame", "render_prints", "write_frame",
 ]
