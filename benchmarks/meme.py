@@ -1,14 +1,15 @@
 """MEME against MVAE on handwritten <-> printed digits, and on semi-supervised labels.
 
 Part 1 (``--part styles``): ``load_digit_styles`` at paired fractions f, MEME, MVAE
-(``cross=True``), MMVAE (stratified IWAE, K = 4) and MoPoE with the same nets (latent 16;
-an MLP with one hidden layer of 256 for the hand, the conv nets with channels 32, 64 for
-the prints), epochs and batches of 32: cross coherence hand -> print and print -> hand (the
-generated modality classified by a logistic regression fitted on that modality's real
-training images; prints through ``print_features``), the linear-probe accuracy of the
-latent from each modality alone, and training speed (samples/s over the epochs). At
-f = 1/16 also the simplest alternative to print -> hand generation: a classifier on the
-paired prints alone, whose predicted class would have to be drawn.
+(``cross=True``), MMVAE (stratified IWAE, K = 4; ``--mmvae-gradient dreg`` for the
+reference's DReG) and MoPoE with the same nets (latent 16; an MLP with one hidden layer of
+256 for the hand, the conv nets with channels 32, 64 for the prints), epochs and batches
+of 32: cross coherence hand -> print and print -> hand (the generated modality classified
+by a logistic regression fitted on that modality's real training images; prints through
+``print_features``), the linear-probe accuracy of the latent from each modality alone, and
+training speed (samples/s over the epochs). At f = 1/16 also the simplest alternative to
+print -> hand generation: a classifier on the paired prints alone, whose predicted class
+would have to be drawn.
 
 Part 2 (``--part labels``): scikit-learn digits, image + label with 5% and 10% of the pairs
 complete; label accuracy from the image alone for MEME (t = the label), MVAE ``cross=True``
@@ -62,7 +63,8 @@ def run_styles(args, rows) -> None:
             models = {
                 "MEME (code's options)": pm.MEME(train.schema, latent_dim=16, hidden=(256,), pseudo_samples=64, **CODE),
                 "MVAE cross=True": pm.MVAE(train.schema, latent_dim=16, hidden=(256,), cross=True),
-                "MMVAE (K = 4)": pm.MMVAE(train.schema, latent_dim=16, hidden=(256,), samples=4),
+                f"MMVAE ({args.mmvae_gradient}, K = 4)": pm.MMVAE(train.schema, latent_dim=16, hidden=(256,), samples=4,
+                                                                  gradient=args.mmvae_gradient),
                 "MoPoE": pm.MoPoE(train.schema, latent_dim=16, hidden=(256,)),
             }
             for name, model in models.items():
@@ -136,6 +138,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.0625])
+    parser.add_argument("--mmvae-gradient", choices=["iwae", "dreg"], default="iwae", help="dreg: the MMVAE reference's")
     args = parser.parse_args()
     rows: dict[str, dict[str, list[float]]] = {}
     start = time.perf_counter()

@@ -54,8 +54,10 @@ def test_encode_and_importance_sampling():
 
 
 @pytest.mark.parametrize("build", [lambda s: pm.MMVAE(s, latent_dim=8, hidden=(64,), samples=4, weights={"label": 20.0}),
+                                   lambda s: pm.MMVAE(s, latent_dim=8, hidden=(64,), samples=4, weights={"label": 20.0},
+                                                      gradient="dreg"),
                                    lambda s: pm.MoPoE(s, latent_dim=8, hidden=(64,), weights={"label": 20.0})],
-                         ids=["mmvae", "mopoe"])
+                         ids=["mmvae", "mmvae-dreg", "mopoe"])
 def test_baselines_learn_label_from_image_on_partially_paired_digits(build, tmp_path):
     torch.manual_seed(0)
     train, test = pm.load_digits(paired=0.5)
@@ -64,3 +66,49 @@ def test_baselines_learn_label_from_image_on_partially_paired_digits(build, tmp_
     assert metrics.accuracy(model.predict(test, "label", ["image"]), test.values["label"]) > 0.5  # chance: 0.1
     model.save(tmp_path / "m")
     torch.testing.assert_close(pm.load(tmp_path / "m").embed(test), model.embed(test))
+
+
+class _ExactPosterior(torch.nn.Module):
+    """q(z | x) = N(x / 2 + offset, exp(log_var) / 2): the exact posterior of p(z) = N(0, 1),
+    p(x | z) = N(x; z, 1) at offset = log_var = 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.offset, self.log_var = torch.nn.Parameter(torch.zeros(())), torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return pm.Gaussian(x / 2 + self.offset, (self.log_var.exp() / 2).expand_as(x))
+
+
+class _Scaled(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, z):
+        return (self.gain * z).unsqueeze(-1)
+
+
+def _gradients(gradient):
+    batch = pm.Batch.from_data(pm.Schema([pm.Modality("a", (1,))]), {"a": torch.linspace(-2, 2, 7)[:, None]})
+    model = pm.MMVAE(batch.schema, latent_dim=1, samples=5, gradient=gradient)
+    model.encoders["a"], model.decoders["a"] = _ExactPosterior(), _Scaled()
+    torch.manual_seed(3)
+    loss = model.loss(batch).loss
+    loss.backward()
+    encoder = torch.stack([model.encoders["a"].offset.grad, model.encoders["a"].log_var.grad])
+    return loss.detach(), encoder, model.decoders["a"].gain.grad
+
+
+def test_dreg_reports_the_bound_gives_the_decoder_the_iwae_gradient_and_the_exact_posterior_none():
+    iwae_loss, iwae_encoder, iwae_decoder = _gradients("iwae")
+    dreg_loss, dreg_encoder, dreg_decoder = _gradients("dreg")
+    torch.testing.assert_close(dreg_loss, iwae_loss)
+    torch.testing.assert_close(dreg_decoder, iwae_decoder)
+    torch.testing.assert_close(dreg_encoder, torch.zeros(2), atol=1e-6, rtol=0)  # log w is constant in z there
+    assert float(iwae_encoder.abs().max()) > 1e-3  # the IWAE score term is not
+
+
+def test_the_gradient_option_is_checked():
+    with pytest.raises(pm.ConfigError, match="gradient must be one of"):
+        pm.MMVAE(tiny().schema, gradient="drg")
