@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from polymodal.cli import main
+from polymodal.datasets.files import read_frame
 from polymodal.models import MODELS
 from polymodal.run import example_config, parse_config
 
@@ -67,7 +68,7 @@ def test_fit_writes_the_run_folder(table_run):
 def test_impute_keeps_observed_cells_and_fills_holes(table_run, capsys):
     root, frame, _ = table_run
     assert run("impute", root / "run", root / "train.csv", "-o", root / "filled.csv", "--samples", "20", "--quiet") == 0
-    filled = pd.read_csv(root / "filled.csv")
+    filled = read_frame(root / "filled.csv")
     assert list(filled.columns) == list(frame.columns) and (filled.dtypes == frame.dtypes).all()
     assert not filled.isna().any().any()
     observed = frame.notna().to_numpy()
@@ -79,7 +80,7 @@ def test_impute_keeps_observed_cells_and_fills_holes(table_run, capsys):
 def test_impute_draws_writes_k_different_imputations(table_run):
     root, frame, _ = table_run
     assert run("impute", root / "run", root / "train.csv", "-o", root / "mi.csv", "--draws", "2", "--quiet") == 0
-    a, b = pd.read_csv(root / "mi.draw1.csv"), pd.read_csv(root / "mi.draw2.csv")
+    a, b = read_frame(root / "mi.draw1.csv"), read_frame(root / "mi.draw2.csv")
     holes = frame["a"].isna()
     assert not a.isna().any().any() and (a.loc[~holes, "a"] == frame.loc[~holes, "a"]).all()
     assert (a.loc[holes, "a"] != b.loc[holes, "a"]).any()
@@ -91,7 +92,7 @@ def test_predict_beats_chance(table_run, tmp_path):
     test.drop(columns="kind").to_csv(tmp_path / "test.csv", index=False)
     out = tmp_path / "kind.csv"
     assert run("predict", root / "run", tmp_path / "test.csv", "--target", "kind", "--inputs", "a,b,c,d", "-o", out) == 0
-    predicted = pd.read_csv(out)
+    predicted = read_frame(out)
     assert list(predicted.columns) == ["id", "kind"] and predicted["id"].tolist() == test["id"].tolist()
     assert (predicted["kind"] == truth["kind"]).mean() > 0.8  # chance is about 0.5
 
@@ -179,7 +180,7 @@ def test_long_format_sequences_fit_impute_predict(tmp_path):
                           trainer={"epochs": 2, "batch_size": 8, "progress": False}, time="time", validation=0.25)
     assert run("fit", config, "--out", tmp_path / "run", "--quiet") == 0
     assert run("impute", tmp_path / "run", tmp_path / "seq.csv", "-o", tmp_path / "filled.csv", "--quiet") == 0
-    filled = pd.read_csv(tmp_path / "filled.csv")
+    filled = read_frame(tmp_path / "filled.csv")
     keys = ["id", "time"]
     assert list(filled.columns) == list(data.columns) and not filled.isna().any().any()
     spans = data.groupby("id")["time"].max() - 9  # each sequence from its first (10) to its last kept step
@@ -189,7 +190,7 @@ def test_long_format_sequences_fit_impute_predict(tmp_path):
     seen = both["y"].notna()
     assert (both.loc[seen, "y"] == both.loc[seen, "y_filled"]).all() and (both["x"] == both["x_filled"]).all()
     assert run("predict", tmp_path / "run", tmp_path / "seq.csv", "--target", "y", "-o", tmp_path / "y.csv") == 0
-    predicted = pd.read_csv(tmp_path / "y.csv")
+    predicted = read_frame(tmp_path / "y.csv")
     assert list(predicted.columns) == ["id", "time", "y"] and predicted[keys].equals(filled[keys])
     page = (tmp_path / "run" / "report.html").read_text()
     assert "Sequences: observed, hidden and imputed" in page
