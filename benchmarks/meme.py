@@ -20,9 +20,15 @@ Part 3 (``--part relatedness``): MEME at f = 1; W2 between the unimodal posterio
 test hand and print, paired against unpaired, and the class-by-class matrix (is each hand
 class nearest its own print class?); figures in ``benchmarks/figures/``.
 
+Part 4 (``--part likelihood``): the paper's Table 2 on this data: MEME at f = 1 trained in one
+direction (s = hand, t = print; and the reverse) and in both, each scored in both test
+directions by ``MEME.bound`` (L_{s->t} with K = 100 draws for log q(t|s), weight 1), the mean
+over the test pairs; a test direction other than the trained one "flips" the networks.
+
     .venv/bin/python benchmarks/meme.py --part styles [--seeds 0] [--epochs 30] [--fractions 1 0.25 0.0625]
     .venv/bin/python benchmarks/meme.py --part labels [--seeds 0 1] [--epochs 100]
     .venv/bin/python benchmarks/meme.py --part relatedness [--seeds 0] [--epochs 30]
+    .venv/bin/python benchmarks/meme.py --part likelihood [--seeds 0] [--epochs 30]
 """
 
 from __future__ import annotations
@@ -127,14 +133,29 @@ def run_relatedness(args, rows) -> None:
         plot_relatedness(distances, y_test, y_test, f"benchmarks/figures/meme_relatedness_seed{seed}.png", ("hand", "print"))
 
 
+def run_likelihood(args, rows) -> None:
+    trained = {"trained s = hand, t = print": "s_to_t", "trained s = print, t = hand": "t_to_s", "trained both": "both"}
+    for seed in args.seeds:
+        train, test, _, _ = pm.load_digit_styles(seed=seed)
+        for column, direction in trained.items():
+            model = pm.MEME(train.schema, latent_dim=16, hidden=(256,), pseudo_samples=64, direction=direction, **CODE)
+            torch.manual_seed(seed)
+            pm.Trainer(model, epochs=args.epochs, batch_size=32, seed=seed, progress=False).fit(train)
+            for source, target in (("hand", "print"), ("print", "hand")):
+                bound = torch.cat([model.bound(test.select(rows), source, samples=100).cpu()
+                                   for rows in torch.arange(len(test)).split(50)])
+                rows.setdefault(f"test s = {source}, t = {target}", {}).setdefault(column, []).append(float(bound.mean()))
+            print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
+
+
 def summary(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.4g} ± {sd:.3g}" if len(values) > 1 else f"{values[0]:.4g}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["styles", "labels", "relatedness"], required=True)
+    parser.add_argument("--part", choices=["styles", "labels", "relatedness", "likelihood"], required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.0625])
@@ -142,7 +163,8 @@ def main() -> None:
     args = parser.parse_args()
     rows: dict[str, dict[str, list[float]]] = {}
     start = time.perf_counter()
-    {"styles": run_styles, "labels": run_labels, "relatedness": run_relatedness}[args.part](args, rows)
+    {"styles": run_styles, "labels": run_labels, "relatedness": run_relatedness,
+     "likelihood": run_likelihood}[args.part](args, rows)
     columns = list(dict.fromkeys(c for r in rows.values() for c in r))
     print(f"\n{args.part}: seeds {args.seeds}, {args.epochs} epochs, {time.perf_counter() - start:.0f} s")
     print("| | " + " | ".join(columns) + " |")

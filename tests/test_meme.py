@@ -126,6 +126,25 @@ def test_paired_loss_against_hand_computation(noise, options, combine):
     assert loss.loss.item() == pytest.approx(-combine(a, b), rel=1e-5)
 
 
+def test_bound_is_either_direction_with_weight_one_on_log_q_t_given_s(noise):
+    model = closed_form_model(samples=1, classifier_weight=10.0, direction="s_to_t")
+    batch = pm.Batch.from_data(model.schema, {"s": [[0.3]], "t": [[0.2]]})
+    # draws in order: z ~ q(z|source), then the one fresh sample for log q(target|source)
+    _, t_to_s = paired_by_hand(0.3, 0.2, 0.0, 0.5, 0.0, -1.0)
+    assert model.bound(batch, "t", samples=1).item() == pytest.approx(t_to_s, rel=1e-5)
+    s_to_t, _ = paired_by_hand(0.3, 0.2, 1.5, 0.0, 0.2, 0.0)
+    assert model.bound(batch, "s", samples=1).item() == pytest.approx(s_to_t, rel=1e-5)
+
+
+def test_bound_refuses_unpaired_samples_and_unknown_sources():
+    model = closed_form_model()
+    batch = pm.Batch.from_data(model.schema, {"s": [[0.3], [0.1]], "t": [[0.2], [float("nan")]]})
+    with pytest.raises(pm.DataError, match="1 of 2 samples lack 't'"):
+        model.bound(batch, "s")
+    with pytest.raises(pm.DataError, match="unknown target modality 'u'"):
+        model.bound(batch, "u")
+
+
 def test_unpaired_loss_against_hand_computation(noise):
     model = closed_form_model()
     batch = pm.Batch.from_data(model.schema, {"s": [[0.3], [float("nan")]], "t": [[float("nan")], [0.2]]})

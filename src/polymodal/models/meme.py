@@ -73,7 +73,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, checked
-from ..data import Batch
+from ..data import Batch, DataError
 from ..gaussian import Gaussian, log_mean_exp, mixture_log_prob, moment_match, stack
 from ..likelihoods import Observation
 from ..modalities import Schema
@@ -200,12 +200,35 @@ class MEME(Model):
         values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
         return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
 
-    def matched(self, batch: Batch, s: str, t: str, q_s: Gaussian, q_t: Gaussian, z: Tensor, log_ps: Tensor) -> Tensor:
-        """L_{s->t} per sample of a paired ``batch``, given z ~ q(z|s) and log p(s|z)."""
-        zs = torch.cat([z.unsqueeze(0), q_s.rsample((self.config.samples,))])  # the ELBO's own sample first
+    def matched(self, batch: Batch, s: str, t: str, q_s: Gaussian, q_t: Gaussian, z: Tensor, log_ps: Tensor,
+                samples: int | None = None, classifier_weight: float | None = None) -> Tensor:
+        """L_{s->t} per sample of a paired ``batch``, given z ~ q(z|s) and log p(s|z); K and
+        the weight c are the config's unless given."""
+        c = self.config
+        samples = c.samples if samples is None else samples
+        zs = torch.cat([z.unsqueeze(0), q_s.rsample((samples,))])  # the ELBO's own sample first
         log_classifier = self.reconstruction(batch, {t: self.observation(t, zs)}, self.unit_weights)
-        log_ratio = q_s.kl(q_t) if self.config.analytic_kl else q_s.log_prob(z) - q_t.log_prob(z)
-        return mutual_supervision(log_ps, log_classifier, log_ratio, self.config.classifier_weight)[0]
+        log_ratio = q_s.kl(q_t) if c.analytic_kl else q_s.log_prob(z) - q_t.log_prob(z)
+        weight = c.classifier_weight if classifier_weight is None else classifier_weight
+        return mutual_supervision(log_ps, log_classifier, log_ratio, weight)[0]
+
+    @query
+    def bound(self, batch: Batch, source: str, samples: int = 100) -> Tensor:
+        """``[B]`` L_{s->t} of each pair with s = ``source``, the paper's Table 2 "marginal
+        likelihood": K = ``samples`` draws for log q(t|s) and weight 1 on it whatever the
+        training weight, in either direction whatever the model was trained in (the other
+        direction "flips" the networks' roles)."""
+        self.check_arguments("bound", batch, target=source, samples=samples)
+        for name in self.schema.names:
+            lacking = int((~batch.present(name)).sum())
+            if lacking:
+                raise DataError(f"MEME.bound scores pairs: {lacking} of {len(batch)} samples lack {name!r}")
+        batch = batch.to(self.device)
+        s, t = source, next(name for name in self.schema.names if name != source)
+        q = {name: self.encoders[name](batch.values[name]) for name in (s, t)}
+        z = q[s].rsample()
+        log_ps = self.reconstruction(batch, {s: self.observation(s, z)})
+        return self.matched(batch, s, t, q[s], q[t], z, log_ps, samples, 1.0)
 
     def unpaired(self, s: str, t: str, q_s: Gaussian, z: Tensor, log_ps: Tensor) -> Tensor:
         """L(s) per sample: the ELBO of s under the prior of t's pseudo-samples."""
