@@ -246,3 +246,57 @@ class GatedTransition(nn.Module):
         mean = (1 - gate) * self.linear(z) + gate * nonlinear
         std = F.softplus(self.scale(nonlinear)) + self.min_std
         return Gaussian(mean, std**2)
+
+
+CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class SequenceEncoder(nn.Module):
+    """A recurrent encoder of a whole sequential modality: values ``[*lead, T, *features]``
+    with their mask -> features ``[*lead, out_features]``.
+
+    Each step reads the step's values (unobserved entries zeroed) beside its mask, so a
+    missing entry is told apart from an observed zero; the code is a linear map of the last
+    hidden state. ``cell`` is ``"gru"`` or ``"lstm"``.
+    """
+
+    def __init__(self, modality: Modality, out_features: int, hidden: int = 64, cell: str = "gru"):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+        self.modality = modality
+        width = input_width(modality)
+        self.rnn = CELLS[cell](2 * width, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, out_features)
+
+    def forward(self, x: Tensor, observed: Tensor) -> Tensor:
+        event = len(self.modality.shape)
+        lead, steps = x.shape[: x.dim() - event - 1], x.shape[x.dim() - event - 1]
+        values = flat_input(self.modality, x, observed).reshape(lead.numel(), steps, -1)
+        if self.modality.categorical:
+            mask = observed.unsqueeze(-1).expand(*observed.shape, self.modality.num_classes)
+        else:
+            mask = observed
+        mask = mask.reshape(lead.numel(), steps, -1).float()
+        out, _ = self.rnn(torch.cat([values, mask], -1))
+        return self.head(out[:, -1]).reshape(*lead, -1)
+
+
+class SequenceDecoder(nn.Module):
+    """A recurrent decoder unrolled over ``steps`` from a code: ``[*lead, in_features]`` ->
+    likelihood parameters ``[*lead, steps, *features, P]``; every step reads the code."""
+
+    def __init__(self, modality: Modality, in_features: int, hidden: int = 64, cell: str = "gru"):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+        self.modality = modality
+        self.n_params = modality.likelihood.n_params
+        self.rnn = CELLS[cell](in_features, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, modality.size * self.n_params)
+
+    def forward(self, z: Tensor, steps: int) -> Tensor:
+        lead = z.shape[:-1]
+        code = z.reshape(-1, 1, z.shape[-1]).expand(-1, steps, -1)
+        out, _ = self.rnn(code)
+        return self.head(out).reshape(*lead, steps, *self.modality.shape, self.n_params)
