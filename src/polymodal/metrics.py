@@ -124,3 +124,36 @@ def class_distances(distances: Tensor, labels_a: Tensor, labels_b: Tensor, class
     totals = rows.T @ distances.float() @ cols
     counts = rows.sum(0)[:, None] * cols.sum(0)[None, :]
     return totals / counts
+
+
+def mmd(x: Tensor, y: Tensor, bandwidth: float | None = None) -> Tensor:
+    """Squared maximum mean discrepancy between samples ``x`` ``[N, d]`` and ``y`` ``[M, d]``,
+    the biased V-statistic mean(K_xx) + mean(K_yy) - 2 mean(K_xy), diagonals included, with
+    the MFM reference code's kernel k(a, b) = exp(-||a - b||^2 / bandwidth). The bandwidth is
+    d^2 by default (``d`` the dimension), as the code's ``mean((a - b)^2) / d`` is. The
+    V-statistic is >= 0 and is 0 for identical samples; between two draws of one distribution
+    it is positive by O(1/N) (its bias). Differentiable, for use as a loss."""
+    if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"mmd needs two [N, d] sample matrices of one dimension, got {tuple(x.shape)} and {tuple(y.shape)}")
+    scale = float(x.shape[1] ** 2) if bandwidth is None else float(bandwidth)
+    if scale <= 0:
+        raise ValueError(f"mmd: bandwidth must be positive, got {bandwidth!r}")
+
+    def kernel(a: Tensor, b: Tensor) -> Tensor:
+        return torch.exp(-((a[:, None] - b[None, :]) ** 2).sum(-1) / scale)
+
+    return kernel(x, x).mean() + kernel(y, y).mean() - 2 * kernel(x, y).mean()
+
+
+def macro_f1(predicted, target, classes: int | None = None) -> float:
+    """Unweighted mean over classes of the F1 score 2 TP / (2 TP + FP + FN); a class neither
+    predicted nor present counts as 0 only if listed by ``classes`` (default: the classes
+    present in either)."""
+    predicted, target = np.asarray(predicted).ravel(), np.asarray(target).ravel()
+    labels = range(classes) if classes is not None else np.union1d(predicted, target)
+    scores = []
+    for c in labels:
+        tp = np.sum((predicted == c) & (target == c))
+        wrong = np.sum((predicted == c) != (target == c))
+        scores.append(2 * tp / (2 * tp + wrong) if 2 * tp + wrong else 0.0)
+    return float(np.mean(scores))
