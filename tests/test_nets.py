@@ -3,7 +3,17 @@ import torch
 from torch import nn
 
 from polymodal.modalities import Modality
-from polymodal.nets import MLP, Decoder, Encoder, ExpertHead, GatedTransition, SequenceDecoder, SequenceEncoder
+from polymodal.nets import (
+    MLP,
+    Decoder,
+    Encoder,
+    ExpertHead,
+    FactorDecoder,
+    FeatureEncoder,
+    GatedTransition,
+    SequenceDecoder,
+    SequenceEncoder,
+)
 
 LATENT = 4
 SMALL = dict(hidden=(16,), channels=(4, 8))
@@ -160,3 +170,24 @@ def test_sequence_nets_refuse_an_unknown_cell():
         SequenceEncoder(SEQUENTIAL["vector"], LATENT, cell="rnn")
     with pytest.raises(ValueError, match="cell"):
         SequenceDecoder(SEQUENTIAL["vector"], LATENT, cell="rnn")
+
+
+@pytest.mark.parametrize("modality", [Modality("v", (5,)), Modality("c", (), "categorical", num_classes=3),
+                                      Modality("img", (3, 8, 8), net="conv"), Modality("s", (2,), sequential=True)])
+def test_feature_encoder_ignores_unobserved_values_and_factor_decoder_shapes(modality):
+    lead = (4, 6) if modality.sequential else (4,)
+    x = torch.randint(3, lead).float() if modality.categorical else torch.rand(*lead, *modality.shape)
+    encoder = FeatureEncoder(modality, 7, hidden=(8,), channels=(4,), rnn_hidden=8)
+    observed = torch.ones(x.shape, dtype=torch.bool)
+    observed[0] = False
+    other = x.clone()
+    other[0] = 2 if modality.categorical else -5.0
+    h = encoder(x, observed)
+    assert h.shape == (4, 7)
+    torch.testing.assert_close(encoder(other, observed), h)
+    decoder = FactorDecoder(modality, 7, hidden=(8,), channels=(4,), rnn_hidden=8)
+    out = decoder(h, 6) if modality.sequential else decoder(h)
+    assert out.shape == (*lead, *modality.shape, modality.likelihood.n_params)
+    if modality.sequential:
+        with pytest.raises(ValueError, match="number of steps"):
+            decoder(h)

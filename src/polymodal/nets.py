@@ -300,3 +300,64 @@ class SequenceDecoder(nn.Module):
         code = z.reshape(-1, 1, z.shape[-1]).expand(-1, steps, -1)
         out, _ = self.rnn(code)
         return self.head(out).reshape(*lead, steps, *self.modality.shape, self.n_params)
+
+
+class FeatureEncoder(nn.Module):
+    """A deterministic encoder of one modality to features: values ``[B, ...]`` and their mask
+    -> ``[B, out_features]`` (SiLU-activated). The modality's default body: conv for ``net="conv"``
+    images, a :class:`SequenceEncoder` for sequential modalities, else an MLP over the
+    zero-filled values (one-hot for categorical)."""
+
+    def __init__(
+        self,
+        modality: Modality,
+        out_features: int,
+        hidden: Sequence[int] = (256,),
+        channels: Sequence[int] = (32, 64),
+        rnn_hidden: int = 64,
+        cell: str = "gru",
+    ):
+        super().__init__()
+        self.modality = modality
+        if modality.sequential:
+            self.body: nn.Module = SequenceEncoder(modality, out_features, rnn_hidden, cell)
+        elif modality.net == "conv":
+            self.body = ConvEncoder(modality.shape, channels, out_features)
+        else:
+            self.body = MLP(input_width(modality), hidden, out_features)
+
+    def forward(self, x: Tensor, observed: Tensor) -> Tensor:
+        if self.modality.sequential:
+            return F.silu(self.body(x, observed))
+        if self.modality.net == "conv":
+            return F.silu(self.body(torch.where(observed, x, torch.zeros_like(x))))
+        return F.silu(self.body(flat_input(self.modality, x, observed)))
+
+
+class FactorDecoder(nn.Module):
+    """The default decoder of a modality from a code ``[*lead, in_features]`` to likelihood
+    parameters: a :class:`SequenceDecoder` unrolled over ``steps`` for a sequential modality,
+    else the modality's :class:`Decoder`."""
+
+    def __init__(
+        self,
+        modality: Modality,
+        in_features: int,
+        hidden: Sequence[int] = (256,),
+        channels: Sequence[int] = (32, 64),
+        rnn_hidden: int = 64,
+        cell: str = "gru",
+    ):
+        super().__init__()
+        self.modality = modality
+        if modality.sequential:
+            self.body: nn.Module = SequenceDecoder(modality, in_features, rnn_hidden, cell)
+        else:
+            self.body = Decoder(modality, in_features, hidden, channels)
+
+    def forward(self, z: Tensor, steps: int | None = None) -> Tensor:
+        if self.modality.sequential:
+            if steps is None:
+                raise ValueError(f"modality {self.modality.name!r} is sequential: decoding it needs the number of steps")
+            return self.body(z, steps)
+        return self.body(z)

@@ -5,6 +5,7 @@ from .baselines import ZeroFillVAE, ZeroFillVAEConfig
 from .dks import DKS, DKSConfig
 from .mdmm import MDMM, MDMMConfig
 from .meme import MEME, MEMEConfig
+from .mfm import MFM, MFMConfig
 from .miwae import MIWAE, MIWAEConfig
 from .mmvae import MMVAE, MMVAEConfig
 from .mopoe import MoPoE, MoPoEConfig
@@ -12,7 +13,8 @@ from .mvae import MVAE, MVAEConfig
 from .vsae import VSAE, VSAEConfig
 
 __all__ = [
-    "DKS", "DKSConfig", "MDMM", "MEME", "MEMEConfig", "MDMMConfig", "MIWAE", "MODELS", "MVAE", "VSAE", "LossOutput",
+    "DKS", "DKSConfig", "MDMM", "MEME", "MEMEConfig", "MDMMConfig", "MFM", "MFMConfig", "MIWAE", "MODELS", "MVAE", "VSAE",
+    "LossOutput",
     "MIWAEConfig", "MMVAE", "MMVAEConfig", "MoPoE", "MoPoEConfig",
     "MVAEConfig", "Model", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
 ]

@@ -236,25 +236,31 @@ class Model(nn.Module):
         return Batch(batch.schema, values, {k: torch.ones_like(m) for k, m in batch.observed.items()})
 
     @query
-    def predict(self, batch: Batch, target: str, inputs: list[str] | None = None, proba: bool = False) -> Tensor:
+    def predict(
+        self, batch: Batch, target: str, inputs: list[str] | None = None, proba: bool = False, **options: Any
+    ) -> Tensor:
         """Predict modality ``target`` from the ``inputs`` modalities (default: all others).
 
         Returns the imputation value (class indices for categorical), or with ``proba`` the
-        likelihood's mean (class probabilities for categorical).
+        likelihood's mean (class probabilities for categorical). ``options`` go to the
+        model's :meth:`reconstruct` (such as MFM's ``surrogate``).
         """
         self.check_arguments("predict", batch, target=target, inputs=inputs)
         inputs = [n for n in self.schema.names if n != target] if inputs is None else inputs
         if target in inputs:
             raise ValueError(f"predict: target {target!r} cannot also be an input")
         hidden = [n for n in self.schema.names if n not in inputs]
-        observation = self.reconstruct(batch.without(*hidden))[target]
+        observation = self.reconstruct(batch.without(*hidden), **options)[target]
         return observation.mean if proba else observation.point
 
     @query
     def generate(self, n: int, sample: bool = False) -> Batch:
         """``n`` joint samples from the prior: likelihood means (or samples) of every modality."""
         self.check_arguments("generate", n=n)
-        decoded = self.decode(self.prior((n,)).sample())
+        return self.drawn(self.decode(self.prior((n,)).sample()), sample)
+
+    def drawn(self, decoded: Mapping[str, Observation], sample: bool = False) -> Batch:
+        """A fully observed batch of decoded likelihoods' points (or samples, with ``sample``)."""
         values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
         return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
 

@@ -112,9 +112,7 @@ class DeepMarkovModel(Model):
         z = [self.prior((n,)).sample()]
         for _ in range(steps - 1):
             z.append(self.transition(z[-1]).sample())
-        decoded = self.decode(torch.stack(z, 1))
-        values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
-        return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
+        return self.drawn(self.decode(torch.stack(z, 1)), sample)
 
     def log_prior(self, path: Tensor) -> Tensor:
         """log p(z_1) + sum_t log p(z_t | z_{t-1}) of latent paths ``[..., T, D]``: ``[...]``, so

@@ -196,9 +196,7 @@ class MEME(Model):
         """``n`` joint samples: z from the pseudo-sample mixture prior, then every modality's
         likelihood mean (or a sample)."""
         self.check_arguments("generate", n=n)
-        decoded = self.decode(self.sample_prior(n))
-        values = {name: obs.sample() if sample else obs.point for name, obs in decoded.items()}
-        return Batch(self.schema, values, {k: torch.ones(v.shape, dtype=torch.bool, device=v.device) for k, v in values.items()})
+        return self.drawn(self.decode(self.sample_prior(n)), sample)
 
     def matched(self, batch: Batch, s: str, t: str, q_s: Gaussian, q_t: Gaussian, z: Tensor, log_ps: Tensor,
                 samples: int | None = None, classifier_weight: float | None = None) -> Tensor:
