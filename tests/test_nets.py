@@ -165,6 +165,22 @@ def test_sequence_decoder_unrolls_over_steps_and_gradient(cell):
     assert z.grad.abs().sum() > 0 and all(p.grad is not None for p in decoder.parameters())
 
 
+def test_mean_pooled_sequence_encoder_ignores_trailing_unobserved_steps():
+    modality = SEQUENTIAL["vector"]
+    encoder = SequenceEncoder(modality, LATENT, hidden=8, pool="mean")
+    x = torch.randn(4, 9, 3)
+    observed = torch.ones(x.shape, dtype=torch.bool)
+    observed[:, 6:] = False  # steps 6-8 are padding
+    h = encoder(x, observed)
+    torch.testing.assert_close(encoder(x[:, :6], observed[:, :6]), h)
+    # the mean of the hidden states over the observed steps, by hand
+    values = torch.cat([x[:, :6], torch.ones_like(x[:, :6])], -1)
+    out, _ = encoder.rnn(values)
+    torch.testing.assert_close(h, encoder.head(out.mean(1)))
+    with pytest.raises(ValueError, match="pool"):
+        SequenceEncoder(modality, LATENT, pool="max")
+
+
 def test_sequence_nets_refuse_an_unknown_cell():
     with pytest.raises(ValueError, match="cell"):
         SequenceEncoder(SEQUENTIAL["vector"], LATENT, cell="rnn")

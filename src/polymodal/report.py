@@ -305,6 +305,15 @@ def write_report(run: str | Path, evaluation: Evaluation | None = None) -> Path:
     return path
 
 
+def _show(ax, image: Tensor) -> None:
+    """One image on ``ax``: grey ``(h, w)`` dark on light, RGB ``(3, h, w)`` as it is."""
+    image = image.detach().cpu().clamp(0, 1)
+    if image.dim() == 3:
+        ax.imshow(image.permute(1, 2, 0).numpy())
+    else:
+        ax.imshow(image.numpy(), cmap="gray_r", vmin=0, vmax=1)
+
+
 def plot_pairs(
     batch: Batch, labels: Tensor, path: str | Path, left: str = "hand", right: str = "print", per_class: int = 10
 ) -> Path:
@@ -317,11 +326,7 @@ def plot_pairs(
         for j, ax in enumerate(row):
             ax.axis("off")
             if j // 2 < len(rows):
-                image = batch.values[left if j % 2 == 0 else right][rows[j // 2]].cpu()
-                if image.dim() == 3:
-                    ax.imshow(image.permute(1, 2, 0).numpy())
-                else:
-                    ax.imshow(image.numpy(), cmap="gray_r", vmin=0, vmax=1)
+                _show(ax, batch.values[left if j % 2 == 0 else right][rows[j // 2]])
     fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.01, right=0.99, top=0.99, bottom=0.01)
     path = Path(path)
     fig.savefig(path, dpi=100)
@@ -355,6 +360,60 @@ def plot_relatedness(distances: Tensor, labels_a: Tensor, labels_b: Tensor, path
     np.fill_diagonal(symmetric, 0.0)
     dendrogram(linkage(squareform(symmetric, checks=False), "average"), ax=axes[2], labels=list(range(classes)))
     axes[2].set_xlabel("class")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+@torch.no_grad()
+def plot_factor_generations(model: Model, batch: Batch, path: str | Path, draws: int = 6) -> Path:
+    """MFM's conditional generation (the paper's Fig. 2): for each sample of ``batch`` and each
+    latent block of ``model.blocks`` (Z_y, then each Z_a), a row that fixes that block at the
+    sample's code and draws the others from the prior, ``draws`` times; the columns show every
+    image modality of each draw, the sample itself first. Fixing Z_y should keep the content
+    (the class) and vary the style; fixing a Z_a the reverse."""
+    images = [m.name for m in model.schema if len(m.shape) >= 2 and not m.sequential]
+    codes = model.embed(batch)
+    rows = [(i, block) for i in range(len(batch)) for block in model.blocks]
+    width = len(images) * (draws + 1)
+    fig, axes = plt.subplots(len(rows), width, figsize=(0.5 * width + 1.2, 0.55 * len(rows)), squeeze=False)
+    for row, (i, block) in zip(axes, rows):
+        drawn = model.generate(draws, codes={block: codes[i, model.blocks[block]]})
+        for k, name in enumerate(images):
+            column = k * (draws + 1)
+            _show(row[column], batch.values[name][i])
+            for j in range(draws):
+                _show(row[column + 1 + j], drawn.values[name][j])
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(f"{i}: fixed {'Z_y' if block == 'y' else 'Z_a ' + block}", rotation=0, ha="right",
+                          va="center", fontsize=7)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.12, right=0.99, top=0.99, bottom=0.01)
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_traces(truth: Tensor, predicted: dict[str, Tensor], path: str | Path, n: int = 3,
+                channels: tuple[str, ...] = ("x", "y", "z"), title: str = "") -> Path:
+    """Sequences ``[B, T, C]`` against the truth: one row per sequence (the first ``n``), one
+    column per channel, each method of ``predicted`` as its own line."""
+    c = truth.shape[-1]
+    fig, axes = plt.subplots(n, c, figsize=(3.2 * c, 1.8 * n), squeeze=False, sharex=True)
+    for i, row in enumerate(axes):
+        for j, ax in enumerate(row):
+            ax.plot(truth[i, :, j].cpu(), color="k", lw=1.4, label="truth")
+            for method, values in predicted.items():
+                ax.plot(values[i, :, j].detach().cpu(), lw=1.0, label=method)
+            if i == 0:
+                ax.set_title(channels[j] if j < len(channels) else str(j), fontsize=9)
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -8,8 +8,9 @@ discriminative Z_y and one generative Z_ai per input, each with prior N(0, I):
 
 Encoders are deterministic (a Wasserstein autoencoder): Z_y = Q(x_1..x_M) by late fusion, a
 linear map of the concatenated per-modality features, and Z_ai = Q_i(x_i) from modality i's
-features alone; a sequential modality's features come from a recurrent encoder and its
-decoder F_i is unrolled over the steps (``nets.FeatureEncoder``, ``nets.FactorDecoder``).
+features alone; a sequential modality's features come from a recurrent encoder (hidden states averaged over the observed
+steps with ``pool="mean"``, or the last one) and its decoder F_i is unrolled over the steps
+(``nets.FeatureEncoder``, ``nets.FactorDecoder``).
 The objective (paper Eq. 4) is
 
     min  E_data[ sum_i lambda_i c(x_i, x^_i) + lambda_y c(y, y^) ] + lambda_mmd MMD(Q_Z, P_Z),
@@ -61,7 +62,11 @@ Where we differ from the paper and the reference code, and why:
   code's reconstruction term for a missing third modality decodes the wrong surrogate (its
   v-term bug); here every modality is decoded from its own codes.
 * Nets are the library's (SiLU MLPs, conv nets for images, GRU or LSTM for sequences) rather
-  than the MFN fusion and the code's LSTM cells; G_y and G_a are MLPs with SiLU outputs.
+  than the MFN fusion and the code's LSTM cells; G_y and G_a are MLPs with SiLU outputs. A
+  sequence's features average the recurrent states over its observed steps (``pool="mean"``);
+  the code reads the last state (``pool="last"``), which on BasicMotions' 32 training
+  sequences of 100 steps learned far worse in our runs (label accuracy 0.50 against 0.80 for
+  the discriminative ablation, one seed).
 
 MFM defines no tractable density, so ``log_likelihood`` and importance-sampled ``impute``
 refuse; ``encode`` returns the code as a Gaussian of variance 1e-8 (a point mass), so the
@@ -90,7 +95,7 @@ POINT_VAR = 1e-8  # the variance of the Gaussian that stands for a deterministic
 
 @dataclass
 @checked(shared_dim=AT_LEAST_ONE, modality_dim=AT_LEAST_ONE, factor_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE,
-         channels=AT_LEAST_ONE, rnn_hidden=AT_LEAST_ONE, cell=("gru", "lstm"), weights=NON_NEGATIVE,
+         channels=AT_LEAST_ONE, rnn_hidden=AT_LEAST_ONE, cell=("gru", "lstm"), pool=("last", "mean"), weights=NON_NEGATIVE,
          mmd_weight=NON_NEGATIVE, mmd=("joint", "block"), bandwidth=POSITIVE,
          objective=("hybrid", "discriminative", "generative"), surrogate=("mask", "pattern"))
 class MFMConfig:
@@ -102,6 +107,7 @@ class MFMConfig:
     channels: tuple[int, ...] = (32, 64)
     rnn_hidden: int = 64
     cell: str = "gru"
+    pool: str = "mean"
     weights: dict[str, float] = field(default_factory=dict)
     mmd_weight: float = 1.0
     mmd: str = "joint"
@@ -119,7 +125,7 @@ class Surrogate(nn.Module):
     def __init__(self, inputs: list[Modality], latent: int, c: MFMConfig):
         super().__init__()
         width = c.hidden[-1]
-        self.features = ModalityDict({m.name: FeatureEncoder(m, width, c.hidden[:-1], c.channels, c.rnn_hidden, c.cell)
+        self.features = ModalityDict({m.name: FeatureEncoder(m, width, c.hidden[:-1], c.channels, c.rnn_hidden, c.cell, c.pool)
                                       for m in inputs})
         self.head = MLP(len(inputs) * (width + 1), c.hidden, latent)
 
@@ -149,7 +155,7 @@ class MFM(Model):
             start += size
         self._latent_size = start
         width = c.hidden[-1]
-        self.features = ModalityDict({m.name: FeatureEncoder(m, width, c.hidden[:-1], c.channels, c.rnn_hidden, c.cell)
+        self.features = ModalityDict({m.name: FeatureEncoder(m, width, c.hidden[:-1], c.channels, c.rnn_hidden, c.cell, c.pool)
                                       for m in self.inputs})
         self.to_y = nn.Linear(len(self.inputs) * width, sizes["y"])
         self.g_y = nn.Sequential(MLP(sizes["y"], c.hidden, c.factor_dim), nn.SiLU())
