@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import torch
+from results import markdown
 from sklearn.linear_model import LogisticRegression
 
 import polymodal as pm
@@ -148,11 +148,6 @@ def run_likelihood(args, rows) -> None:
             print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
 
 
-def summary(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4g} ± {sd:.3g}" if len(values) > 1 else f"{values[0]:.4g}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["styles", "labels", "relatedness", "likelihood"], required=True)
@@ -165,12 +160,8 @@ def main() -> None:
     start = time.perf_counter()
     {"styles": run_styles, "labels": run_labels, "relatedness": run_relatedness,
      "likelihood": run_likelihood}[args.part](args, rows)
-    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
     print(f"\n{args.part}: seeds {args.seeds}, {args.epochs} epochs, {time.perf_counter() - start:.0f} s")
-    print("| | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for name, row in rows.items():
-        print(f"| {name} | " + " | ".join(summary(row[c]) if c in row else "" for c in columns) + " |")
+    print(markdown(rows))
 
 
 if __name__ == "__main__":

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import numpy as np
 import torch
+from results import add, markdown
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -56,10 +56,6 @@ MOTION_VARIANTS = {
     "purely discriminative": {"objective": "discriminative"},
     "no factorisation": {"factorised": False},
 }
-
-
-def add(rows, name, column, value) -> None:
-    rows.setdefault(name, {}).setdefault(column, []).append(float(value))
 
 
 def run_digits(args, rows) -> None:
@@ -144,12 +140,6 @@ def run_motions(args, rows) -> None:
                 metrics.mse(torch.zeros_like(test.values[missing]), test.values[missing]))
 
 
-def summary(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4g}"
-    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["digits", "motions"], required=True)
@@ -160,12 +150,8 @@ def main() -> None:
     rows: dict[str, dict[str, list[float]]] = {}
     start = time.perf_counter()
     {"digits": run_digits, "motions": run_motions}[args.part](args, rows)
-    columns = list(dict.fromkeys(c for r in rows.values() for c in r))
     print(f"\n{args.part}: seeds {args.seeds}, {args.epochs} epochs, {time.perf_counter() - start:.0f} s")
-    print("| | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for name, row in rows.items():
-        print(f"| {name} | " + " | ".join(summary(row[c]) if c in row else "" for c in columns) + " |")
+    print(markdown(rows))
 
 
 if __name__ == "__main__":
