@@ -192,3 +192,16 @@ def test_digit_styles_short_run_beats_chance():
     model = pm.MFM(train.schema, weights={"label": 5000.0})
     pm.Trainer(model, epochs=4, batch_size=64, progress=False).fit(train)
     assert metrics.accuracy(model.predict(test, "label"), y_test) > 0.5
+
+
+def test_report_draws_factor_generations_and_traces(tmp_path):
+    from polymodal.report import plot_factor_generations, plot_traces
+
+    train, _, _, _ = pm.load_digit_styles(label=True)
+    torch.manual_seed(0)
+    model = pm.MFM(train.schema, hidden=(16,), channels=(4, 8), factor_dim=8)
+    path = plot_factor_generations(model, train.select(slice(0, 2)), tmp_path / "generations.png", draws=3)
+    assert path.stat().st_size > 1000
+    truth = torch.randn(3, 20, 3)
+    path = plot_traces(truth, {"noisy": truth + 0.1}, tmp_path / "traces.png")
+    assert path.stat().st_size > 1000

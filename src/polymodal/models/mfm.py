@@ -45,8 +45,8 @@ baseline instead (the full model reading zeros for a missing input).
 
 Ablations (the paper's comparisons): ``objective="discriminative"`` drops the generative
 factors and decoders (Z_y -> y only, with the MMD); ``"generative"`` drops the label loss and
-predicts the label from a probe, D trained on sg(F_y) so that the label teaches the encoders
-nothing; ``factorised=False`` keeps one shared latent, of the same total size, from which
+predicts the label from a probe, a decoder trained on the detached code sg(Z) (all blocks), so
+that the label teaches the encoders nothing; ``factorised=False`` keeps one shared latent, of the same total size, from which
 every modality and the label are decoded.
 
 Where we differ from the paper and the reference code, and why:
@@ -167,7 +167,9 @@ class MFM(Model):
             code = c.factor_dim * (2 if self.factorised else 1)
             self.decoders = ModalityDict({m.name: FactorDecoder(m, code, c.hidden, c.channels, c.rnn_hidden, c.cell)
                                           for m in self.inputs})
-        self.label_decoder = Decoder(schema[self.label], c.factor_dim, c.hidden)
+        # The probe of the purely generative ablation reads the whole (detached) code.
+        probe = c.objective == "generative"
+        self.label_decoder = Decoder(schema[self.label], self.latent_size if probe else c.factor_dim, c.hidden)
         # The training patterns of complete rows: every set of inputs with one present and one missing.
         m = len(self.inputs)
         patterns = [p for p in product([True, False], repeat=m) if any(p) and not all(p)]
@@ -234,7 +236,7 @@ class MFM(Model):
             for m in self.inputs:
                 f = torch.cat([self.g_a[m.name](z[..., self.blocks[m.name]]), f_y], -1) if self.factorised else f_y
                 params[m.name] = self.decoders[m.name](f, steps)
-        params[self.label] = self.label_decoder(f_y.detach() if self.config.objective == "generative" else f_y)
+        params[self.label] = self.label_decoder(z.detach() if self.config.objective == "generative" else f_y)
         return {name: self.schema[name].likelihood(p, len(self.schema[name].shape)) for name, p in params.items()}
 
     def cost(self, batch: Batch, z: Tensor) -> Tensor:
