@@ -591,7 +591,7 @@ def test_fuzz_batches_either_refuse_clearly_or_round_trip(n, width, x, kind):
     back = made.numpy()
     given_values = pd.DataFrame(values).astype(float).to_numpy()
     np.testing.assert_allclose(back["v"], given_values.astype(np.float32), equal_nan=True)
-    np.testing.assert_array_equal(back["b"], flags)
+    np.testing.assert_array_equal(back["b"], flags.astype(np.float32))  # values are stored as float32
     np.testing.assert_array_equal(back["c"], classes)
 
 

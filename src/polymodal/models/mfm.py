@@ -68,8 +68,8 @@ Where we differ from the paper and the reference code, and why:
   sequences of 100 steps learned far worse in our runs (label accuracy 0.50 against 0.80 for
   the discriminative ablation, one seed).
 
-MFM defines no tractable density, so ``log_likelihood`` and importance-sampled ``impute``
-refuse; ``encode`` returns the code as a Gaussian of variance 1e-8 (a point mass), so the
+MFM defines no tractable density, so importance sampling (``log_likelihood``, ``impute`` with
+``samples``) refuses; ``encode`` returns the code as a Gaussian of variance 1e-8 (a point mass), so the
 shared API and metrics that read posterior means work.
 """
 
@@ -318,9 +318,11 @@ class MFM(Model):
             raise ValueError("MFM.generate: the schema has sequential modalities; pass steps")
         return self.drawn(self.decode(z, steps), sample)
 
-    def log_likelihood(self, batch: Batch, n_samples: int = 1000, chunk: int = 100) -> Tensor:
+    def sampler(self, batch: Batch):
+        """Refused: with deterministic encoders there is no proposal, so no importance sampling
+        (``log_likelihood``, importance-weighted imputation or scoring)."""
         raise NotImplementedError("MFM is a Wasserstein autoencoder with deterministic encoders: it defines no "
-                                  "likelihood estimate; score it by reconstruction or prediction")
+                                  "likelihood estimate; score it by reconstruction or prediction (samples=0)")
 
     @query
     def reconstruction_terms(self, batch: Batch) -> dict[str, float]:
