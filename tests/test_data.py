@@ -220,3 +220,20 @@ def test_observed_mask_without_values_is_refused():
     schema = Schema([Modality("a", (2,)), Modality("b", ())])
     with pytest.raises(DataError, match=r"observed masks given for modalities \['b'\]"):
         Batch.from_data(schema, {"a": np.zeros((3, 2))}, observed={"b": np.ones(3, dtype=bool)})
+
+
+def test_fitting_a_model_loads_no_heavy_library():
+    """A model, its trainer and a batch of arrays need neither pandas, scikit-learn, scipy nor
+    matplotlib: ``import polymodal`` pays for them only where they are used."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, polymodal as pm\n"
+        "schema = pm.Schema([pm.Modality('a', (2,)), pm.Modality('b', (1,))])\n"
+        "batch = pm.Batch.from_data(schema, {'a': np.ones((4, 2)), 'b': np.array([[1.0], [np.nan], [0.0], [2.0]])})\n"
+        "pm.Trainer(pm.MVAE(schema, hidden=(4,)), epochs=1, progress=False).fit(batch)\n"
+        "print(sorted(m for m in ('pandas', 'sklearn', 'scipy', 'matplotlib') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

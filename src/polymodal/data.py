@@ -14,12 +14,12 @@ NaN means missing, and checks the input before any tensor math.
 from __future__ import annotations
 
 import numbers
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 
@@ -40,7 +40,8 @@ def _to_array(name: str, data: Any) -> np.ndarray:
         if data.is_complex():
             raise DataError(f"modality {name!r}: expected numbers, got a complex tensor")
         return data.detach().cpu().to(torch.float64).numpy()
-    labels = data if isinstance(data, (pd.DataFrame, pd.Series)) else None
+    pd = sys.modules.get("pandas")  # data cannot be a pandas object unless pandas is loaded; import it no sooner
+    labels = data if pd is not None and isinstance(data, (pd.DataFrame, pd.Series)) else None
     if labels is not None:
         data = data.to_numpy()
     try:
@@ -53,6 +54,8 @@ def _to_array(name: str, data: Any) -> np.ndarray:
     if kind != "O":
         what = {"c": "complex numbers", "m": "time spans", "M": "dates", "U": "text", "S": "bytes"}.get(kind, array.dtype)
         raise DataError(f"modality {name!r}: expected numbers, got {what} (dtype {array.dtype})")
+    import pandas as pd  # for isna of objects (None, NaN, pd.NA, NaT); only this rare path pays its import
+
     flat = array.ravel()
     missing = np.asarray(pd.isna(flat), dtype=bool)
     for i in np.flatnonzero(~missing):
