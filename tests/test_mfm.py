@@ -205,3 +205,13 @@ def test_report_draws_factor_generations_and_traces(tmp_path):
     truth = torch.randn(3, 20, 3)
     path = plot_traces(truth, {"noisy": truth + 0.1}, tmp_path / "traces.png")
     assert path.stat().st_size > 1000
+
+
+def test_scalar_inputs_as_table_columns_are_modalities():
+    schema = pm.Schema([pm.Modality("x1"), pm.Modality("x2"), pm.Modality("k", (), "categorical", num_classes=2)])
+    k = torch.tensor([0, 1] * 8)
+    batch = pm.Batch.from_data(schema, {"x1": k.float() + 0.1 * torch.randn(16), "x2": torch.randn(16), "k": k.float()})
+    model = pm.MFM(schema, hidden=(8,), factor_dim=4)
+    assert model.present(batch.without("x2")).tolist() == [[True] * 16, [False] * 16]
+    assert torch.isfinite(model.loss(batch).loss)
+    assert model.predict(batch.without("x2"), "k").shape == (16,)

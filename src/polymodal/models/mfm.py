@@ -187,7 +187,7 @@ class MFM(Model):
 
     def present(self, batch: Batch) -> Tensor:
         """``[M, B]``: whether each input has any observed entry."""
-        return torch.stack([batch.observed[m.name].flatten(1).any(1) for m in self.inputs])
+        return torch.stack([batch.observed[m.name].reshape(len(batch), -1).any(1) for m in self.inputs])
 
     def full_codes(self, batch: Batch) -> Tensor:
         """The full model's codes ``[B, latent]``: Z_y by late fusion, then each Z_ai."""
