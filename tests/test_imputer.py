@@ -138,3 +138,21 @@ def test_multiple_imputations_match_the_closed_form_conditional_of_a_gaussian():
     spread = imputer.predictive_std(x[:300], draws=300)
     assert (spread[~rows, 1] == 0).all() and (spread[:, 0] == 0).all()
     assert np.median(spread[rows, 1]) == pytest.approx(np.sqrt(1 - rho**2), rel=0.25)
+
+
+def test_auto_keeps_per_column_the_candidate_with_the_best_held_out_score(tmp_path):
+    frame, x, _ = wine_table()
+    table = pd.DataFrame(x, columns=frame.columns)
+    table["kind"] = pd.Series(np.where(frame["alcohol"] > 13, "strong", "light"), dtype="category")
+    imputer = pm.Imputer(model="auto", steps=40, samples=20).fit(table)
+    scores = imputer.candidate_scores_
+    assert list(scores.columns) == list(pm.imputer.AUTO_CANDIDATES) and list(scores.index) == list(table.columns)
+    assert (imputer.choice_ == scores.idxmin(axis=1)).all() and imputer.choice_["kind"] != "iterative"
+    assert np.isnan(scores.loc["kind", "iterative"])
+    np.testing.assert_array_equal(imputer.validation_scores_, scores.min(axis=1))
+    filled = imputer.transform(table)
+    assert not filled.isna().any().any()
+    by_iterative = [c for c in table.columns if imputer.choice_[c] == "iterative"]
+    assert by_iterative, "IterativeImputer wins some column of wine"
+    with pytest.raises(pm.ConfigError, match="model='auto' combines several models"):
+        imputer.save(tmp_path / "auto")

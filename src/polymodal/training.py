@@ -140,6 +140,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def seed_stream(seed: int, device: torch.device) -> None:
+    """Seed the random stream that draws on ``device`` (the CPU's, or that GPU's): what
+    ``torch.manual_seed`` does for it, without seeding every other backend, which records a
+    stack trace per call and cost a full-batch step on a small table 10% of its time."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
 @contextmanager
 def torch_threads(n: int | None):
     """Use ``n`` intra-op threads inside the block. One thread is the default for training:
@@ -246,7 +255,7 @@ class Trainer:
         count = torch.zeros((), dtype=torch.float64)
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(self.config.seed + self.rank)
+            seed_stream(self.config.seed + self.rank, self.device)
             for batch in self._batches(data, None):
                 out = self.model.loss(batch, **self.final_loss_weights())
                 for key, value in {"loss": out.loss, **out.terms}.items():
@@ -324,7 +333,7 @@ class Trainer:
         warned = False
         with torch_threads(c.threads):
             for epoch in bar:
-                torch.manual_seed((c.seed * 1_000_003 + epoch) * 1_009 + self.rank)
+                seed_stream((c.seed * 1_000_003 + epoch) * 1_009 + self.rank, self.device)
                 start = time.perf_counter()
                 model.train()
                 total, seen = torch.zeros(()), 0
