@@ -67,7 +67,7 @@ def test_follows_the_scikit_learn_estimator_contract():
 
 def test_bad_input_raises_a_clear_error():
     _, x, _ = wine_table()
-    with pytest.raises(pm.ConfigError, match="model must be 'auto' or one of"):
+    with pytest.raises(pm.ConfigError, match="model must be 'auto', one of"):
         pm.Imputer(model="nope").fit(x)
     x[:, 2] = np.nan
     with pytest.raises(pm.DataError, match="no observed value"):
@@ -92,7 +92,7 @@ def test_save_and_load_imputer_give_the_same_fills(tmp_path):
     pd.testing.assert_frame_equal(loaded.transform(table), expected)
 
 
-def test_held_out_cells_score_the_imputation_per_column_and_overall():
+def test_held_out_cells_score_the_imputation_per_column_and_overall(tmp_path):
     frame, x, _ = wine_table()
     table = pd.DataFrame(x, columns=frame.columns)
     table["kind"] = pd.Series(np.where(frame["alcohol"] > 13, "strong", "light"), dtype="category")
@@ -107,6 +107,9 @@ def test_held_out_cells_score_the_imputation_per_column_and_overall():
     again = pm.Imputer(steps=300, samples=20).fit(table)
     assert again.validation_score_ == imputer.validation_score_
     assert pm.Imputer(steps=300, samples=20, random_state=1).fit(table).validation_score_ != imputer.validation_score_
+    loaded = pm.load_imputer(imputer.save(tmp_path / "imputer"))
+    pd.testing.assert_series_equal(loaded.validation_scores_, scores)
+    assert loaded.validation_score_ == pytest.approx(imputer.validation_score_)
 
 
 def test_without_held_out_cells_all_steps_run_and_the_score_is_nan():
@@ -156,3 +159,7 @@ def test_auto_keeps_per_column_the_candidate_with_the_best_held_out_score(tmp_pa
     assert by_iterative, "IterativeImputer wins some column of wine"
     with pytest.raises(pm.ConfigError, match="model='auto' combines several models"):
         imputer.save(tmp_path / "auto")
+    pair = pm.Imputer(model=["zerofill-vae", "iterative"], steps=40, samples=20).fit(table)
+    assert list(pair.candidate_scores_.columns) == ["zerofill-vae", "iterative"] and pair.choice_["kind"] == "zerofill-vae"
+    with pytest.raises(pm.ConfigError, match="need a polymodal model"):
+        pm.Imputer(model=["iterative"]).fit(table)

@@ -83,10 +83,13 @@ class Imputer(TransformerMixin, BaseEstimator):
     ``"auto"``: MIWAE, MVAE, the zero-fill VAE, VSAE and scikit-learn's ``IterativeImputer``
     (numeric columns only) are all fitted, and each column is filled by the candidate with the
     best held-out score on it (``choice_`` says which, ``candidate_scores_`` holds every
-    score); that costs the sum of their fits. ``categorical``, ``groups`` and ``numeric`` (the
-    likelihood of numeric columns, on values min-max scaled to [0, 1]; default a Gaussian of
-    fixed scale 0.1, a squared error; ``{"name": "gaussian", "learn_scale": True}`` lets the
-    decoder learn each cell's spread, which :meth:`sample` then reflects) are passed to
+    score); that costs the sum of their fits. A list such as ``["miwae", "iterative"]`` makes
+    those compete instead (``"iterative"`` names scikit-learn's ``IterativeImputer``).
+
+    ``categorical``, ``groups`` and ``numeric`` (the likelihood of numeric columns, on values
+    min-max scaled to [0, 1]; default a Gaussian of fixed scale 0.1, a squared error;
+    ``{"name": "gaussian", "learn_scale": True}`` lets the decoder learn each cell's spread,
+    which :meth:`sample` then reflects) are passed to
     :class:`~polymodal.TableSchema`.
 
     Training: ``steps`` optimisation steps of Adam (``lr``) at most (``None``:
@@ -119,7 +122,7 @@ class Imputer(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        model: str = "miwae",
+        model: str | Sequence[str] = "miwae",
         model_options: Mapping[str, Any] | None = None,
         categorical: Sequence[str] | None = None,
         groups: Mapping[str, Sequence[str]] | None = None,
@@ -162,7 +165,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         hidden = hold_out(truth, self.holdout, "mcar", self.random_state) if held else None
         if hidden is not None and all(bool((truth.observed[n] == hidden.observed[n]).all()) for n in batch.schema.names):
             truth = hidden = None  # nothing hidden: no score to watch
-        names = AUTO_CANDIDATES if self.model == "auto" else (self.model,)
+        names = self._candidates()
         fitted, scores, self.histories_ = {}, {}, {}
         # the validation rows train too, without their held-out cells: those stay unseen, and the
         # models learn from every row (lower NRMSE on 5 of 6 tables and seeds, benchmarks/RESULTS.md)
@@ -184,9 +187,14 @@ class Imputer(TransformerMixin, BaseEstimator):
         return self
 
     def _check_params(self) -> None:
-        if self.model not in (*TABLE_MODELS, "auto"):
-            why = f" ({self.model!r} models sequences, not tables)" if self.model in MODELS else ""
-            raise ConfigError(f"Imputer: model must be 'auto' or one of {TABLE_MODELS}, got {self.model!r}{why}")
+        names = self._candidates()
+        for name in names:
+            if name not in (*TABLE_MODELS, "iterative"):
+                why = f" ({name!r} models sequences, not tables)" if name in MODELS else ""
+                raise ConfigError(f"Imputer: model must be 'auto', one of {TABLE_MODELS} or a list of them (and "
+                                  f"'iterative', scikit-learn's IterativeImputer), got {name!r}{why}")
+        if all(name == "iterative" for name in names):
+            raise ConfigError(f"Imputer: the candidate models need a polymodal model among them, got {self.model!r}")
         for name in ("validation", "holdout"):
             value = getattr(self, name)
             if not 0 <= value < 1:
@@ -197,12 +205,19 @@ class Imputer(TransformerMixin, BaseEstimator):
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
                 raise ConfigError(f"Imputer: {name} must be an integer >= {least}, got {value!r}")
-        if self.model == "auto" and not (self.validation and self.holdout and self.patience):
-            raise ConfigError("Imputer: model='auto' chooses on held-out cells; it needs validation > 0, holdout > 0 "
+        if len(names) > 1 and not (self.validation and self.holdout and self.patience):
+            raise ConfigError(f"Imputer: model={self.model!r} chooses on held-out cells; it needs validation > 0, "
+                              "holdout > 0 "
                               f"and a patience, got validation={self.validation}, holdout={self.holdout}, "
                               f"patience={self.patience}")
-        if self.model == "auto" and self.model_options:
-            raise ConfigError("Imputer: model_options configure one model; with model='auto' leave them out")
+        if len(names) > 1 and self.model_options:
+            raise ConfigError(f"Imputer: model_options configure one model; with model={self.model!r} leave them out")
+
+    def _candidates(self) -> tuple[str, ...]:
+        """The models that compete per column: the one named, "auto"'s, or those listed."""
+        if isinstance(self.model, str):
+            return AUTO_CANDIDATES if self.model == "auto" else (self.model,)
+        return tuple(dict.fromkeys(self.model))
 
     def _fit_candidate(self, name: str, train: Batch, truth: Batch | None, hidden: Batch | None) -> Any:
         """One candidate trained on ``train`` (every row, the held-out cells hidden), stopped
@@ -327,10 +342,10 @@ class Imputer(TransformerMixin, BaseEstimator):
     def save(self, folder: str | Path) -> Path:
         """Write the fitted imputer to ``folder``; :func:`load_imputer` reads it back."""
         check_is_fitted(self, "model_")
-        if self.model == "auto":
-            raise ConfigError("Imputer.save: an imputer with model='auto' combines several models per column and may "
-                              "hold scikit-learn's IterativeImputer, which only pickles; save an Imputer of one model "
-                              f"instead (its choices per column were {sorted(set(self.choice_))})")
+        if len(self._candidates()) > 1:
+            raise ConfigError(f"Imputer.save: an imputer with model={self.model!r} combines several models per column "
+                              "and may hold scikit-learn's IterativeImputer, which only pickles; save an Imputer of "
+                              f"one model instead (its choices per column were {sorted(set(self.choice_))})")
         folder = self.model_.save(folder)
         write_json(folder / TRANSFORM, self.tables_.config())
         names = getattr(self, "feature_names_in_", None)
