@@ -10,14 +10,14 @@ level; the Imputer treats them as categories.
 A cell of a table is a **win** for the Imputer when its mean is lower than the best
 scikit-learn imputer's by more than one SD (the larger of the two SDs over seeds), a
 **loss** when higher by more than that, else a tie. Times are fit + transform, median
-over seeds. ``Imputer-auto`` is ``model="auto"``, ``Imputer-pair`` lets MIWAE and
-IterativeImputer compete per column (``model=["miwae", "iterative"]``). Calibration: the
-fraction of removed numeric test cells whose true value lies inside the 5%-95% quantiles
-of ``--draws`` multiple imputations (``Imputer.sample``).
+over seeds. ``Imputer-auto`` is ``model="auto"``; ``Imputer-mix`` lets MIWAE and the
+two IterativeImputers compete per column (``model=["miwae", "iterative", "missforest"]``).
+Calibration: the fraction of removed numeric test cells whose true value lies inside the
+5%-95% quantiles of ``--draws`` multiple imputations (``Imputer.sample``).
 
     .venv/bin/python benchmarks/imputer.py                       # every table and mechanism, 3 seeds
     .venv/bin/python benchmarks/imputer.py --data breast_cancer --settings "mcar 0.5" --seeds 0 1 2
-    .venv/bin/python benchmarks/imputer.py --imputers Imputer Imputer-auto Imputer-pair MICE --data wine
+    .venv/bin/python benchmarks/imputer.py --imputers Imputer Imputer-auto Imputer-mix MICE --data wine
     .venv/bin/python benchmarks/imputer.py --speed 3               # fit + transform time against IterativeImputer
 """
 
@@ -49,7 +49,7 @@ def imputers(seed: int) -> dict[str, Callable[[], object]]:
     return {
         "Imputer": lambda: pm.Imputer(random_state=seed),
         "Imputer-auto": lambda: pm.Imputer(model="auto", random_state=seed),
-        "Imputer-pair": lambda: pm.Imputer(model=["miwae", "iterative"], random_state=seed),
+        "Imputer-mix": lambda: pm.Imputer(model=["miwae", "iterative", "missforest"], random_state=seed),
         "mean": lambda: SimpleImputer(),
         "KNN": lambda: KNNImputer(),
         "MICE": lambda: IterativeImputer(max_iter=10, random_state=seed),
