@@ -31,6 +31,7 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
@@ -83,7 +84,8 @@ def run(name: str, setting: str, seed: int, chosen: list[str], draws: int) -> di
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(imputer, pm.Imputer):
-                fit_on, fill = (train_in.astype("category"), test_in.astype("category")) if categorical else (train_in, test_in)
+                same = pd.CategoricalDtype(levels)  # the same categories in both frames
+                fit_on, fill = (train_in.astype(same), test_in.astype(same)) if categorical else (train_in, test_in)
                 filled = imputer.fit(fit_on).transform(fill).to_numpy(float)
             else:
                 filled = imputer.fit(train_in.to_numpy(float)).transform(test_in.to_numpy(float))
