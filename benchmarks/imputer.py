@@ -43,7 +43,7 @@ import polymodal as pm
 from polymodal.metrics import nrmse, pfc
 
 SETTINGS = ["mcar 0.3", "mcar 0.5", "mar 0.5", "mnar 0.5"]
-CLASSICAL = ("mean", "KNN", "MICE", "MissForest")
+CLASSICAL = ("mean", "mode", "KNN", "MICE", "MissForest")
 
 
 def imputers(seed: int) -> dict[str, Callable[[], object]]:
@@ -52,6 +52,7 @@ def imputers(seed: int) -> dict[str, Callable[[], object]]:
         "Imputer-auto": lambda: pm.Imputer(model="auto", random_state=seed),
         "Imputer-mix": lambda: pm.Imputer(model=["miwae", "iterative", "missforest"], random_state=seed),
         "mean": lambda: SimpleImputer(),
+        "mode": lambda: SimpleImputer(strategy="most_frequent"),
         "KNN": lambda: KNNImputer(),
         "MICE": lambda: IterativeImputer(max_iter=10, random_state=seed),
         "MissForest": lambda: IterativeImputer(ExtraTreesRegressor(n_estimators=50, random_state=seed, n_jobs=1),
@@ -143,7 +144,8 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["breast_cancer", "wine", "glass", "biopsy"])
     parser.add_argument("--settings", nargs="+", default=SETTINGS, help='"mechanism rate", e.g. "mcar 0.3"')
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--imputers", nargs="+", default=list(imputers(0)))
+    parser.add_argument("--imputers", nargs="+", default=["Imputer", "mean", "mode", "KNN", "MICE", "MissForest"],
+                        choices=list(imputers(0)))
     parser.add_argument("--draws", type=int, default=50, help="multiple imputations for the calibration (0: none)")
     parser.add_argument("--speed", type=int, metavar="REPEATS", help="only the speed comparison, REPEATS times")
     args = parser.parse_args()
