@@ -327,7 +327,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         """Per cell, the standard deviation of the posterior predictive p(x_u | x_o), estimated
         from ``draws`` multiple imputations (:meth:`sample`), in the column's units: 0 for
         observed cells, NaN for categorical columns."""
-        frame = self._table(X, reset=False)
+        frame, _ = self._input(X)
         stacked = self.sample(X, draws)
         numeric = [c for c in self.tables_.columns_ if c not in self.tables_.categories_]
         spread = pd.DataFrame(np.nan, index=frame.index, columns=self.tables_.columns_)
