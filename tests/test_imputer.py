@@ -150,13 +150,17 @@ def test_auto_keeps_per_column_the_candidate_with_the_best_held_out_score(tmp_pa
     imputer = pm.Imputer(model="auto", steps=40, samples=20).fit(table)
     scores = imputer.candidate_scores_
     assert list(scores.columns) == list(pm.imputer.AUTO_CANDIDATES) and list(scores.index) == list(table.columns)
-    assert (imputer.choice_ == scores.idxmin(axis=1)).all() and imputer.choice_["kind"] != "iterative"
-    assert np.isnan(scores.loc["kind", "iterative"])
-    np.testing.assert_array_equal(imputer.validation_scores_, scores.min(axis=1))
+    assert imputer.choice_["kind"] not in pm.imputer.CLASSICAL and np.isnan(scores.loc["kind", "iterative"])
+    chosen = [scores.loc[c, imputer.choice_[c]] for c in table.columns]
+    np.testing.assert_array_equal(imputer.validation_scores_, chosen)
+    # a column leaves the candidate best on the whole table only for one at least as good on its own cells
+    numeric = scores.drop(index="kind")
+    best = numeric.mean().idxmin()
+    for c in numeric.index:
+        assert imputer.choice_[c] == best or numeric.loc[c, imputer.choice_[c]] <= numeric.loc[c, best]
     filled = imputer.transform(table)
     assert not filled.isna().any().any()
-    by_iterative = [c for c in table.columns if imputer.choice_[c] == "iterative"]
-    assert by_iterative, "IterativeImputer wins some column of wine"
+    assert set(imputer.models_) == set(imputer.choice_)
     with pytest.raises(pm.ConfigError, match="model='auto' combines several models"):
         imputer.save(tmp_path / "auto")
     pair = pm.Imputer(model=["zerofill-vae", "iterative"], steps=40, samples=20).fit(table)

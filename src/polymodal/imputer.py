@@ -63,6 +63,9 @@ IMPUTER = "imputer.json"
 MODEL_DEFAULTS = {"miwae": {"samples": 10}}
 # Importance samples per cell when scoring the held-out cells during training.
 VALIDATION_SAMPLES = 100
+# With several candidates, the weight (in held-out cells) of a candidate's score over the whole
+# table when its score on one column chooses that column's model (see Imputer._shrunk).
+SHRINK_CELLS = 20
 # Optimisation steps between two validations.
 STEPS_PER_VALIDATION = 20
 # With batch_size=None, tables of up to this many training rows train in one full batch, larger ones in batches of it.
@@ -181,7 +184,8 @@ class Imputer(TransformerMixin, BaseEstimator):
                             else pd.Series(dtype=float))
         table = pd.DataFrame(scores).reindex(list(self.tables_.modality_columns_))
         deep = [n for n in names if n not in CLASSICAL]
-        self.choice_ = pd.Series({c: row.idxmin() if row.notna().any() else deep[0] for c, row in table.iterrows()},
+        shrunk = self._shrunk(table, truth, hidden) if truth is not None else table
+        self.choice_ = pd.Series({c: row.idxmin() if row.notna().any() else deep[0] for c, row in shrunk.iterrows()},
                                  dtype=object)
         self.models_ = {name: fitted[name] for name in dict.fromkeys(self.choice_)}
         self.model_ = fitted[min(deep, key=lambda n: table[n].mean()) if truth is not None else deep[0]]
@@ -189,6 +193,22 @@ class Imputer(TransformerMixin, BaseEstimator):
         self.validation_scores_ = pd.Series({c: table.loc[c, self.choice_[c]] for c in table.index}, dtype=float)
         self.validation_score_ = float(self.validation_scores_.mean()) if truth is not None else math.nan
         return self
+
+    def _shrunk(self, table: pd.DataFrame, truth: Batch, hidden: Batch) -> pd.DataFrame:
+        """Per-column scores shrunk towards each candidate's mean over the columns of the same
+        kind (numeric or categorical), as a column's mean over n held-out cells would be under
+        a prior worth ``SHRINK_CELLS`` cells: (n s_c + n0 s_mean) / (n + n0). A column with few
+        held-out cells then goes to the candidate that is best on the table as a whole, unless
+        its own cells say clearly otherwise."""
+        cells = pd.Series({m: int((truth.observed[m] & ~hidden.observed[m]).sum()) for m in table.index}, dtype=float)
+        kinds = pd.Series({m.name: m.categorical for m in truth.schema}).reindex(table.index)
+        out = table.copy()
+        for kind in kinds.unique():
+            rows = kinds.index[kinds == kind]
+            part = table.loc[rows]
+            out.loc[rows] = part.mul(cells[rows], axis=0).add(SHRINK_CELLS * part.mean(), axis=1).div(
+                cells[rows] + SHRINK_CELLS, axis=0)
+        return out
 
     def _check_params(self) -> None:
         names = self._candidates()
