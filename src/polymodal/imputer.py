@@ -89,8 +89,10 @@ class Imputer(TransformerMixin, BaseEstimator):
     ``"auto"``: MIWAE, MVAE, the zero-fill VAE, VSAE and scikit-learn's ``IterativeImputer``
     (``"iterative"``; and ``"missforest"``, with 50 extra trees per column; numeric columns
     only, ``max_iter=10``) are all fitted, and each column is filled by the candidate with the
-    best held-out score on it (``choice_`` says which, ``candidate_scores_`` holds every
-    score); that costs the sum of their fits. A list such as ``["miwae", "iterative"]`` makes
+    best held-out score on it, that score shrunk towards the candidate's score over the whole
+    table (:meth:`_shrunk`: a column with few held-out cells follows the table-wide best)
+    (``choice_`` says which, ``candidate_scores_`` holds the raw scores); that costs the sum
+    of their fits. A list such as ``["miwae", "iterative"]`` makes
     those compete instead.
 
     ``categorical``, ``groups`` and ``numeric`` (the likelihood of numeric columns, on values
