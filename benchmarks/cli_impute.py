@@ -9,7 +9,7 @@ same files. Scores on the removed cells only: RMSE of min-max scaled values (eac
 scaled by the range of its true values), and the library's NRMSE (RMSE / std per column,
 averaged over columns). The column mean is given for scale.
 
-    .venv/bin/python benchmarks/cli_impute.py [--rate 0.3] [--seed 0] [--epochs 500]
+    .venv/bin/python benchmarks/cli_impute.py [--rate 0.3] [--seed 0] [--steps N]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=500)
+    parser.add_argument("--steps", type=int, help="most training steps (default: the Imputer's, sized to the table)")
     args = parser.parse_args()
     truth = sklearn.datasets.load_breast_cancer(as_frame=True).frame.drop(columns="target")
     removed = np.random.default_rng(args.seed).random(truth.shape) < args.rate
@@ -60,8 +60,9 @@ def main() -> None:
     startup = time.perf_counter() - start
     rows = []
     start = time.perf_counter()
-    command = [*POLYMODAL, "impute", "--fit", str(source), "-o", str(folder / "polymodal.csv"), "--epochs",
-               str(args.epochs), "--seed", str(args.seed), "--quiet"]
+    steps = [] if args.steps is None else ["--steps", str(args.steps)]
+    command = [*POLYMODAL, "impute", "--fit", str(source), "-o", str(folder / "polymodal.csv"), *steps,
+               "--seed", str(args.seed), "--quiet"]
     subprocess.run(command, check=True)
     rows.append(("polymodal impute --fit (miwae)", time.perf_counter() - start, pd.read_csv(folder / "polymodal.csv")))
     for name, imputer in {"IterativeImputer": IterativeImputer(random_state=args.seed), "column mean": SimpleImputer()}.items():

@@ -127,7 +127,7 @@ def test_impute_fit_on_npz_and_save(tmp_path):
     frame, _ = clusters(n=80)
     x = frame[["a", "b", "c", "d"]].to_numpy()
     np.savez(tmp_path / "x.npz", table=x)
-    assert run("impute", "--fit", tmp_path / "x.npz", "-o", tmp_path / "y.npz", "--epochs", "3", "--samples", "10",
+    assert run("impute", "--fit", tmp_path / "x.npz", "-o", tmp_path / "y.npz", "--steps", "3", "--samples", "10",
                "--save", tmp_path / "imputer", "--quiet") == 0
     with np.load(tmp_path / "y.npz") as out:
         y = out["table"]
@@ -142,7 +142,7 @@ def test_impute_fit_on_parquet_keeps_index_and_dtypes(tmp_path):
     frame["kind"] = frame["kind"].astype("category")
     frame["count"] = np.arange(80)  # an integer column without holes stays integer
     frame.to_parquet(tmp_path / "x.parquet")
-    assert run("impute", "--fit", tmp_path / "x.parquet", "-o", tmp_path / "y.parquet", "--epochs", "3",
+    assert run("impute", "--fit", tmp_path / "x.parquet", "-o", tmp_path / "y.parquet", "--steps", "3",
                "--samples", "10", "--quiet") == 0
     filled = pd.read_parquet(tmp_path / "y.parquet")
     assert filled.index.equals(frame.index) and (filled.dtypes == frame.dtypes).all()

@@ -382,7 +382,7 @@ def test_a_model_from_an_older_version_loads(tmp_path):
 
 # --- the Imputer ------------------------------------------------------------------------------
 
-FAST = {"epochs": 3, "samples": 10, "validation": 0.0}
+FAST = {"steps": 3, "samples": 10, "validation": 0.0}
 
 
 def people():
@@ -426,7 +426,8 @@ def test_modules_keyed_by_awkward_modality_names_save_and_load(tmp_path):
 
 @pytest.mark.parametrize("name", ["mdmm", "dks"])
 def test_the_imputer_refuses_sequence_models_up_front(name):
-    with pytest.raises(pm.ConfigError, match=rf"model must be one of \[.*'miwae'.*\], got '{name}' \('{name}' models sequences"):
+    expected = rf"model must be 'auto', one of \[.*'miwae'.*\].*, got '{name}' \('{name}' models sequences"
+    with pytest.raises(pm.ConfigError, match=expected):
         pm.Imputer(model=name).fit(people())
 
 
@@ -434,7 +435,9 @@ IMPUTERS = [
     ("samples -1", {"samples": -1}, r"samples must be an integer >= 0, got -1"),
     ("random_state None", {"random_state": None}, r"random_state must be an integer >= 0, got None"),
     ("validation 1", {"validation": 1.0}, r"validation must be a fraction in \[0, 1\), got 1\.0"),
-    ("epochs 2.5", {"epochs": 2.5}, r"epochs must be an int, got 2\.5"),
+    ("steps 2.5", {"steps": 2.5}, r"steps must be an integer >= 1, got 2\.5"),
+    ("batch_size 0", {"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
+    ("auto without validation", {"model": "auto"}, r"model='auto' chooses on held-out cells"),
     ("model option out of range", {"model_options": {"latent_dim": 0}}, r"latent_dim must be >= 1, got 0"),
 ]
 
@@ -470,7 +473,7 @@ def test_the_imputer_transform_is_reproducible_and_leaves_the_global_stream():
 def test_the_imputer_passes_scikit_learn_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
 
-    results = check_estimator(pm.Imputer(epochs=2, samples=5, validation=0.0), on_fail=None)
+    results = check_estimator(pm.Imputer(steps=2, samples=5, validation=0.0), on_fail=None)
     failed = [r["check_name"] for r in results if r["status"] == "failed"]
     skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
     assert failed == []

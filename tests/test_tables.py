@@ -96,3 +96,12 @@ def test_sequences_in_long_format():
     assert filled.loc[[0, 3], "x"].tolist() == [1.0, 3.0] and not filled.isna().any().any()
     with pytest.raises(pm.DataError, match="more than one row"):
         sequences.transform(pd.concat([long, long.iloc[:1]]))
+
+
+def test_a_category_dtype_declares_levels_the_training_rows_miss():
+    kind = pd.CategoricalDtype(["a", "b", "c"])
+    train = pd.DataFrame({"k": pd.Series(["a", "b", None, "a"], dtype=kind), "x": [1.0, 2.0, 3.0, 4.0]})
+    tables = pm.TableSchema().fit(train)
+    assert tables.categories_["k"] == ["a", "b", "c"] and tables.schema_["k"].num_classes == 3
+    test = pd.DataFrame({"k": pd.Series(["c", None], dtype=kind), "x": [1.0, np.nan]})
+    assert tables.transform(test).values["k"].tolist() == [2, 0]

@@ -51,6 +51,21 @@ def test_early_stopping_restores_the_best_weights():
     assert history[-1]["valid_loss"] > best
 
 
+def test_early_stopping_on_a_score_every_few_epochs_keeps_the_weights_of_the_best_score():
+    model = pm.MVAE(data().schema, latent_dim=2, hidden=(8,))
+    given, seen = iter([3.0, 1.0, 2.0, 2.0, 2.0, 0.5]), []
+
+    def score(m):
+        seen.append({k: v.clone() for k, v in m.state_dict().items()})
+        return next(given)
+
+    history = pm.Trainer(model, epochs=40, batch_size=32, patience=3, valid_every=4, progress=False).fit(data(), score=score)
+    assert [h["epoch"] for h in history if "valid_score" in h] == [4, 8, 12, 16, 20]
+    assert len(history) == 20 and "valid_loss" not in history[0]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, seen[1][key]), key
+
+
 def test_bad_training_configs_raise():
     model = pm.MVAE(data().schema, latent_dim=2, hidden=(8,))
     with pytest.raises(pm.ConfigError, match="epoch"):

@@ -78,14 +78,15 @@ def parser() -> argparse.ArgumentParser:
                 "--draws K writes K multiple imputations, OUT.draw1 ... OUT.drawK, each sampled from the model\n"
                 "given the observed cells (sampling importance resampling).",
                 usage="polymodal impute MODEL_DIR IN [-o OUT] [--draws K] [--samples S] [--seed S]\n"
-                      "       polymodal impute --fit IN -o OUT [--model NAME] [--epochs N] [--save DIR] [--id COLUMN]")
+                      "       polymodal impute --fit IN -o OUT [--model NAME] [--steps N] [--save DIR] [--id COLUMN]")
     p.add_argument("paths", nargs="+", metavar="PATH", help="MODEL_DIR and IN, or with --fit only IN")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: IN.imputed with IN's suffix)")
     p.add_argument("--draws", type=int, default=0, metavar="K", help="write K multiple imputations")
     p.add_argument("--samples", type=int, help="importance samples per imputation (default: the model's)")
     p.add_argument("--fit", action="store_true", help="fit an Imputer on IN itself first")
-    p.add_argument("--model", default="miwae", help="with --fit: the model (default miwae)")
-    p.add_argument("--epochs", type=int, default=500, help="with --fit: most training epochs (early stopping on 20%% of rows)")
+    p.add_argument("--model", default="miwae", help="with --fit: the model, or auto (default miwae)")
+    p.add_argument("--steps", type=int, help="with --fit: most training steps (default: sized to the table; early "
+                                             "stopping on held-out cells of 20%% of the rows)")
     p.add_argument("--save", metavar="DIR", help="with --fit: also save the fitted imputer there")
     p.add_argument("--id", default="id", help="with --fit: a column of sample ids, copied and not modelled (default: id)")
     p.add_argument("--seed", type=int, default=0)

@@ -133,7 +133,7 @@ def impute_fit(args: argparse.Namespace) -> None:
     frame = read_frame(source)
     ids = [c for c in frame.columns if c == args.id]
     values = frame.drop(columns=ids)
-    options = {"epochs": args.epochs, "samples": 1000 if args.samples is None else args.samples}
+    options = {"steps": args.steps, "samples": 1000 if args.samples is None else args.samples}
     imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options).fit(values)
     write_frame(frame[ids].join(imputer.transform(values))[list(frame.columns)], args.output, source)
     if args.save:

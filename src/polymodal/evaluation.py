@@ -80,6 +80,30 @@ def _held_out_log_likelihood(model: Model, truth: Batch, held: Batch, samples: i
     return {name: torch.logsumexp(weights + torch.cat(t), 0).cpu() for name, t in terms.items()}
 
 
+def imputation_scores(truth: Batch, held: Batch, imputed: Batch) -> dict[str, dict[str, float]]:
+    """Per modality with hidden entries (observed in ``truth``, not in ``held``): NRMSE of
+    ``imputed`` on them for numeric modalities (features that do not vary left out), accuracy
+    and PFC for categorical ones, and the number of ``entries`` scored."""
+    scores = {}
+    for m in truth.schema:
+        hidden = (truth.observed[m.name] & ~held.observed[m.name]).cpu().numpy()
+        if not hidden.any():
+            continue
+        lead = hidden.ndim - len(m.shape)
+        shape = (-1, int(np.prod(hidden.shape[lead:], dtype=int))) if m.shape else (-1, 1)
+        true, guess = truth.values[m.name].cpu().numpy().reshape(shape), imputed.values[m.name].cpu().numpy().reshape(shape)
+        rows = hidden.reshape(shape)
+        if m.categorical:
+            score = {"accuracy": float((true == guess)[rows].mean()), "pfc": pfc(guess, true, rows)}
+        else:  # the spread of the truth over its observed entries only (unobserved ones hold 0); constant features have none
+            true = np.where(truth.observed[m.name].cpu().numpy().reshape(shape), true, np.nan)
+            varies = np.nanstd(true, 0) > 0
+            score = {"nrmse": nrmse(guess[:, varies], true[:, varies], rows[:, varies]) if rows[:, varies].any() else np.nan}
+        score["entries"] = int(hidden.sum())
+        scores[m.name] = score
+    return scores
+
+
 @torch.no_grad()
 def evaluate(model: Model, truth: Batch, rate: float = 0.2, mechanism: str = "mcar", seed: int = 0,
              samples: int = 100, progress: bool = False) -> Evaluation:
@@ -92,25 +116,9 @@ def evaluate(model: Model, truth: Batch, rate: float = 0.2, mechanism: str = "mc
     imputed = concat(parts)
     log_liks = chunked(lambda rows: _held_out_log_likelihood(model, truth.select(rows), held.select(rows), samples),
                        len(held), progress=progress, desc="log-likelihood")
-    scores = {}
-    for m in truth.schema:
-        hidden = (truth.observed[m.name] & ~held.observed[m.name]).numpy()
-        if not hidden.any():
-            continue
-        lead = hidden.ndim - len(m.shape)
-        shape = (-1, int(np.prod(hidden.shape[lead:], dtype=int))) if m.shape else (-1, 1)
-        true, guess = truth.values[m.name].numpy().reshape(shape), imputed.values[m.name].numpy().reshape(shape)
-        rows = hidden.reshape(shape)
-        if m.categorical:
-            score = {"accuracy": float((true == guess)[rows].mean()), "pfc": pfc(guess, true, rows)}
-        else:  # the spread of the truth over its observed entries only (unobserved ones hold 0); constant features have none
-            true = np.where(truth.observed[m.name].numpy().reshape(shape), true, np.nan)
-            varies = np.nanstd(true, 0) > 0
-            score = {"nrmse": nrmse(guess[:, varies], true[:, varies], rows[:, varies]) if rows[:, varies].any() else np.nan}
-        total = sum(float(ll[m.name].sum()) for ll in log_liks)
-        score["log_likelihood"] = total / int(hidden.sum())
-        score["entries"] = int(hidden.sum())
-        scores[m.name] = score
+    scores = imputation_scores(truth, held, imputed)
+    for name, score in scores.items():
+        score["log_likelihood"] = sum(float(ll[name].sum()) for ll in log_liks) / score["entries"]
     return Evaluation(truth, held, imputed, scores)
 
 
@@ -128,13 +136,11 @@ def draw_imputations(model: Model, batch: Batch, draws: int, samples: int = 100,
         log_w.append(lw)
         observations.append(decoded)
     pick = torch.multinomial(torch.cat(log_w).softmax(0).T, draws, replacement=True).T  # [draws, B]
-    out = []
-    for d in range(draws):
-        filled = {}
-        for name, x in batch.values.items():
-            drawn = torch.cat([decoded[name].sample() for decoded in observations])  # [K, B, ...], fresh per draw
-            index = pick[d].view(1, -1, *[1] * (drawn.dim() - 2)).expand(1, *drawn.shape[1:])
-            chosen = drawn.gather(0, index)[0].cpu().to(x.dtype)
-            filled[name] = torch.where(batch.observed[name], x, chosen)
-        out.append(Batch(batch.schema, filled, {k: torch.ones_like(m) for k, m in batch.observed.items()}))
-    return out
+    drawn = {}
+    for name, x in batch.values.items():
+        params = torch.cat([decoded[name].params for decoded in observations])  # [K, B, ..., P]
+        index = pick.view(*pick.shape, *[1] * (params.dim() - 2)).expand(draws, *params.shape[1:])
+        chosen = observations[0][name].family(params.gather(0, index), observations[0][name].event_ndim).sample()
+        drawn[name] = torch.where(device.observed[name], device.values[name], chosen.to(x.dtype)).cpu()
+    ones = {k: torch.ones_like(m) for k, m in batch.observed.items()}
+    return [Batch(batch.schema, {name: d[k] for name, d in drawn.items()}, ones) for k in range(draws)]

@@ -8,6 +8,9 @@ get a Categorical likelihood over the categories seen in training. ``transform``
 table into a :class:`~polymodal.Batch`, ``inverse_transform`` turns a batch back into a table
 in the original units, categories and dtypes.
 
+The categories of a column are those observed in training and, for a ``category`` dtype,
+every category it declares (so a level that the training rows happen to miss is still known).
+
 Which columns are categorical: those named in ``categorical``, and those whose dtype says so:
 ``category``, ``bool`` / ``boolean``, and text (``object``, and pandas 3's ``str`` /
 ``string``). An ``object`` column that holds only numbers is numeric. Numeric dtypes,
@@ -178,7 +181,9 @@ class TableSchema:
         for c in self.columns_:
             series = frame[c]
             if _is_categorical(c, series, named):
-                self.categories_[c] = sorted(series.dropna().unique().tolist(), key=str)
+                declared = isinstance(series.dtype, pd.CategoricalDtype)
+                values = series.cat.categories if declared else series.dropna().unique()
+                self.categories_[c] = sorted(values.tolist(), key=str)
             else:
                 values = _numbers(c, series)
                 low, high = np.nanmin(values), np.nanmax(values)

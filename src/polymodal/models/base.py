@@ -144,16 +144,28 @@ class Model(nn.Module):
         entries scored are those observed *and* within).
         """
         weights = self.lambdas if weights is None else weights
-        total = None
+        alike: dict[tuple, list[str]] = {}
         for name, obs in decoded.items():
-            event = len(self.schema[name].shape)
-            mask = batch.observed[name]
-            if within is not None and name in within:
-                mask = mask & within[name].view(*within[name].shape, *(1,) * event)
-            term = obs.log_prob(batch.values[name], mask)
-            if self.schema[name].sequential:
+            key = (obs.family, obs.event_ndim, self.schema[name].sequential, weights[name], tuple(obs.params.shape),
+                   tuple(batch.values[name].shape))
+            alike.setdefault(key, []).append(name)
+        total = None
+        for (family, event, sequential, weight, *_), names in alike.items():
+            masks = []
+            for name in names:
+                mask = batch.observed[name]
+                if within is not None and name in within:
+                    mask = mask & within[name].view(*within[name].shape, *(1,) * event)
+                masks.append(mask)
+            if len(names) == 1:
+                obs, x, mask = decoded[names[0]], batch.values[names[0]], masks[0]
+            else:  # modalities alike (a table's columns) are scored as one: a few large operations, not many small ones
+                obs = Observation(family, torch.stack([decoded[n].params for n in names], -(event + 2)), event + 1)
+                x, mask = torch.stack([batch.values[n] for n in names], -(event + 1)), torch.stack(masks, -(event + 1))
+            term = obs.log_prob(x, mask)
+            if sequential:
                 term = term.sum(-1)
-            total = weights[name] * term if total is None else total + weights[name] * term
+            total = weight * term if total is None else total + weight * term
         return total
 
     @property
