@@ -169,10 +169,7 @@ def drop_burst(
         b, t = batch.observed[name].shape[:2]
         size = torch.full((b,), t) if lengths is None else lengths.cpu().long()
         length = (fraction * size.double()).long()
-        if bool((size == t).all()):  # no sequence shorter than T: the same draws as before lengths existed
-            start = torch.randint(0, t - int(length[0]) + 1, (b,), generator=generator)
-        else:
-            start = (torch.rand(b, generator=generator, dtype=torch.float64) * (size - length + 1)).long()
+        start = (torch.rand(b, generator=generator, dtype=torch.float64) * (size - length + 1)).long()
         steps = torch.arange(t)
         keep[name] = (steps < start[:, None]) | (steps >= (start + length)[:, None])
     return _keep_steps(batch, keep)
