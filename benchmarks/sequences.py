@@ -60,6 +60,7 @@ MODELS = {
     "B-Mask": ("DKS", {"direction": "backward", "rnn_hidden": 32}),
     "B-Skip": ("DKS", {"direction": "backward", "skip": True, "rnn_hidden": 32}),
 }
+SHOWN = 20  # the test sequence of the figures, the first of the walking ones
 TASKS = ("50% deleted", "burst 20", "gyro from accel", "accel from gyro", "fwd extra 25%")
 
 
@@ -176,9 +177,10 @@ def run(name: str, epochs: int, out: str, seed: int = 0) -> dict:
         torch.manual_seed(0)
         filled = model.impute(inputs).numpy(nan=False)
         result["tasks"][task] = mse(filled, test, scored)
-        result["fills"][task] = {n: filled[n][:1].tolist() for n in SENSORS}
+        result["fills"][task] = {n: filled[n][SHOWN : SHOWN + 1].tolist() for n in SENSORS}
     truth = sequence_labels(test)
     for label, hidden in (("activity from accel", ["gyro"]), ("activity from both", [])):
+        torch.manual_seed(0)
         proba = model.predict(test.without("activity", *hidden), "activity", list(SENSORS), proba=True)
         result["tasks"][label] = float((proba.mean(1).argmax(-1).numpy() == truth).mean())
     return result
@@ -190,12 +192,12 @@ def baselines(train: pm.Batch, test: pm.Batch) -> dict[str, dict]:
         for name, fill in BASELINES.items():
             filled = per_channel(inputs, fill)
             rows[name]["tasks"][task] = mse(filled, test, scored)
-            rows[name]["fills"][task] = {n: filled[n][:1].tolist() for n in SENSORS}
+            rows[name]["fills"][task] = {n: filled[n][SHOWN : SHOWN + 1].tolist() for n in SENSORS}
     for task, (source, target) in (("gyro from accel", ("accel", "gyro")), ("accel from gyro", ("gyro", "accel"))):
         inputs, scored = tasks(test)[task]
         filled = {target: ridge(train, test, source, target), source: test.values[source].numpy()}
         rows["ridge (window ±5)"]["tasks"][task] = mse(filled, test, scored)
-        rows["ridge (window ±5)"]["fills"][task] = {n: filled[n][:1].tolist() for n in SENSORS}
+        rows["ridge (window ±5)"]["fills"][task] = {n: filled[n][SHOWN : SHOWN + 1].tolist() for n in SENSORS}
     probe = "logistic regression on mean, SD"
     rows[probe] = {"tasks": {}, "fills": {}}
     for label, names in (("activity from accel", ["accel"]), ("activity from both", list(SENSORS))):
@@ -233,8 +235,8 @@ def targets(results: dict[str, dict]) -> list[str]:
 
 
 def figures(results: dict[str, dict], test: pm.Batch, folder: Path) -> list[Path]:
-    """One figure per task: test sequence 0, truth against every method's fill, each sensor's
-    first axis; the scored steps shaded."""
+    """One figure per task: test sequence ``SHOWN``, truth against every method's fill, each
+    sensor's first axis; the scored steps shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,16 +247,16 @@ def figures(results: dict[str, dict], test: pm.Batch, folder: Path) -> list[Path
     for task, (_, scored) in tasks(test).items():
         fig, axes = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
         for ax, name in zip(axes, SENSORS):
-            truth = test.values[name][0, :, 0].numpy()
+            truth = test.values[name][SHOWN, :, 0].numpy()
             if name in scored:
-                for t in np.flatnonzero(scored[name][0]):
+                for t in np.flatnonzero(scored[name][SHOWN]):
                     ax.axvspan(t - 0.5, t + 0.5, color="0.9", lw=0)
             ax.plot(truth, color="black", lw=2, label="truth")
             for method, r in results.items():
                 if task in r["fills"]:
                     ax.plot(np.array(r["fills"][task][name])[0, :, 0], lw=1, label=method)
             ax.set_ylabel(f"{name} x (standardised)")
-        axes[0].set_title(f"BasicMotions, {task}: test sequence 0 (shaded: scored steps)")
+        axes[0].set_title(f"BasicMotions, {task}: test sequence {SHOWN}, walking (shaded: scored steps)")
         axes[0].legend(ncol=5, fontsize=7, loc="upper left")
         axes[1].set_xlabel("step")
         fig.tight_layout()
