@@ -24,7 +24,18 @@ generator is symmetric under that map), so that both directions are about equall
 
 Models train in parallel processes (``--workers``, one thread each).
 
+With ``--fair`` the fair protocol runs instead (issue #19): 100 of the 600 training spirals
+(stratified by direction, 83 clockwise and 17 counter-clockwise) are held out as validation,
+the models train on the other 500, and the weights of the epoch with the best validation
+loss (the training objective at its final weights; for BFVI half filtering and half
+smoothing ELBO, plus the stationarity term) are kept; the test spirals are fresh ones of
+both directions (the generator with seed 2, 200 of each), never seen in training or
+selection. BFVI trains with ``--seeds`` (default 0, 1, 2), reported as mean ± SD over
+seeds, the RNN baselines with the first seed. Training and scoring are seeded, so the same
+command gives the same table on the same machine.
+
     .venv/bin/python benchmarks/spirals.py [--epochs 500] [--weak] [--balanced] [--out runs/spirals] [--bfvi '{...}']
+    .venv/bin/python benchmarks/spirals.py --fair [--epochs 300] [--seeds 0 1 2] [--out runs/spirals_fair]
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 
 import polymodal as pm
 from polymodal import missing
@@ -115,6 +127,84 @@ def both_directions() -> pm.Batch:
     return spirals_batch(generate_spirals(n=400, train=0, seed=2))
 
 
+def fair_split(train: pm.Batch) -> tuple[pm.Batch, pm.Batch]:
+    """The fair protocol's training and validation spirals: 100 of the 600 held out, stratified
+    by direction."""
+    order = np.arange(len(train))
+    fit, held = train_test_split(order, test_size=100, stratify=train.values["direction"][:, 0].numpy(), random_state=0)
+    return train.select(torch.as_tensor(np.sort(fit))), train.select(torch.as_tensor(np.sort(held)))
+
+
+def score(model, test: pm.Batch) -> dict[str, list[float]]:
+    """Per task, each test sequence's MSE per step against the noisy points (seeded: the
+    backward pass draws particles)."""
+    scores = {}
+    for task, inputs in tasks(test).items():
+        torch.manual_seed(0)
+        decoded = model.reconstruct(inputs)
+        scores[task] = errors(decoded["x"].mean.cpu().numpy(), decoded["y"].mean.cpu().numpy(), test).mean(1).tolist()
+    return scores
+
+
+def run_fair(name: str, kind: str, options: dict, epochs: int, out: str, seed: int) -> dict:
+    """The fair protocol for one model and seed: train on 500 spirals, keep the epoch with the
+    best validation loss, score the fresh spirals of both directions."""
+    torch.set_num_threads(1)
+    train, valid = fair_split(pm.load_spirals()[0])
+    torch.manual_seed(seed)
+    model = pm.MODELS[kind.lower()](train.schema, **options)
+    folder = Path(out) / f"{name}_seed{seed}"
+    start = time.perf_counter()
+    history = pm.Trainer(model, epochs=epochs, batch_size=100, lr=5e-3, weight_decay=1e-4, kl_warmup=epochs / 5,
+                         clip_grad=50.0, patience=epochs, seed=seed, out=folder, checkpoint_every=10,
+                         progress=False).fit(train, valid, resume=True)
+    fresh = both_directions()
+    torch.manual_seed(0)
+    predicted = model.predict(fresh.without("direction"), "direction", ["x", "y"]).cpu()
+    result = {"train_s": time.perf_counter() - start, "epoch_s": float(np.median([h["seconds"] for h in history])),
+              "best_epoch": int(np.argmin([h["valid_loss"] for h in history])) + 1, "tasks": score(model, fresh),
+              "accuracy": float((predicted == fresh.values["direction"]).float().mean())}
+    (folder / "scores.json").write_text(json.dumps(result))
+    return result
+
+
+def fair(args: argparse.Namespace) -> None:
+    """Run and print the fair protocol."""
+    bfvi = {**INPUTS, **args.bfvi}
+    jobs = [("BFVI", "MDMM", bfvi, seed) for seed in args.seeds]
+    jobs += [(name, kind, options, args.seeds[0]) for name, (kind, options) in MODELS.items() if kind == "DKS"
+             and name in args.models]
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        pending = [(job, pool.apply_async(run_fair, (*job[:3], args.epochs, args.out, job[3]))) for job in jobs]
+        results = [(job, p.get()) for job, p in pending]
+    wall = time.perf_counter() - start
+    fresh = both_directions()
+    rows = {f"{name} (seed {seed})": r for (name, _, _, seed), r in results}
+    inputs = tasks(fresh)
+    rows["linear interpolation"] = {"tasks": {t: errors(linear(b, "x"), linear(b, "y"), fresh).mean(1).tolist()
+                                              for t, b in inputs.items()}}
+    print(table(rows))
+    seeds = np.array([[np.mean(r["tasks"][t]) for t in PAPER] for (name, *_), r in results if name == "BFVI"])
+    print(f"\nBFVI over {len(seeds)} seeds, mean ± SD of the per-seed means (ratio of the mean to the paper's BFVI):")
+    print("| | " + " | ".join(PAPER) + " |\n|---|" + "---|" * len(PAPER))
+    print("| BFVI | " + " | ".join(f"{m:.3f} ± {sd:.3f} ({m / p:.1f}×)" for m, sd, p in
+                                   zip(seeds.mean(0), seeds.std(0, ddof=1) if len(seeds) > 1 else 0 * seeds[0], PAPER.values()))
+          + " |")
+    baselines = {name: np.mean(r["tasks"]["cond gen"]) for (name, *_), r in results if name != "BFVI"}
+    if baselines:
+        best = min(baselines, key=baselines.get)
+        print(f"cond gen: BFVI mean {seeds.mean(0)[-1]:.3f}, best RNN baseline {best} {baselines[best]:.3f}: "
+              + ("BFVI better" if seeds.mean(0)[-1] < baselines[best] else "BFVI NOT better"))
+    for (name, _, _, seed), r in results:
+        print(f"{name} (seed {seed}): best validation loss at epoch {r['best_epoch']}, direction accuracy per step "
+              f"{r['accuracy']:.3f}, training {r['train_s']:.0f} s, {r['epoch_s']:.2f} s per epoch (median, with validation)")
+    print(f"wall time: {wall:.0f} s with {args.workers} workers, {args.epochs} epochs")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({k: v for k, v in rows.items()}, indent=1))
+
+
 def run(name: str, kind: str, options: dict, weak: str | None, epochs: int, out: str, seed: int = 0) -> dict:
     """Train one model (resuming its checkpoint) and score it on every task."""
     train, test = pm.load_spirals()
@@ -177,7 +267,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
     parser.add_argument("--bfvi", type=json.loads, default={},
                         help='extra MDMM options (overriding the shared ones), e.g. \'{"transition_min_std": 0.03}\'')
+    parser.add_argument("--fair", action="store_true", help="the fair protocol (validation split, fresh balanced test)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="BFVI seeds of the fair protocol")
     args = parser.parse_args()
+    if args.fair:
+        fair(args)
+        return
     bfvi = {**INPUTS, **args.bfvi}
     jobs = [(name, kind, bfvi if kind == "MDMM" else options, None)
             for name, (kind, options) in MODELS.items() if name in args.models]

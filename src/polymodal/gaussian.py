@@ -197,6 +197,12 @@ def stack(experts: list[Gaussian], dim: int = 0) -> Gaussian:
     return Gaussian(torch.stack([e.mean for e in experts], dim), torch.stack([e.var for e in experts], dim))
 
 
+def where(condition: Tensor, a: Gaussian, b: Gaussian) -> Gaussian:
+    """``a`` where ``condition`` (of the batch shape, broadcast) is True, else ``b``."""
+    keep = condition.unsqueeze(-1)
+    return Gaussian(torch.where(keep, a.mean, b.mean), torch.where(keep, a.var, b.var))
+
+
 def kl_divergence(p: Gaussian, q: Gaussian) -> Tensor:
     """Analytic KL(p || q) between diagonal Gaussians, summed over the event axis."""
     return 0.5 * (q.var.log() - p.var.log() + (p.var + (p.mean - q.mean) ** 2) / q.var - 1.0).sum(-1)

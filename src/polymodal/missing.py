@@ -153,18 +153,25 @@ def drop_steps(
 
 
 def drop_burst(
-    batch: Batch, fraction: float, names: list[str] | None = None, generator: torch.Generator | None = None
+    batch: Batch,
+    fraction: float,
+    names: list[str] | None = None,
+    generator: torch.Generator | None = None,
+    lengths: Tensor | None = None,
 ) -> Batch:
-    """Delete one contiguous burst of ``int(fraction * T)`` steps at a uniformly random start,
-    independently for each sequential modality (default: all) and each sequence."""
+    """Delete one contiguous burst of ``int(fraction * L)`` steps at a uniformly random start
+    in ``[0, L - length]``, independently for each sequential modality (default: all) and each
+    sequence, where L is the sequence's length: ``lengths`` ``[B]`` (default: all T steps), so
+    that the burst of a padded sequence falls inside it and is as long as if it were alone."""
     names = _sequential(batch, names)
     keep = {}
     for name in names:
         b, t = batch.observed[name].shape[:2]
-        length = int(fraction * t)
-        start = torch.randint(0, t - length + 1, (b, 1), generator=generator)
+        size = torch.full((b,), t) if lengths is None else lengths.cpu().long()
+        length = (fraction * size.double()).long()
+        start = (torch.rand(b, generator=generator, dtype=torch.float64) * (size - length + 1)).long()
         steps = torch.arange(t)
-        keep[name] = (steps < start) | (steps >= start + length)
+        keep[name] = (steps < start[:, None]) | (steps >= (start + length)[:, None])
     return _keep_steps(batch, keep)
 
 

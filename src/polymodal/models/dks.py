@@ -12,7 +12,8 @@ a combiner MLP maps [z_{t-1}, h^1_t, ..., h^M_t] to
 better left out). Missing inputs are fed as zeros (``skip=False``, "Mask") or leave the
 GRU state unchanged (``skip=True``, "Skip"). After a sequence's last observed step the
 posterior is the conditional prior p(z_t | z_{t-1}), as in the reference. Objective (one
-sampled path, beta the KL warm-up, lambda_m the reconstruction weights, N = B * T):
+sampled path, beta the KL warm-up, lambda_m the reconstruction weights, N = sum_b L_b the
+steps of each sequence up to its last observed one):
 
     loss = -(1/N) \sum_t ( E[\sum_m lambda_m log p(x^m_t | z_t)] - beta KL(q(z_t | z_{t-1}, h_t) || p(z_t | z_{t-1})) ),
 
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 
 from ..config import AT_LEAST_ONE, ConfigError, checked
 from ..data import Batch
-from ..gaussian import Gaussian, kl_divergence, stack
+from ..gaussian import Gaussian, kl_divergence, stack, where
 from ..modalities import Schema
 from ..nets import MLP, ExpertHead, flat_input, input_width
 from .base import LossOutput, ModalityDict
@@ -73,14 +74,18 @@ class DKS(DeepMarkovModel):
 
     def summaries(self, batch: Batch) -> Tensor:
         """``[B, T, len(inputs) * rnn_hidden]``: each input modality's GRU state after reading
-        its inputs in the configured direction."""
+        its inputs in the configured direction; backwards, each sequence is read from its own
+        last observed step (any input), so padding after it changes nothing, and the state
+        after that step is zero."""
         backward = self.config.direction == "backward"
+        if backward:
+            last = self.valid_steps(batch, self.input_names).sum(1) - 1
         states = []
         for m in (self.schema[n] for n in self.input_names):
             x = flat_input(m, batch.values[m.name], batch.observed[m.name])
             present = batch.present(m.name)
             if backward:
-                x, present = x.flip(1), present.flip(1)
+                x, present = reverse_within(x, last), reverse_within(present, last)
             if self.config.skip:
                 h = x.new_zeros(x.shape[0], self.config.rnn_hidden)
                 out = []
@@ -90,24 +95,22 @@ class DKS(DeepMarkovModel):
                 h = torch.stack(out, 1)
             else:
                 h = self.rnns[m.name](x)[0]
-            states.append(h.flip(1) if backward else h)
+            states.append(reverse_within(h, last) if backward else h)
         return torch.cat(states, -1)
 
     def posterior(self, batch: Batch, sample: bool = True) -> tuple[Gaussian, Gaussian, Tensor]:
         """The posteriors q(z_t | z_{t-1}, h_t), the conditional priors p(z_t | z_{t-1}) (each
         ``[B, T, D]``) along one path, and the path (samples, or means when ``sample`` is False)."""
         h = self.summaries(batch)
-        b, steps = h.shape[:2]
-        seen = torch.stack([batch.present(n) for n in self.input_names]).any(0)  # [B, T]
-        last = torch.where(seen, torch.arange(steps, device=h.device), -1).max(1).values
-        after = (torch.arange(steps, device=h.device) > last[:, None]).unsqueeze(-1)
+        b = h.shape[0]
+        after = ~self.valid_steps(batch, self.input_names)  # [B, T]
         z = h.new_zeros(b, self.config.latent_dim)
         posts, path = [], []
         for t, h_t in enumerate(h.unbind(1)):  # unbind: indexing per step would cost a full-size gradient each
             q = self.combiner(torch.cat([z, h_t], -1))
             if after[:, t].any():
                 conditional = self.prior((b,)) if t == 0 else self.transition(z)
-                q = Gaussian(torch.where(after[:, t], conditional.mean, q.mean), torch.where(after[:, t], conditional.var, q.var))
+                q = where(after[:, t], conditional, q)
             z = q.rsample() if sample else q.mean
             posts.append(q)
             path.append(z)
@@ -139,3 +142,14 @@ class DKS(DeepMarkovModel):
     def encode(self, batch: Batch) -> Gaussian:
         """The posteriors along the mean path given what is observed: ``[B, T, D]``."""
         return self.posterior(batch.to(self.device), sample=False)[0]
+
+
+def reverse_within(x: Tensor, last: Tensor) -> Tensor:
+    """``x`` ``[B, T, ...]`` with each sequence's steps 0..last_b reversed and the steps after
+    ``last`` ``[B]`` zeroed (its own inverse on the reversed part)."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    index = (last[:, None] - steps).clamp(min=0)  # [B, T]
+    inside = steps <= last[:, None]
+    shape = (*index.shape, *(1,) * (x.dim() - 2))
+    picked = x.gather(1, index.view(shape).expand(-1, -1, *x.shape[2:]))
+    return torch.where(inside.view(shape), picked, torch.zeros((), dtype=x.dtype, device=x.device))

@@ -69,27 +69,45 @@ class DeepMarkovModel(Model):
         times the transition network's quotient expert."""
         return (self.prior(()) * self.transitions[{"forward": "fwd", "backward": "bwd"}[direction]](z)).gaussian()
 
+    @staticmethod
+    def valid_steps(batch: Batch, names: list[str] | None = None) -> Tensor:
+        """``[B, T]``: the steps of each sequence up to its last step where any of ``names``
+        (default: every modality) has an observed entry. Padding is unobserved steps: a
+        shorter sequence in a batch is one whose last steps hold nothing, and the models treat
+        such steps as after the sequence's end (they follow the conditional prior and count
+        for nothing in the loss)."""
+        seen = torch.stack([batch.present(n) for n in names or batch.schema.names]).any(0)
+        return seen.flip(1).cummax(1).values.flip(1)
+
     def training_inputs(self, batch: Batch) -> Batch:
-        """What the inference network sees in training: one burst of steps deleted per modality
-        and sequence (the targets stay complete)."""
-        return drop_burst(batch, self.config.burst) if self.training and self.config.burst > 0 else batch
+        """What the inference network sees in training: one burst of ``burst`` of each
+        sequence's valid steps deleted per modality and sequence (the targets stay complete)."""
+        if not self.training or self.config.burst == 0:
+            return batch
+        return drop_burst(batch, self.config.burst, lengths=self.valid_steps(batch).sum(1))
 
     def decode(self, z: Tensor) -> dict[str, Observation]:
         return self.observations({name: decoder(z) for name, decoder in self.decoders.items()})
 
     def rescaled(self, batch: Batch) -> dict[str, float]:
-        """The lambda_m, each divided by the fraction of m's entries observed in ``batch`` with
-        ``rescale`` (so the reconstruction keeps its weight against the KL terms, which cover
-        every step)."""
+        """The lambda_m, each divided by the fraction of m's entries observed within the valid
+        steps of ``batch`` with ``rescale`` (so the reconstruction keeps its weight against the
+        KL terms, which cover every valid step; padding changes nothing)."""
         if not self.config.rescale:
             return self.lambdas
-        return {name: lam * batch.observed[name].numel() / batch.observed[name].sum().clamp(min=1)
-                for name, lam in self.lambdas.items()}
+        valid = self.valid_steps(batch)
+        weights = {}
+        for name, lam in self.lambdas.items():
+            observed = batch.observed[name]
+            entries = valid.sum() * observed[0, 0].numel()
+            weights[name] = lam * entries / observed.sum().clamp(min=1)
+        return weights
 
-    @staticmethod
-    def sequence_steps(batch: Batch) -> int:
-        """B * T, the number of (sequence, step) pairs the loss is averaged over."""
-        return next(iter(batch.values.values())).shape[:2].numel()
+    @classmethod
+    def sequence_steps(cls, batch: Batch) -> Tensor:
+        """The number of valid (sequence, step) pairs (:meth:`valid_steps`), over which the loss
+        is averaged: B * T for sequences without padding."""
+        return cls.valid_steps(batch).sum().clamp(min=1)
 
     @query
     def extrapolate(self, batch: Batch, forward: int = 0, backward: int = 0) -> Batch:

@@ -29,7 +29,8 @@ Objective per batch (beta is the KL warm-up, lambda_m the reconstruction weights
 
 where F uses one backward particle, S uses K_b backward particles then one forward sample,
 MM_dir is the moment-matched E_{z ~ p(z)} p(z' | z) over 50 prior samples (stationarity), and
-N = B * T. All input subsets (all modalities, and each alone) run through one tensorised
+N = sum_b L_b, the steps of each sequence up to its last observed one. All input subsets
+(all modalities, and each alone) run through one tensorised
 recursion, not one pass each. During training each modality of each sequence loses one
 burst of ``burst * T`` input steps (targets stay complete), as in the reference.
 
@@ -41,7 +42,11 @@ Deliberate differences from the reference code, and why:
 * The transition's std floor is ``transition_min_std`` (default 1e-3, the reference's); at
   that floor the transition's precision (up to 10^6) can outweigh every encoder's.
 * Encoders and decoders are the library's default nets (SiLU MLPs, variance softplus + 1e-4).
-* Every step of a padded sequence is a step: padding is unobserved, not cut.
+* Padding is unobserved steps. Where no evidence follows a step, its future term is p(z)
+  (the reference would run the backward chain through the empty steps, which is p(z) only
+  for an exactly stationary model), so trailing unobserved steps change nothing before them
+  and follow the conditional prior; the loss is averaged over each sequence's steps up to
+  its last observed one, N = sum_b L_b (the reference's sum of lengths), not B * T.
 * lambda_m defaults to 1, the ELBO itself, not the reference's "auto" 1 / (M * features of m)
   (0.5 each for the spirals' x and y): at 0.5 two of three spiral seeds failed once the KL
   warm-up ended (the forward transition collapsed to its std floor); at 1 both of them trained
@@ -75,7 +80,7 @@ from torch import Tensor
 
 from ..config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, checked
 from ..data import Batch
-from ..gaussian import Experts, Gaussian, kl_divergence, moment_match, stack
+from ..gaussian import Experts, Gaussian, kl_divergence, moment_match, stack, where
 from ..modalities import Schema
 from ..nets import Encoder, GatedTransition
 from .base import LossOutput, ModalityDict, query
@@ -122,9 +127,17 @@ class MDMM(DeepMarkovModel):
 
         Returns the filtering posteriors q(z_t | x_{t:T}), the future terms q(z_t | x_{t+1:T})
         (each ``[S, B, T, D]``) and the first particle of every step ``[S, B, T, D]``; with one
-        particle, that particle path is a sample of the filtering ELBO's chain."""
+        particle, that particle path is a sample of the filtering ELBO's chain.
+
+        Where no evidence follows a step (x_{t+1:T} empty: padding, or steps to extrapolate),
+        its future term is p(z), as at a sequence's own last step, so that trailing
+        unobserved steps change nothing before them (the backward chain through them would
+        be p(z) only if the model were exactly stationary)."""
         steps = evidence.unbind(2)
-        future = self.prior(steps[0].shape[:2])
+        informed = evidence.precision.gt(0).any(-1)  # [S, B, T]: some expert at the step
+        later = informed.flip(-1).cummax(-1).values.flip(-1)  # some expert at t..T
+        prior = self.prior(steps[0].shape[:2])
+        future = prior
         posts, futures, samples = [], [], []
         for t in reversed(range(len(steps))):
             futures.append(future)
@@ -133,7 +146,7 @@ class MDMM(DeepMarkovModel):
             z = post.rsample((particles,))
             samples.append(z[0])
             if t > 0:
-                future = moment_match(self.transition(z, "backward"), dim=0)
+                future = where(later[..., t], moment_match(self.transition(z, "backward"), dim=0), prior)
         return stack(posts[::-1], -2), stack(futures[::-1], -2), torch.stack(samples[::-1], -2)
 
     def forward_smooth(self, evidence: Experts, futures: Gaussian, sample: bool = True):
