@@ -215,3 +215,16 @@ def test_scalar_inputs_as_table_columns_are_modalities():
     assert model.present(batch.without("x2")).tolist() == [[True] * 16, [False] * 16]
     assert torch.isfinite(model.loss(batch).loss)
     assert model.predict(batch.without("x2"), "k").shape == (16,)
+
+
+def test_run_configs_and_evaluation_need_no_density():
+    from polymodal.evaluation import evaluate
+    from polymodal.run import parse_config
+
+    config = parse_config({"data": {"train": "t.csv"}, "model": {"name": "mfm"}})
+    assert config.evaluate.samples == 0
+    assert parse_config({"data": {"train": "t.csv"}, "model": {"name": "mvae"}}).evaluate.samples == 100
+    with pytest.raises(pm.ConfigError, match="defines no density"):
+        parse_config({"data": {"train": "t.csv"}, "model": {"name": "mfm"}, "evaluate": {"samples": 100}})
+    scores = evaluate(small(), toy(40), samples=0).scores
+    assert set(scores) == {"a", "b", "y"} and all("log_likelihood" not in s for s in scores.values())

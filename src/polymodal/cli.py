@@ -111,7 +111,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-rate", type=float, default=0.2, help="fraction of observed entries hidden (mcar)")
     p.add_argument("--mechanism", default="mcar", metavar="mcar|mar|mnar", help="how entries are hidden")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--samples", type=int, default=100, help="importance samples per imputation")
+    p.add_argument("--samples", type=int,
+                   help="importance samples per imputation (default 100; 0, from the posterior mean, for MFM)")
     p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
 
     p = command("info", "info", "describe a saved model",

@@ -185,7 +185,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
         report(cross_modal(model, test))
         return
     _, batch = read(load_transform(folder), args.data)
-    result = evaluate(model, batch, args.mask_rate, args.mechanism, args.seed, args.samples, progress=not args.quiet)
+    samples = (100 if model.has_density else 0) if args.samples is None else args.samples
+    result = evaluate(model, batch, args.mask_rate, args.mechanism, args.seed, samples, progress=not args.quiet)
     if not result.scores:
         raise DataError(f"{args.data}: nothing was hidden to score (no observed entries, or --mask-rate 0)")
     metrics = list(dict.fromkeys(k for s in result.scores.values() for k in s))

@@ -8,7 +8,7 @@ prints every key with its default)::
     schema:    columns (per column: numeric, categorical or drop), groups, numeric
     model:     name, options (the model's config)
     trainer:   the Trainer's options
-    evaluate:  mask_rate, mechanism, seed, samples (or null: no scores)
+    evaluate:  mask_rate, mechanism, seed, samples (0: no importance sampling); null: no scores
 
 A run folder holds ``config.yaml`` (the config, paths made absolute), the trainer's
 ``checkpoint.pt`` and ``history.csv``, ``model/`` (a saved model with its data transform),
@@ -67,7 +67,7 @@ class EvaluateSection:
     mask_rate: float = 0.2
     mechanism: str = "mcar"
     seed: int = 0
-    samples: int = 100
+    samples: int | None = None  # None: 100, or 0 for a model without a density
 
 
 @dataclass
@@ -145,6 +145,11 @@ def parse_config(raw: Any, base: Path = Path(".")) -> RunConfig:
     evaluation = sections.get("evaluate", EvaluateSection()) if "evaluate" not in raw or raw["evaluate"] is not None else None
     if evaluation is not None and evaluation.mechanism not in MECHANISMS:
         raise ConfigError(f"evaluate.mechanism: expected one of {list(MECHANISMS)}, got {evaluation.mechanism!r}")
+    if evaluation is not None and evaluation.samples is None:
+        evaluation.samples = 100 if MODELS[model.name].has_density else 0
+    if evaluation is not None and evaluation.samples and not MODELS[model.name].has_density:
+        raise ConfigError(f"evaluate.samples: model {model.name} defines no density to importance-sample; "
+                          f"set samples: 0 (impute from the codes), got {evaluation.samples}")
     return RunConfig(data, schema, model, trainer, evaluation)
 
 
@@ -210,7 +215,7 @@ def example_config(model: str) -> str:
         "  mask_rate: 0.2         # MCAR rate; mar and mnar follow the VSAE paper's definitions, not this rate",
         f"  mechanism: mcar        # one of {', '.join(MECHANISMS)}",
         "  seed: 0",
-        "  samples: 100           # importance samples per imputation",
+        f"  samples: {100 if cls.has_density else 0:<15} # importance samples per imputation (0: from the posterior mean)",
     ]
     return "\n".join(lines) + "\n"
 

@@ -64,6 +64,7 @@ class Model(nn.Module):
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    has_density: ClassVar[bool] = True  # False: no importance sampling (log_likelihood, impute with samples)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -138,6 +138,7 @@ class Surrogate(nn.Module):
 class MFM(Model):
     name = "mfm"
     Config = MFMConfig
+    has_density = False
 
     def __init__(self, schema: Schema, config: MFMConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
