@@ -30,9 +30,9 @@ Objective per batch (beta is the KL warm-up, lambda_m the reconstruction weights
 where F uses one backward particle, S uses K_b backward particles then one forward sample,
 MM_dir is the moment-matched E_{z ~ p(z)} p(z' | z) over 50 prior samples (stationarity), and
 N = sum_b L_b, the steps of each sequence up to its last observed one. All input subsets
-(all modalities, and each alone) run through one tensorised
-recursion, not one pass each. During training each modality of each sequence loses one
-burst of ``burst * T`` input steps (targets stay complete), as in the reference.
+(all modalities, and each alone) run through one tensorised recursion, not one pass each.
+During training each modality of each sequence loses one burst of ``burst * L_b`` input
+steps (targets stay complete), as in the reference.
 
 Deliberate differences from the reference code, and why:
 
