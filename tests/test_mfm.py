@@ -146,6 +146,8 @@ def test_generate_fixes_the_given_blocks():
     assert len(set(out.values["y"].tolist())) == 1  # the label depends on Z_y alone
     with pytest.raises(pm.ConfigError, match="unknown latent block"):
         model.generate(2, codes={"c": code})
+    with pytest.raises(ValueError, match=r"codes\['y'\] must have shape \(4,\) or \(2, 4\), got \(3,\)"):
+        model.generate(2, codes={"y": code[:3]})
 
 
 def test_sequential_inputs_use_recurrent_nets():
@@ -165,6 +167,8 @@ def test_sequential_inputs_use_recurrent_nets():
     t_from_s = model.predict(data.without("t"), "t")
     assert t_from_s.shape == (32, 12, 1)
     assert metrics.mse(t_from_s, t) < 0.2 * metrics.mse(torch.zeros_like(t), t)
+    terms = model.reconstruction_terms(data)  # what the trainer names after a non-finite loss
+    assert set(terms) == {"s", "t", "k"} and all(np.isfinite(v) for v in terms.values())
     with pytest.raises(ValueError, match="pass steps"):
         model.generate(2)
     assert model.generate(2, steps=7).values["s"].shape == (2, 7, 2)

@@ -125,8 +125,9 @@ class Model(nn.Module):
         raise NotImplementedError
 
     def observations(self, params: dict[str, Tensor]) -> dict[str, Observation]:
-        """Each modality's likelihood, given decoder outputs by modality name."""
-        return {mod.name: mod.likelihood(params[mod.name], len(mod.shape)) for mod in self.schema}
+        """The likelihood of each modality given its decoder outputs, by modality name (every
+        modality of the schema, or those a model decodes)."""
+        return {name: self.schema[name].likelihood(p, len(self.schema[name].shape)) for name, p in params.items()}
 
     def reconstruction(
         self,
@@ -323,8 +324,7 @@ class Model(nn.Module):
         decoded posterior mean, summed over the batch. The trainer calls it only after a
         non-finite loss, to name the modality whose term became non-finite; so the training
         loop pays nothing for it."""
-        decoded = self.decode(self.encode(batch).mean)
-        return {name: float(self.reconstruction(batch, {name: obs}).sum()) for name, obs in decoded.items()}
+        return {name: float(self.reconstruction(batch, {name: obs}).sum()) for name, obs in self.reconstruct(batch).items()}
 
 
 # The least value of each count argument of the task methods.

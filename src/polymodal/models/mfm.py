@@ -36,18 +36,19 @@ surrogate codes and the label from the surrogate Z_y. Per sample:
   full code exists); rows observing no input contribute nothing.
 
 The MMD compares the codes each row is decoded from (full or surrogate) with the prior. The
-surrogate is one network conditioned on the presence mask (``surrogate="mask"``, the
-default: one model for the 2^M - 2 patterns, and unpaired samples of every pattern train
-the same weights), or the paper's one network per pattern (``"pattern"``). ``predict``,
+surrogate reads the full model's per-input features; its head is one network conditioned on
+the presence mask (``surrogate="mask"``, the default: one head for the 2^M - 2 patterns, and
+unpaired samples of every pattern train the same weights; on the digit styles it matches the
+per-pattern heads), or one per pattern, as the paper (``"pattern"``). ``predict``,
 ``embed``, ``reconstruct`` and ``impute`` use the surrogate exactly for the samples that lack
 an input, so mixed availability in one batch works; ``surrogate=False`` gives the zero-fill
 baseline instead (the full model reading zeros for a missing input).
 
 Ablations (the paper's comparisons): ``objective="discriminative"`` drops the generative
 factors and decoders (Z_y -> y only, with the MMD); ``"generative"`` drops the label loss and
-predicts the label from a probe, a decoder trained on the detached code sg(Z) (all blocks), so
-that the label teaches the encoders nothing; ``factorised=False`` keeps one shared latent, of the same total size, from which
-every modality and the label are decoded.
+predicts the label from a probe, a decoder trained on the detached code sg(Z) (all blocks),
+so that the label teaches the encoders nothing; ``factorised=False`` keeps one shared latent,
+of the same total size, from which every modality and the label are decoded.
 
 Where we differ from the paper and the reference code, and why:
 
@@ -245,7 +246,7 @@ class MFM(Model):
                 f = torch.cat([self.g_a[m.name](z[..., self.blocks[m.name]]), f_y], -1) if self.factorised else f_y
                 params[m.name] = self.decoders[m.name](f, steps)
         params[self.label] = self.label_decoder(z.detach() if self.config.objective == "generative" else f_y)
-        return {name: self.schema[name].likelihood(p, len(self.schema[name].shape)) for name, p in params.items()}
+        return self.observations(params)
 
     def cost(self, batch: Batch, z: Tensor) -> Tensor:
         """sum_m lambda_m c(x_m, x^_m) per sample over the observed entries: ``[B]``."""
@@ -322,7 +323,13 @@ class MFM(Model):
         for name, value in (codes or {}).items():
             if name not in self.blocks:
                 raise ConfigError(f"MFM.generate: unknown latent block {name!r}; the blocks are {list(self.blocks)}")
-            z[:, self.blocks[name]] = torch.as_tensor(value, dtype=z.dtype, device=z.device).expand(n, -1)
+            block = self.blocks[name]
+            value = torch.as_tensor(value, dtype=z.dtype, device=z.device)
+            size = block.stop - block.start
+            if value.shape not in ((size,), (n, size)):
+                raise ValueError(f"MFM.generate: codes[{name!r}] must have shape ({size},) or ({n}, {size}), "
+                                 f"got {tuple(value.shape)}")
+            z[:, block] = value.expand(n, -1)
         if steps is None and any(m.sequential for m in self.inputs):
             raise ValueError("MFM.generate: the schema has sequential modalities; pass steps")
         return self.drawn(self.decode(z, steps), sample)
@@ -333,10 +340,6 @@ class MFM(Model):
         raise NotImplementedError("MFM is a Wasserstein autoencoder with deterministic encoders: it defines no "
                                   "likelihood estimate; score it by reconstruction or prediction (samples=0)")
 
-    @query
-    def reconstruction_terms(self, batch: Batch) -> dict[str, float]:
-        decoded = self.decode(self.codes(batch), _steps(batch))
-        return {name: float(self.reconstruction(batch, {name: obs}).sum()) for name, obs in decoded.items()}
 
 
 def _label(schema: Schema, label: str | None) -> str:
