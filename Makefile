@@ -27,7 +27,8 @@ bench: install
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/speed.py --busy
 	$(MAKE) bench-env
-	$(BENCH)/bin/python benchmarks/against_multivae.py
+	$(BENCH)/bin/python benchmarks/against_multivae.py --compile
+	$(PY) benchmarks/start.py
 	$(PY) benchmarks/tabular.py
 	$(PY) benchmarks/cli_impute.py
 	$(PY) benchmarks/spirals.py --weak

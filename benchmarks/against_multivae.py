@@ -1,23 +1,29 @@
-"""polymodal's MVAE against MultiVae's, on the same work, in one process.
+"""polymodal's MVAE, MoPoE and MMVAE against MultiVae's, on the same work, in one process.
 
 The P1 case of ``benchmarks/speed.py`` (three Gaussian modalities of 5, 10 and 20 features,
 N = 4096, batch 128, latent 8, 30% of b and c missing per sample), with the **same networks**
 on both sides (MultiVae's defaults for these inputs: encoders in -> 512 -> 512 -> (8, 8),
-decoders 8 -> 512 -> out) and the **same subsets** (the joint and the three singles), trained
-with Adam in the same hand-written loop, one thread, epochs interleaved. Reports the median
-samples/s of each side, the parameter counts, and the FLOPs of one training step counted from
-the shapes every linear layer saw (forward 2 * rows * in * out, backward twice that).
+decoders 8 -> 512 -> out, ReLU between layers; polymodal's default is SiLU) and the **same
+work**: MVAE on the joint and the three singles; MoPoE with one component of each sample's
+power set drawn per sample (MultiVae's estimator; polymodal's default stratified one, a draw
+from every component, is a row of its own); MMVAE with the stratified IWAE bound, K draws
+per component, Gaussian posteriors and a fixed prior (MultiVae's ``iwae_looser``). Trained
+with Adam in the same hand-written loop, one thread, every side's epochs interleaved.
+Reports the median samples/s of each side, the parameter counts, and the FLOPs of one
+training step counted from the shapes every linear layer saw
+(forward 2 * rows * in * out, backward twice that).
 
-It also times the step's matrix products alone: the same GEMM shapes, forward and backward, in
-a tight loop (the floor a step could reach if everything but the products were free), the same
-products at batch 4096 and 16384 (their rate as a fraction of peak), and a 2048 x 2048 fp32
-product for this core's peak.
+It also times each polymodal step's matrix products alone: the same GEMM shapes, forward and
+backward, in a tight loop (the floor a step could reach if everything but the products were
+free); MVAE's products at batch 4096 and 16384 (their rate as a fraction of peak); and a
+2048 x 2048 fp32 product for this core's peak. ``--compile`` adds each polymodal model with
+its loss through ``torch.compile`` (the first epoch, which compiles, is not timed).
 
 Needs MultiVae, installed only in the benchmark's own environment (``make bench-env``; its
 import of torchvision is served by the stand-in in ``benchmarks/stubs``, since no CPU
 torchvision installs here):
 
-    .venv-bench/bin/python benchmarks/against_multivae.py [--epochs 10]
+    .venv-bench/bin/python benchmarks/against_multivae.py [--epochs 10] [--models MVAE MoPoE MMVAE] [--k 10] [--compile]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,25 +45,46 @@ sys.path.insert(0, str(Path(__file__).parent))
 from speed import case  # noqa: E402
 
 import polymodal as pm  # noqa: E402
+from polymodal.training import Adam  # noqa: E402
 
 LATENT, BATCH = 8, 128
 
 
-def polymodal_mvae(schema: pm.Schema) -> pm.MVAE:
-    """MVAE with MultiVae's default networks for these inputs, and no random subsets."""
-    model = pm.MVAE(schema, latent_dim=LATENT, subsets=0)
-    for mod in schema:
-        model.encoders[mod.name] = pm.nets.Encoder(mod, LATENT, hidden=(512, 512))
-        model.decoders[mod.name] = pm.nets.Decoder(mod, LATENT, hidden=(512,))
+def matched(model: pm.Model) -> pm.Model:
+    """``model`` with MultiVae's default networks for these inputs."""
+    for mod in model.schema:
+        model.encoders[mod.name] = pm.nets.Encoder(mod, LATENT, hidden=(512, 512), activation=nn.ReLU)
+        model.decoders[mod.name] = pm.nets.Decoder(mod, LATENT, hidden=(512,), activation=nn.ReLU)
     return model
 
 
-def multivae_mvae(schema: pm.Schema):
-    from multivae.models import MVAE, MVAEConfig
+def multivae_config(kind, schema: pm.Schema, **options):
+    return kind(n_modalities=len(schema), latent_dim=LATENT, input_dims={m.name: m.shape for m in schema},
+                decoders_dist={m.name: "normal" for m in schema}, **options)
 
-    config = MVAEConfig(n_modalities=len(schema), latent_dim=LATENT, input_dims={m.name: m.shape for m in schema},
-                        decoders_dist={m.name: "normal" for m in schema}, k=0, warmup=0)
-    return MVAE(config)
+
+def polymodal_models(k: int) -> dict:
+    """Each polymodal model on the same work as its MultiVae counterpart: MVAE on the joint and
+    the three singles (no random subsets); MoPoE drawing one component of each sample's power
+    set (the reference's estimator; the default stratified one, 7 draws per sample, is its own
+    row); MMVAE's stratified IWAE bound with K draws per component."""
+    return {
+        "MVAE": lambda s: matched(pm.MVAE(s, latent_dim=LATENT, subsets=0)),
+        "MoPoE": lambda s: matched(pm.MoPoE(s, latent_dim=LATENT, mixture="sampled")),
+        "MoPoE, stratified": lambda s: matched(pm.MoPoE(s, latent_dim=LATENT)),
+        "MMVAE": lambda s: matched(pm.MMVAE(s, latent_dim=LATENT, samples=k)),
+    }
+
+
+def multivae_models(k: int) -> dict:
+    from multivae.models import MMVAE, MVAE, MMVAEConfig, MoPoE, MoPoEConfig, MVAEConfig
+
+    return {
+        "MVAE": lambda s: MVAE(multivae_config(MVAEConfig, s, k=0, warmup=0)),
+        "MoPoE": lambda s: MoPoE(multivae_config(MoPoEConfig, s)),
+        "MMVAE": lambda s: MMVAE(multivae_config(MMVAEConfig, s, K=k, loss="iwae_looser", prior_and_posterior_dist="normal",
+                                                 learn_prior=False)),
+    }
 
 
 def multivae_batches(batch: pm.Batch, order: torch.Tensor):
@@ -131,46 +159,60 @@ def peak_flops(size: int = 2048, repeats: int = 10) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--models", nargs="+", default=["MVAE", "MoPoE", "MMVAE"], choices=["MVAE", "MoPoE", "MMVAE"])
+    parser.add_argument("--k", type=int, default=10, help="MMVAE's draws per component (MultiVae's default)")
+    parser.add_argument("--compile", action="store_true", help="also each polymodal model with its loss through torch.compile")
     parser.add_argument("--large", type=int, nargs="*", default=[4096, 16384], help="batch sizes for the products' rate")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     batch = case()
+    ours, theirs = polymodal_models(args.k), multivae_models(args.k)
+    builds = {}
+    for kind in args.models:
+        builds.update({f"polymodal {name}": (build, polymodal_batches, lambda m, b: m.loss(b).loss)
+                       for name, build in ours.items() if name.split(",")[0] == kind})
+        if args.compile:
+            builds[f"polymodal {kind}, compiled"] = (ours[kind], polymodal_batches, torch.compile(lambda m, b: m.loss(b).loss))
+        builds[f"MultiVae {kind}"] = (theirs[kind], multivae_batches, lambda m, b: m(b).loss)
     sides = {}
-    for name, build, batches, loss in [
-        ("polymodal", polymodal_mvae, polymodal_batches, lambda m, b: m.loss(b).loss),
-        ("multivae", multivae_mvae, multivae_batches, lambda m, b: m(b).loss),
-    ]:
+    for name, (build, batches, loss) in builds.items():
+        torch.manual_seed(0)
         model = build(batch.schema)
-        sides[name] = dict(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3), batches=batches, loss=loss,
+        sides[name] = dict(model=model, optimizer=Adam(model.parameters(), lr=1e-3, fused=True), batches=batches, loss=loss,
                            params=sum(p.numel() for p in model.parameters()), times=[])
     g = torch.Generator().manual_seed(0)
-    for e in range(args.epochs + 1):  # the first epoch warms up
+    for e in range(args.epochs + 1):  # the first epoch warms up (and compiles)
         order = torch.randperm(len(batch), generator=g)
         for side in sides.values():
             seconds = epoch(side["model"], side["optimizer"], side["batches"](batch, order), side["loss"])
             if e:
                 side["times"].append(seconds)
-    first = next(polymodal_batches(batch, torch.arange(BATCH)))
-    multivae_first = next(multivae_batches(batch, torch.arange(BATCH)))
-    shapes = {"polymodal": linear_shapes(lambda: sides["polymodal"]["model"].loss(first)),
-              "multivae": linear_shapes(lambda: sides["multivae"]["model"](multivae_first))}
-    floor = gemm_floor(shapes["polymodal"])
+    first = {polymodal_batches: next(polymodal_batches(batch, torch.arange(BATCH))),
+             multivae_batches: next(multivae_batches(batch, torch.arange(BATCH)))}
     peak = peak_flops()
     steps = -(-len(batch) // BATCH)
     report = {"case": "3 Gaussian modalities (5, 10, 20), N=4096, batch 128, latent 8, 30% of b and c missing",
-              "subsets": "joint + 3 singles", "epochs": args.epochs, "peak_gflops": round(peak / 1e9, 1)}
+              "epochs": args.epochs, "mmvae_k": args.k, "peak_gflops": round(peak / 1e9, 1)}
     for name, side in sides.items():
+        call = side["model"].loss if name.startswith("polymodal") else side["model"]
+        shapes = linear_shapes(partial(call, first[side["batches"]]))
         step = statistics.median(side["times"]) / steps
         report[name] = {"params": side["params"], "samples_per_s": round(len(batch) / statistics.median(side["times"])),
                         "range": [round(len(batch) / max(side["times"])), round(len(batch) / min(side["times"]))],
-                        "step_ms": round(1e3 * step, 3), "mflops_per_step": round(step_flops(shapes[name]) / 1e6, 1)}
-    report["polymodal"]["gemm_floor_ms"] = round(1e3 * floor, 3)
-    report["polymodal"]["step_over_floor"] = round(report["polymodal"]["step_ms"] / (1e3 * floor), 2)
-    report["polymodal_over_multivae"] = round(report["polymodal"]["samples_per_s"] / report["multivae"]["samples_per_s"], 2)
-    for rows in args.large:  # the same products at a larger batch: what fraction of peak they reach
-        scaled = [(r * rows // BATCH, i, o) for r, i, o in shapes["polymodal"]]
-        report[f"products_at_batch_{rows}_over_peak"] = round(step_flops(scaled) / gemm_floor(scaled, 5) / peak, 2)
+                        "step_ms": round(1e3 * step, 3), "mflops_per_step": round(step_flops(shapes) / 1e6, 1)}
+        if name.startswith("polymodal"):
+            floor = gemm_floor(shapes)
+            report[name].update(gemm_floor_ms=round(1e3 * floor, 3), step_over_floor=round(step / floor, 2))
+        if name == "polymodal MVAE":
+            for rows in args.large:  # the same products at a larger batch: what fraction of peak they reach
+                scaled = [(r * rows // BATCH, i, o) for r, i, o in shapes]
+                report[f"MVAE products at batch {rows} over peak"] = round(step_flops(scaled) / gemm_floor(scaled, 5) / peak, 2)
+    for name in list(sides):
+        if name.startswith("polymodal"):
+            kind = name.split()[1].rstrip(",")
+            ratio = report[name]["samples_per_s"] / report[f"MultiVae {kind}"]["samples_per_s"]
+            report[f"{name} over MultiVae {kind}"] = round(ratio, 2)
     print(json.dumps(report, indent=1))
 
 

@@ -47,3 +47,31 @@ def test_encode_and_importance_sampling():
     assert bool(torch.isfinite(model.log_likelihood(mixed, n_samples=30)).all())
     assert bool(torch.isfinite(model.loss(mixed).loss))
 
+
+
+def test_the_sampled_mixture_scores_one_component_per_sample():
+    torch.manual_seed(0)
+    batch = tiny(4).without("b", "c")  # one modality: the only component is {a}
+    model = pm.MoPoE(batch.schema, latent_dim=2, hidden=(8,), mixture="sampled")
+    torch.manual_seed(1)
+    loss = model.loss(batch, beta=0.5).loss
+    torch.manual_seed(1)
+    torch.multinomial(torch.ones(4, 7), 1, replacement=True)  # the choice of component, drawn first
+    q = (model.prior((4,)) * model.encoders["a"](batch.values["a"])).gaussian()
+    z = q.mean + torch.randn(1, 4, 2)[0] * q.std
+    elbo = model.decode(z)["a"].log_prob(batch.values["a"]) - 0.5 * q.kl(model.prior((4,)))
+    torch.testing.assert_close(loss, -elbo.mean())
+
+
+def test_the_sampled_and_stratified_mixtures_have_the_same_expectation():
+    batch = pm.missing.drop_modalities(tiny(3), 0.4, torch.Generator().manual_seed(2))
+    stratified = pm.MoPoE(batch.schema, latent_dim=2, hidden=(8,))
+    sampled = pm.MoPoE(batch.schema, latent_dim=2, hidden=(8,), mixture="sampled")
+    sampled.load_state_dict(stratified.state_dict())
+    copies = batch.select(torch.arange(3).repeat(500))  # each loss is then a mean over 500 draws per sample
+    torch.manual_seed(0)
+    with torch.no_grad():
+        a = torch.stack([stratified.loss(copies).loss for _ in range(30)])
+        b = torch.stack([sampled.loss(copies).loss for _ in range(30)])
+    assert abs(float(a.mean() - b.mean())) < 4 * float((a.var() / 30 + b.var() / 30).sqrt())
+    assert float(b.var()) > float(a.var())  # the reason the stratified estimator is the default

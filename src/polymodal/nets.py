@@ -19,15 +19,15 @@ from .modalities import Modality
 
 
 class MLP(nn.Sequential):
-    """Linear layers with SiLU between them; none after the last."""
+    """Linear layers with ``activation`` (SiLU) between them; none after the last."""
 
-    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int):
+    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, activation: type[nn.Module] = nn.SiLU):
         sizes = [in_features, *hidden, out_features]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
-                layers.append(nn.SiLU())
+                layers.append(activation())
         super().__init__(*layers)
 
 
@@ -120,7 +120,8 @@ def gaussian_mlp(in_features: int, hidden: Sequence[int], latent: int, max_var: 
 
 
 class Encoder(nn.Module):
-    """Default encoder of a modality: its values -> a Gaussian expert over the latent."""
+    """Default encoder of a modality: its values -> a Gaussian expert over the latent. An MLP
+    encoder's ``activation`` may be another than SiLU (ReLU, say, to match other code)."""
 
     def __init__(
         self,
@@ -129,6 +130,7 @@ class Encoder(nn.Module):
         hidden: Sequence[int] = (256, 256),
         channels: Sequence[int] = (32, 64),
         max_var: float | None = None,
+        activation: type[nn.Module] = nn.SiLU,
     ):
         super().__init__()
         self.modality = modality
@@ -137,7 +139,7 @@ class Encoder(nn.Module):
             self.body: nn.Module = nn.Sequential(ConvEncoder(modality.shape, channels, width), nn.SiLU())
         else:
             n_in = modality.size * (modality.num_classes if modality.categorical else 1)
-            self.body = nn.Sequential(MLP(n_in, hidden[:-1], width), nn.SiLU()) if hidden else nn.Identity()
+            self.body = nn.Sequential(MLP(n_in, hidden[:-1], width, activation), activation()) if hidden else nn.Identity()
             width = width if hidden else n_in
         self.head = ExpertHead(width, latent, max_var)
 
@@ -152,7 +154,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Default decoder of a modality: latent -> likelihood parameters ``[*lead, *features, P]``."""
+    """Default decoder of a modality: latent -> likelihood parameters ``[*lead, *features, P]``
+    (an MLP decoder's ``activation`` as the encoder's)."""
 
     def __init__(
         self,
@@ -160,6 +163,7 @@ class Decoder(nn.Module):
         latent: int,
         hidden: Sequence[int] = (256, 256),
         channels: Sequence[int] = (32, 64),
+        activation: type[nn.Module] = nn.SiLU,
     ):
         super().__init__()
         self.modality = modality
@@ -167,7 +171,7 @@ class Decoder(nn.Module):
         if modality.net == "conv":
             self.body: nn.Module = ConvDecoder(latent, channels, modality.shape, self.n_params)
         else:
-            self.body = MLP(latent, hidden, modality.size * self.n_params)
+            self.body = MLP(latent, hidden, modality.size * self.n_params, activation)
 
     def forward(self, z: Tensor) -> Tensor:
         lead = z.shape[:-1]

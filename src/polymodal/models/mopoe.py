@@ -17,11 +17,16 @@ a sample with one modality contributes that modality's ELBO; unobserved features
 out. The 2^M - 1 subsets are fixed once; each unimodal expert is computed once per batch
 and every product formed from them.
 
-Difference from the reference: the expectation over the mixture is stratified (one draw
-from every component, each weighted 1 / |P(X)|) instead of one component sampled per
-sample: the same objective in expectation, with less variance, at 2^M - 1 decodes per
-sample. For the task API, ``encode`` gives the mixture moment-matched to one Gaussian (the
-prior with nothing observed), and ``log_likelihood`` / ``impute(samples=K)`` draw from the
+Difference from the reference: by default (``mixture="stratified"``) the expectation over
+the mixture is stratified (one draw from every component, each weighted 1 / |P(X)|)
+instead of one component sampled per sample: the same objective in expectation, with less
+variance, at 2^M - 1 decodes per sample. ``mixture="sampled"`` is the reference's
+estimator: one component of each sample's power set drawn uniformly, one draw from it,
+each modality decoded once per sample; the KL term is the same mean of the components'
+KLs either way.
+
+For the task API, ``encode`` gives the mixture moment-matched to one Gaussian (the prior
+with nothing observed), and ``log_likelihood`` / ``impute(samples=K)`` draw from the
 mixture itself.
 """
 
@@ -40,16 +45,18 @@ from ..likelihoods import Observation
 from ..modalities import Schema
 from ..nets import Decoder, Encoder
 from .base import LossOutput, ModalityDict, Model
-from .mmvae import matched_mixture, mixture_sampler
+from .mmvae import chosen_components, matched_mixture, mixture_sampler
 
 
 @dataclass
-@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, weights=NON_NEGATIVE)
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, weights=NON_NEGATIVE,
+         mixture=("stratified", "sampled"))
 class MoPoEConfig:
     latent_dim: int = 16
     hidden: tuple[int, ...] = (256, 256)
     channels: tuple[int, ...] = (32, 64)
     weights: dict[str, float] = field(default_factory=dict)
+    mixture: str = "stratified"
 
 
 class MoPoE(Model):
@@ -84,13 +91,16 @@ class MoPoE(Model):
 
     def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
         q, valid = self.components(batch)
-        z = q.rsample()  # one draw from every component
-        recon = self.reconstruction(batch, self.decode(z))  # [S, B]
-        kl = q.kl(self.prior(tuple(q.shape[:-1])))
-        share = valid / valid.sum(0).clamp_min(1)
+        share = valid / valid.sum(0).clamp_min(1)  # [S, B]
+        if self.config.mixture == "stratified":
+            recon = (self.reconstruction(batch, self.decode(q.rsample())) * share).sum(0)  # one draw from every component
+        else:
+            z = chosen_components(q, valid, 1)[0].rsample()  # one draw from one component, chosen uniformly
+            recon = self.reconstruction(batch, self.decode(z)) * valid.any(0)
+        kl = (q.kl(self.prior(tuple(q.shape[:-1]))) * share).sum(0)
         n = len(batch)
-        loss = -((recon - beta * kl) * share).sum() / n
-        return LossOutput(loss, {"recon": (recon * share).sum().detach() / n, "kl": (kl * share).sum().detach() / n})
+        loss = -(recon - beta * kl).sum() / n
+        return LossOutput(loss, {"recon": recon.sum().detach() / n, "kl": kl.sum().detach() / n})
 
     def sampler(self, batch: Batch) -> Callable[[int], tuple[Tensor, Tensor]]:
         """Draws from the mixture q(z | X) itself, a subset of the power set uniformly per draw."""
