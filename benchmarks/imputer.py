@@ -43,7 +43,7 @@ import polymodal as pm
 from polymodal.metrics import nrmse, pfc
 
 SETTINGS = ["mcar 0.3", "mcar 0.5", "mar 0.5", "mnar 0.5"]
-CLASSICAL = ("mean", "mode", "KNN", "MICE", "MissForest")
+CLASSICAL = ("mean", "mode", "KNN", "MICE", "MissForest", "HyperImpute")
 
 
 def imputers(seed: int) -> dict[str, Callable[[], object]]:
@@ -57,7 +57,25 @@ def imputers(seed: int) -> dict[str, Callable[[], object]]:
         "MICE": lambda: IterativeImputer(max_iter=10, random_state=seed),
         "MissForest": lambda: IterativeImputer(ExtraTreesRegressor(n_estimators=50, random_state=seed, n_jobs=1),
                                                max_iter=10, random_state=seed),
+        "HyperImpute": lambda: hyperimpute(seed),
     }
+
+
+class hyperimpute:
+    """HyperImpute's default imputer (its own column-wise model search), with numpy out; only
+    in its own environment (``pip install hyperimpute`` beside the CPU torch, not in .venv)."""
+
+    def __init__(self, seed: int):
+        from hyperimpute.plugins.imputers import Imputers
+
+        self.plugin = Imputers().get("hyperimpute", random_state=seed)
+
+    def fit(self, x: np.ndarray) -> hyperimpute:
+        self.plugin.fit(pd.DataFrame(x))
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.plugin.transform(pd.DataFrame(x)), dtype=float)
 
 
 def run(name: str, setting: str, seed: int, chosen: list[str], draws: int) -> dict[str, tuple[float, float, float]]:

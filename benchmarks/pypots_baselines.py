@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="*", default=["SAITS", "BRITS"], choices=["SAITS", "BRITS"])
+    parser.add_argument("--figures", default="benchmarks/figures", help="one figure per task: pypots_<task>.png")
     args = parser.parse_args()
 
     import pypots
@@ -89,6 +90,7 @@ def main() -> None:
     corrupted = sequences.tasks(test)
 
     results: dict[str, dict[str, float]] = {}
+    fills: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     for name in args.models:
         set_random_seed(args.seed)
@@ -96,13 +98,16 @@ def main() -> None:
         begin = time.perf_counter()
         model.fit({"X": x_train}, val_set)
         seconds[name] = time.perf_counter() - begin
-        results[name] = {}
+        results[name], fills[name] = {}, {"fills": {}}
         for task, (inputs, scored) in corrupted.items():
-            imputed = model.predict({"X": to_array(inputs)})["imputation"]
-            results[name][task] = sequences.mse(from_array(np.asarray(imputed)), test, scored)
+            imputed = from_array(np.asarray(model.predict({"X": to_array(inputs)})["imputation"]))
+            results[name][task] = sequences.mse(imputed, test, scored)
+            fills[name]["fills"][task] = {sensor: x[sequences.SHOWN : sequences.SHOWN + 1] for sensor, x in imputed.items()}
         print(f"{name}: trained in {seconds[name]:.0f} s ({args.epochs} epochs), best validation MSE at epoch "
               f"{getattr(model, 'best_epoch', '?')}", flush=True)
     wall = time.perf_counter() - start
+    for path in sequences.figures(fills, test, Path(args.figures), prefix="pypots"):
+        print(f"figure: {path}")
 
     print()
     print("| method | " + " | ".join(f"{t} (MSE)" for t in sequences.TASKS) + " |")

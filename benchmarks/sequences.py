@@ -237,9 +237,10 @@ def targets(results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def figures(results: dict[str, dict], test: pm.Batch, folder: Path) -> list[Path]:
-    """One figure per task: test sequence ``SHOWN``, truth against every method's fill, each
-    sensor's first axis; the scored steps shaded."""
+def figures(results: dict[str, dict], test: pm.Batch, folder: Path, prefix: str = "sequences") -> list[Path]:
+    """One figure per task, ``folder/{prefix}_{task}.png``: test sequence ``SHOWN``, truth
+    against every method's fill (``results[method]["fills"][task][sensor]``, ``[1, T, 3]``),
+    each sensor's first axis; the scored steps shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,7 +264,7 @@ def figures(results: dict[str, dict], test: pm.Batch, folder: Path) -> list[Path
         axes[0].legend(ncol=5, fontsize=7, loc="upper left")
         axes[1].set_xlabel("step")
         fig.tight_layout()
-        path = folder / f"sequences_{task.replace(' ', '_').replace('%', 'pc')}.png"
+        path = folder / f"{prefix}_{task.replace(' ', '_').replace('%', 'pc')}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         paths.append(path)
