@@ -109,3 +109,12 @@ def test_queries_give_the_model_back_in_its_mode(name):
         for query in queries:
             query()
             assert model.training is training and all(m.training is training for m in model.modules())
+
+
+def test_miwae_with_mask_input_tells_a_missing_entry_from_an_observed_zero():
+    schema = pm.Schema([pm.Modality("a", ()), pm.Modality("b", ())])
+    batch = pm.Batch.from_data(schema, {"a": torch.tensor([0.0, float("nan")]), "b": torch.tensor([0.5, 0.5])})
+    for mask_input, differ in ((False, False), (True, True)):
+        torch.manual_seed(0)
+        q = pm.MIWAE(schema, latent_dim=2, hidden=(8,), mask_input=mask_input).encode(batch)
+        assert (not torch.allclose(q.mean[0], q.mean[1])) is differ
