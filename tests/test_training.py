@@ -222,11 +222,13 @@ def test_a_compiled_loss_trains_as_the_eager_one():
     """``compile=True`` runs the loss through torch.compile: the same trajectory up to float
     rounding (the KL warm-up's changing weight and the smaller last batch included), once the
     compiled code draws its noise from torch's generator as eager code does."""
+    from torch._dynamo.utils import counters
     from torch._inductor import config
     schema = pm.Schema([pm.Modality("a", (3,)), pm.Modality("b", (2,))])
     g = torch.Generator().manual_seed(0)
     batch = pm.Batch.from_data(schema, {"a": torch.randn(40, 3, generator=g), "b": torch.randn(40, 2, generator=g)})
     histories = []
+    counters.clear()
     for compiled in (False, True):
         torch.manual_seed(0)
         model = pm.MVAE(schema, latent_dim=2, hidden=(8,))
@@ -234,3 +236,4 @@ def test_a_compiled_loss_trains_as_the_eager_one():
         with config.patch(fallback_random=True):
             histories.append([record["loss"] for record in trainer.fit(batch)])
     assert histories[1] == pytest.approx(histories[0], rel=1e-4)
+    assert counters["stats"]["unique_graphs"] >= 1  # the loss really went through torch.compile
