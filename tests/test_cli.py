@@ -133,6 +133,14 @@ def test_impute_fit_on_npz_and_save(tmp_path):
         y = out["table"]
     assert y.shape == x.shape and not np.isnan(y).any() and (y[~np.isnan(x)] == x[~np.isnan(x)]).all()
     assert run("impute", tmp_path / "imputer", tmp_path / "x.npz", "-o", tmp_path / "z.npz", "--quiet") == 0
+    with np.load(tmp_path / "z.npz") as out:
+        np.testing.assert_array_equal(out["table"], y)  # the saved blend fills as the fitted one did
+    assert run("impute", tmp_path / "imputer", tmp_path / "x.npz", "-o", tmp_path / "d.npz", "--draws", "2",
+               "--quiet") == 0
+    for k in (1, 2):
+        with np.load(tmp_path / f"d.draw{k}.npz") as out:
+            draw = out["table"]
+        assert not np.isnan(draw).any() and (draw[~np.isnan(x)] == x[~np.isnan(x)]).all()
 
 
 def test_impute_fit_on_parquet_keeps_index_and_dtypes(tmp_path):

@@ -130,40 +130,61 @@ def test_multiple_imputations_match_the_closed_form_conditional_of_a_gaussian():
     x1 = rng.standard_normal(n)
     x = np.stack([x1, rho * x1 + np.sqrt(1 - rho**2) * rng.standard_normal(n)], 1)
     x[rng.random(n) < 0.4, 1] = np.nan
-    imputer = pm.Imputer(numeric={"name": "gaussian", "learn_scale": True}, model_options={"latent_dim": 2, "hidden": (32,)},
-                         batch_size=128, steps=1500, samples=200).fit(x)
     rows = np.isnan(x[:, 1])[:300]
-    draws = imputer.sample(x[:300], draws=300)
-    assert draws.shape == (300, 300, 2) and (draws[:, ~rows] == x[:300][~rows]).all()
-    mean, sd = draws[:, rows, 1].mean(0), draws[:, rows, 1].std(0)
-    assert np.abs(mean - rho * x[:300][rows, 0]).mean() < 0.15
-    assert np.median(sd) == pytest.approx(np.sqrt(1 - rho**2), rel=0.25)
-    spread = imputer.predictive_std(x[:300], draws=300)
-    assert (spread[~rows, 1] == 0).all() and (spread[:, 0] == 0).all()
-    assert np.median(spread[rows, 1]) == pytest.approx(np.sqrt(1 - rho**2), rel=0.25)
+    miwae = pm.Imputer("miwae", numeric={"name": "gaussian", "learn_scale": True},
+                       model_options={"latent_dim": 2, "hidden": (32,)}, batch_size=128, steps=1500, samples=200).fit(x)
+    for imputer, tolerance in ((miwae, 0.25), (pm.Imputer("gaussian").fit(x), 0.1)):
+        draws = imputer.sample(x[:300], draws=300)
+        assert draws.shape == (300, 300, 2) and (draws[:, ~rows] == x[:300][~rows]).all()
+        mean, sd = draws[:, rows, 1].mean(0), draws[:, rows, 1].std(0)
+        assert np.abs(mean - rho * x[:300][rows, 0]).mean() < 0.15
+        assert np.median(sd) == pytest.approx(np.sqrt(1 - rho**2), rel=tolerance)
+        spread = imputer.predictive_std(x[:300], draws=300)
+        assert (spread[~rows, 1] == 0).all() and (spread[:, 0] == 0).all()
+        assert np.median(spread[rows, 1]) == pytest.approx(np.sqrt(1 - rho**2), rel=tolerance)
 
 
-def test_auto_keeps_per_column_the_candidate_with_the_best_held_out_score(tmp_path):
+def test_auto_blends_per_column_the_candidates_on_their_held_out_cells(tmp_path, monkeypatch):
     frame, x, _ = wine_table()
     table = pd.DataFrame(x, columns=frame.columns)
     table["kind"] = pd.Series(np.where(frame["alcohol"] > 13, "strong", "light"), dtype="category")
-    imputer = pm.Imputer(model="auto", steps=40, samples=20).fit(table)
-    scores = imputer.candidate_scores_
-    assert list(scores.columns) == list(pm.imputer.AUTO_CANDIDATES) and list(scores.index) == list(table.columns)
-    assert imputer.choice_["kind"] not in pm.imputer.CLASSICAL and np.isnan(scores.loc["kind", "iterative"])
-    chosen = [scores.loc[c, imputer.choice_[c]] for c in table.columns]
-    np.testing.assert_array_equal(imputer.validation_scores_, chosen)
-    # a column leaves the candidate best on the whole table only for one at least as good on its own cells
-    numeric = scores.drop(index="kind")
-    best = numeric.mean().idxmin()
-    for c in numeric.index:
-        assert imputer.choice_[c] == best or numeric.loc[c, imputer.choice_[c]] <= numeric.loc[c, best]
+    imputer = pm.Imputer(steps=60, samples=20).fit(table)
+    scores, weights = imputer.candidate_scores_, imputer.weights_
+    assert list(scores.columns) == ["gaussian", "miwae"] and list(scores.index) == list(table.columns)
+    assert np.isnan(scores.loc["kind", "gaussian"]) and weights.loc["kind"].to_dict() == {"gaussian": 0.0, "miwae": 1.0}
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    np.testing.assert_allclose(weights * 10, (weights * 10).round(), atol=1e-9)  # multiples of WEIGHT_STEP
+    assert (imputer.choice_ == weights.idxmax(axis=1)).all()
+    for c in table.columns:  # a column given wholly to one candidate scores exactly as that candidate does
+        if weights.loc[c].max() == 1.0:
+            assert imputer.validation_scores_[c] == pytest.approx(scores.loc[c, imputer.choice_[c]])
+    assert list(imputer.histories_["gaussian"].columns) == ["components", "ridge", "valid_score", "iterations", "seconds"]
     filled = imputer.transform(table)
     assert not filled.isna().any().any()
-    assert set(imputer.models_) == set(imputer.choice_)
-    with pytest.raises(pm.ConfigError, match="model='auto' combines several models"):
-        imputer.save(tmp_path / "auto")
-    pair = pm.Imputer(model=["zerofill-vae", "iterative"], steps=40, samples=20).fit(table)
-    assert list(pair.candidate_scores_.columns) == ["zerofill-vae", "iterative"] and pair.choice_["kind"] == "zerofill-vae"
-    with pytest.raises(pm.ConfigError, match="need a polymodal model"):
-        pm.Imputer(model=["iterative"]).fit(table)
+    loaded = pm.load_imputer(imputer.save(tmp_path / "auto"))
+    pd.testing.assert_frame_equal(loaded.transform(table), filled)
+    pd.testing.assert_frame_equal(loaded.weights_, weights)
+    assert loaded.sample(table, 2)[1].equals(imputer.sample(table, 2)[1])
+    # with shrinkage towards the table outweighing every column's own cells, all numeric columns blend alike
+    monkeypatch.setattr(pm.imputer, "SHRINK_CELLS", 1e9)
+    alike = pm.Imputer(steps=60, samples=20).fit(table).weights_.drop(index="kind")
+    assert (alike.nunique() == 1).all()
+
+
+def test_candidate_lists_cellwise_models_and_what_cannot_be_saved(tmp_path):
+    frame, x, _ = wine_table()
+    table = pd.DataFrame(x, columns=frame.columns)
+    trio = pm.Imputer(model=["gaussian", "zerofill-vae", "iterative"], steps=40, samples=20).fit(table)
+    assert list(trio.candidate_scores_.columns) == ["gaussian", "zerofill-vae", "iterative"]
+    assert not trio.transform(table).isna().any().any()
+    with pytest.raises(pm.ConfigError, match="only pickle"):
+        trio.save(tmp_path / "trio")
+    with pytest.raises(pm.ConfigError, match="need a generative model"):
+        pm.Imputer(model=["iterative", "missforest"]).fit(table)
+    gaussian = pm.Imputer(model="gaussian").fit(table)
+    assert set(gaussian.models_) == {"gaussian"} and gaussian.validation_score_ < 0.9
+    pd.testing.assert_frame_equal(pm.load_imputer(gaussian.save(tmp_path / "gaussian")).transform(table),
+                                  gaussian.transform(table))
+    table["kind"] = pd.Series(np.where(frame["alcohol"] > 13, "strong", "light"), dtype="category")
+    with pytest.raises(pm.ConfigError, match=r"fills numeric columns only, and \['kind'\] are categorical"):
+        pm.Imputer(model="gaussian").fit(table)

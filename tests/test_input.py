@@ -437,7 +437,9 @@ IMPUTERS = [
     ("validation 1", {"validation": 1.0}, r"validation must be a fraction in \[0, 1\), got 1\.0"),
     ("steps 2.5", {"steps": 2.5}, r"steps must be an integer >= 1, got 2\.5"),
     ("batch_size 0", {"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
-    ("auto without validation", {"model": "auto"}, r"model='auto' chooses on held-out cells"),
+    ("options of two models", {"model": ["miwae", "vsae"], "model_options": {"latent_dim": 2}},
+     r"model_options configure one model; with model=\['miwae', 'vsae'\] leave them out"),
+    ("only scikit-learn's", {"model": ["iterative"]}, r"need a generative model among them"),
     ("model option out of range", {"model_options": {"latent_dim": 0}}, r"latent_dim must be >= 1, got 0"),
 ]
 

@@ -21,6 +21,7 @@ _EXPORTS = {
     **{name: ("gaussian", name) for name in ("Experts", "Gaussian", "NonPositivePrecisionError", "kl_divergence",
                                              "log_mean_exp", "moment_match", "w2")},
     **{name: ("imputer", name) for name in ("Imputer", "load_imputer")},
+    **{name: ("mixture", name) for name in ("GaussianMixture",)},
     **{name: ("likelihoods", name) for name in ("Bernoulli", "Categorical", "Laplace", "Likelihood", "Observation")},
     "GaussianLikelihood": ("likelihoods", "Gaussian"),
     **{name: ("modalities", name) for name in ("Modality", "Schema")},
@@ -34,7 +35,7 @@ _EXPORTS = {
     **{name: ("training", name) for name in ("NonFiniteLossError", "Schedule", "TrainConfig", "Trainer")},
 }
 _MODULES = ("missing", "gaussian", "likelihoods", "nets", "metrics", "report", "files", "tables", "data", "models",
-            "datasets", "training", "persistence", "evaluation", "config", "imputer")
+            "datasets", "training", "persistence", "evaluation", "config", "mixture", "imputer")
 
 __all__ = sorted([*_EXPORTS, "missing"])
 

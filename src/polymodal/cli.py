@@ -84,7 +84,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=0, metavar="K", help="write K multiple imputations")
     p.add_argument("--samples", type=int, help="importance samples per imputation (default: the model's)")
     p.add_argument("--fit", action="store_true", help="fit an Imputer on IN itself first")
-    p.add_argument("--model", default="miwae", help="with --fit: the model, or auto (default miwae)")
+    p.add_argument("--model", default="auto", help="with --fit: auto (default: a Gaussian mixture and MIWAE "
+                                                   "blended per column), or one model, e.g. miwae or gaussian")
     p.add_argument("--steps", type=int, help="with --fit: most training steps (default: sized to the table; early "
                                              "stopping on held-out cells of 20%% of the rows)")
     p.add_argument("--save", metavar="DIR", help="with --fit: also save the fitted imputer there")

@@ -102,6 +102,8 @@ def impute(args: argparse.Namespace) -> None:
     if len(args.paths) != 2:
         raise ConfigError("impute: give MODEL_DIR and IN (or --fit IN -o OUT to fit a model on IN itself)")
     folder, source = model_folder(args.paths[0]), args.paths[1]
+    if not (folder / "config.json").is_file() and (folder / "imputer.json").is_file():
+        return impute_blend(args, folder, source)
     model, transform = load(folder), load_transform(folder)
     frame, batch = read(transform, source)
     options = {} if args.samples is None else {"samples": args.samples}
@@ -118,6 +120,29 @@ def impute(args: argparse.Namespace) -> None:
     parts = chunked(lambda part: model.impute(batch.select(part), **options).to("cpu"), len(batch),
                     progress=not args.quiet, desc="impute")
     write(transform, transform.fill(frame, concat(parts)), out, source)
+    print(f"imputed table written to {out}")
+
+
+def impute_blend(args: argparse.Namespace, folder: Path, source: str) -> None:
+    """``impute`` with an Imputer saved with several candidates (``model="auto"``): its blend fills, its sampler draws."""
+    from .imputer import load_imputer
+
+    imputer = load_imputer(folder)
+    imputer.set_params(random_state=args.seed, progress=not args.quiet,
+                       **({} if args.samples is None else {"samples": args.samples}))
+    frame = read_frame(source)
+    columns = [str(c) for c in imputer.tables_.columns_]
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise DataError(f"{source}: the imputer's columns {absent} are missing; it fills {columns}")
+    out = output_path(args.output, source, "imputed")
+    kept = frame.drop(columns=columns)
+    if args.draws:
+        for k, table in enumerate(imputer.sample(frame[columns], args.draws)):
+            write_frame(kept.join(table)[list(frame.columns)], out.with_name(f"{out.stem}.draw{k + 1}{out.suffix}"), source)
+        print(f"{args.draws} imputations written to {out.with_name(f'{out.stem}.draw*{out.suffix}')}")
+        return
+    write_frame(kept.join(imputer.transform(frame[columns]))[list(frame.columns)], out, source)
     print(f"imputed table written to {out}")
 
 
