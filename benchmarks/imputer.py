@@ -115,7 +115,7 @@ def run(name: str, setting: str, seed: int, chosen: list[str], draws: int) -> di
                     filled = levels[np.abs(filled[..., None] - levels).argmin(-1)]
         seconds = time.perf_counter() - start
         coverage = np.nan
-        if label == "Imputer" and draws and not categorical:
+        if label.startswith("Imputer") and draws and not categorical:
             sampled = imputer.sample(test_in, draws)
             stacked = np.stack([s.to_numpy(float) for s in sampled])
             low, high = np.quantile(stacked, [0.05, 0.95], axis=0)
@@ -187,14 +187,14 @@ def main() -> None:
     for name in args.data:
         scores: dict[str, dict[str, list[float]]] = {}
         seconds: dict[str, list[float]] = {}
-        coverage: list[float] = []
+        coverage: dict[str, list[float]] = {}
         for setting in args.settings:
             for seed in args.seeds:
                 for label, (value, took, covered) in run(name, setting, seed, args.imputers, args.draws).items():
                     scores.setdefault(label, {}).setdefault(setting, []).append(value)
                     seconds.setdefault(label, []).append(took)
                     if not np.isnan(covered):
-                        coverage.append(covered)
+                        coverage.setdefault(label, []).append(covered)
             print(f"{name} {setting}: " + ", ".join(f"{k} {statistics.mean(v[setting]):.3f}" for k, v in scores.items()),
                   flush=True)
         metric = "PFC" if load(name)[1] else "NRMSE"
@@ -212,9 +212,9 @@ def main() -> None:
                     best = min(classical, key=lambda c: statistics.mean(scores[c][s]))
                     marks.append(f"{verdict(scores[label][s], scores[best][s])} (vs {best})")
                 print(f"| {label} against the best scikit-learn imputer | " + " | ".join(marks) + " | |")
-        if coverage:
-            print(f"\nImputer: 90% interval of {args.draws} draws covers {statistics.mean(coverage):.3f} of the removed "
-                  f"cells (min {min(coverage):.3f}, max {max(coverage):.3f} over settings and seeds)")
+        for label, covered in coverage.items():
+            print(f"\n{label}: 90% interval of {args.draws} draws covers {statistics.mean(covered):.3f} of the removed "
+                  f"cells (min {min(covered):.3f}, max {max(covered):.3f} over settings and seeds)")
         print()
     print(f"wall time {time.perf_counter() - start:.0f} s")
 

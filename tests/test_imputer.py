@@ -154,7 +154,7 @@ def test_auto_blends_per_column_the_candidates_on_their_held_out_cells(tmp_path,
     assert np.isnan(scores.loc["kind", "gaussian"]) and weights.loc["kind"].to_dict() == {"gaussian": 0.0, "miwae": 1.0}
     np.testing.assert_allclose(weights.sum(axis=1), 1.0)
     np.testing.assert_allclose(weights * 10, (weights * 10).round(), atol=1e-9)  # multiples of WEIGHT_STEP
-    assert (imputer.choice_ == weights.idxmax(axis=1)).all()
+    assert (imputer.choice_ == weights.idxmax(axis=1)).all() and imputer.sampler_ == "miwae"
     for c in table.columns:  # a column given wholly to one candidate scores exactly as that candidate does
         if weights.loc[c].max() == 1.0:
             assert imputer.validation_scores_[c] == pytest.approx(scores.loc[c, imputer.choice_[c]])
@@ -176,6 +176,7 @@ def test_candidate_lists_cellwise_models_and_what_cannot_be_saved(tmp_path):
     table = pd.DataFrame(x, columns=frame.columns)
     trio = pm.Imputer(model=["gaussian", "zerofill-vae", "iterative"], steps=40, samples=20).fit(table)
     assert list(trio.candidate_scores_.columns) == ["gaussian", "zerofill-vae", "iterative"]
+    assert trio.sampler_ == "gaussian"  # its spread is fitted; the draws of a table with categories come from a model
     assert not trio.transform(table).isna().any().any()
     with pytest.raises(pm.ConfigError, match="only pickle"):
         trio.save(tmp_path / "trio")

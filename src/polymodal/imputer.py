@@ -223,8 +223,12 @@ class Imputer(TransformerMixin, BaseEstimator):
         self.weights_ = self._blend(fills, truth, hidden) if truth is not None else self._even(names, batch)
         self.choice_ = self.weights_.idxmax(axis=1).astype(object)
         self.models_ = {name: fitted[name] for name in names if (self.weights_[name] > 0).any()}
+        # the draws: the Gaussian mixture's where it can fill every column (its spread is fitted,
+        # a polymodal model's default likelihood has a fixed one: on wine its 90% intervals
+        # covered 0.64-0.83 of the hidden cells, the mixture's 0.83-0.92), else the best model
         generative = [n for n in names if n not in CLASSICAL and (n != "gaussian" or not self._categorical(batch))]
-        self.sampler_ = (min(generative, key=lambda n: self.candidate_scores_[n].mean())
+        self.sampler_ = ("gaussian" if "gaussian" in generative else
+                         min(generative, key=lambda n: self.candidate_scores_[n].mean())
                          if truth is not None and len(generative) > 1 else generative[0])
         self.model_ = fitted[self.sampler_]
         if truth is not None:
@@ -458,10 +462,12 @@ class Imputer(TransformerMixin, BaseEstimator):
         p(x_o, z) / q(z | x_o), and the missing cells are drawn from p(x_u | z). Observed cells
         are kept. A list of DataFrames for a DataFrame, else an array ``[draws, rows, columns]``.
 
-        With several candidates, the draws come from one generative candidate, ``model_``:
-        the one with the best mean held-out score among the Gaussian mixture and the
-        polymodal models (the polymodal models only, for a table with categorical columns),
-        whatever the blend of ``weights_`` per column. The Gaussian mixture draws each row's
+        With several candidates, the draws come from one generative candidate, ``model_``
+        (``sampler_`` names it), whatever the blend of ``weights_`` per column: the Gaussian
+        mixture if it is a candidate and the table has no categorical column (its spread is
+        fitted to the data, while the polymodal models' default likelihood has a fixed scale,
+        which gave too narrow intervals on wine), else the polymodal model with the best mean
+        held-out score. The Gaussian mixture draws each row's
         component by its responsibility, then the missing cells from that component's
         conditional normal: exact draws from its posterior predictive.
         """

@@ -85,7 +85,8 @@ class GaussianMixture:
         totals, log_p = None, 0.0
         for rows in self._chunks(len(x)):
             members, means, inverse, log_p_rows = self._condition(x[rows])
-            precision = torch.einsum("kn,knpq->kpq", members, inverse)
+            missing = torch.isnan(x[rows]).to(x.dtype)
+            precision = torch.einsum("kn,knpq->kpq", members, inverse) - torch.diag_embed(members @ missing)
             counts, first = members.sum(1), torch.einsum("kn,knp->kp", members, means)
             second = torch.einsum("kn,knp,knq->kpq", members, means, means)
             second = second + counts[:, None, None] * self.covariances_ - self.covariances_ @ precision @ self.covariances_
@@ -104,24 +105,29 @@ class GaussianMixture:
 
     def _condition(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         r"""Per component and row: responsibilities [K, n], the row completed by its conditional
-        mean [K, n, p], \Sigma_{oo}^{-1} embedded in a p x p matrix with zeros elsewhere
-        [K, n, p, p], and log p(x_o) per row [n]."""
+        mean [K, n, p], the inverse of the embedded \Sigma_{oo} [K, n, p, p] (\Sigma_{oo}^{-1} on
+        the observed cells, the identity on the missing ones: callers subtract that identity
+        where it matters, which is cheaper than one more pass over [K, n, p, p]), and log p(x_o)
+        per row [n]."""
         observed = ~torch.isnan(x)
         o = observed.to(x.dtype)
         centred = (torch.where(observed, x, 0.0) - self.means_[:, None]) * o
-        factor = torch.linalg.cholesky(o[:, :, None] * self.covariances_[:, None] * o[:, None, :] + torch.diag_embed(1 - o))
-        inverse = torch.cholesky_inverse(factor) - torch.diag_embed(1 - o)
-        solved = (inverse @ centred[..., None])[..., 0]
-        means = torch.where(observed, x, self.means_[:, None] + (self.covariances_[:, None] @ solved[..., None])[..., 0])
+        embedded = self.covariances_[:, None] * (o[:, :, None] * o[:, None, :])
+        embedded.diagonal(dim1=-2, dim2=-1).add_(1 - o)
+        factor = torch.linalg.cholesky(embedded)
+        inverse = torch.cholesky_inverse(factor)
+        solved = (inverse @ centred[..., None])[..., 0]  # the identity block meets zeros of centred
+        means = torch.where(observed, x, self.means_[:, None] + torch.einsum("kpq,knq->knp", self.covariances_, solved))
         log_det = 2 * torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)
         joint = torch.log(self.weights_)[:, None] - 0.5 * (
             log_det + (centred * solved).sum(-1) + o.sum(-1) * math.log(2 * math.pi))
         log_p = torch.logsumexp(joint, 0)
         return torch.exp(joint - log_p), means, inverse, log_p
 
-    def _conditional_covariance(self, inverse: Tensor) -> Tensor:
+    def _conditional_covariance(self, inverse: Tensor, missing: Tensor) -> Tensor:
         r"""Cov_k[x | x_o] per row [K, n, p, p]: \Sigma - \Sigma P \Sigma, zero on observed cells."""
-        return self.covariances_[:, None] - self.covariances_[:, None] @ inverse @ self.covariances_[:, None]
+        precision = inverse - torch.diag_embed(missing.to(inverse.dtype))
+        return self.covariances_[:, None] - self.covariances_[:, None] @ precision @ self.covariances_[:, None]
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """``x`` with each NaN replaced by E[x_u | x_o]; observed cells as they are."""
@@ -143,8 +149,8 @@ class GaussianMixture:
 
     def _sample(self, x: Tensor, draws: int, generator: torch.Generator) -> Tensor:
         members, means, inverse, _ = self._condition(x)
-        covariance = self._conditional_covariance(inverse)
         missing = torch.isnan(x)
+        covariance = self._conditional_covariance(inverse, missing)
         jitter = 1e-9 * torch.diag(self.scale_)
         roots = torch.linalg.cholesky(covariance + torch.diag_embed((~missing).to(x.dtype)) + jitter)  # [K, n, p, p]
         picks = torch.multinomial(members.T, draws, replacement=True, generator=generator).T  # [draws, n]
