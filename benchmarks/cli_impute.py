@@ -64,7 +64,7 @@ def main() -> None:
     command = [*POLYMODAL, "impute", "--fit", str(source), "-o", str(folder / "polymodal.csv"), *steps,
                "--seed", str(args.seed), "--quiet"]
     subprocess.run(command, check=True)
-    rows.append(("polymodal impute --fit (miwae)", time.perf_counter() - start, pd.read_csv(folder / "polymodal.csv")))
+    rows.append(("polymodal impute --fit (auto)", time.perf_counter() - start, pd.read_csv(folder / "polymodal.csv")))
     for name, imputer in {"IterativeImputer": IterativeImputer(random_state=args.seed), "column mean": SimpleImputer()}.items():
         start = time.perf_counter()
         frame = pd.read_csv(source)
