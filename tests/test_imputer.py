@@ -124,6 +124,16 @@ def test_without_held_out_cells_all_steps_run_and_the_score_is_nan():
         pm.Imputer(steps=0).fit(x)
 
 
+def test_a_column_whose_only_cells_fall_in_the_held_out_cells_still_trains_and_fills():
+    x = pd.DataFrame(np.random.default_rng(0).random((60, 3)), columns=["a", "b", "c"])
+    x["c"] = np.nan
+    x.loc[5, "c"] = 0.3
+    for seed in range(3):  # seeds 0 and 1 hold out row 5's cell of c (the mixture then had no cell of c to fit)
+        imputer = pm.Imputer(validation=0.9, holdout=0.9, steps=20, random_state=seed).fit(x)
+        assert np.isnan(imputer.candidate_scores_.loc["c"]).all()  # c's cell was given back, not scored
+        assert imputer.transform(x)["c"].notna().all()
+
+
 def test_multiple_imputations_match_the_closed_form_conditional_of_a_gaussian():
     rho, n = 0.8, 1200
     rng = np.random.default_rng(0)

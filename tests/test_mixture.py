@@ -120,3 +120,17 @@ def test_several_components_fit_clusters_and_the_state_round_trips():
     np.testing.assert_array_equal(again.transform(x), three.transform(x))
     warm = pm.GaussianMixture(components=3, ridge=0.05).fit(x, start=three)
     assert len(warm.log_likelihoods_) <= len(pm.GaussianMixture(components=3, ridge=0.05).fit(x).log_likelihoods_)
+
+
+def test_bad_input_raises_a_data_error_that_says_what_was_expected():
+    x, holey = draws(20, 0.2)
+    cases = [(np.zeros(5), "expected a 2-D array"), (np.array([["a", "b"]]), "expected numbers"),
+             (np.where(np.arange(4) == 2, np.nan, holey), r"column\(s\) \[2\] have no observed cell")]
+    for bad, message in cases:
+        with pytest.raises(pm.DataError, match=message):
+            pm.GaussianMixture().fit(bad)
+    with pytest.raises(pm.DataError, match="3 components need at least as many rows, got 2"):
+        pm.GaussianMixture(components=3).fit(x[:2])
+    fitted = pm.GaussianMixture().fit(holey)
+    with pytest.raises(pm.DataError, match="fitted on 4 columns, got 3"):
+        fitted.transform(x[:, :3])

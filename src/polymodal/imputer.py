@@ -205,6 +205,10 @@ class Imputer(TransformerMixin, BaseEstimator):
         held = int(self.validation * len(batch)) if self.patience is not None and self.holdout > 0 else 0
         train, truth = batch.select(order[held:]), batch.select(order[:held]) if held else None
         hidden = hold_out(truth, self.holdout, "mcar", self.random_state) if held else None
+        if hidden is not None:  # a column whose every observed cell was held out would have nothing to learn from
+            starved = [n for n in batch.schema.names
+                       if not (train.observed[n].any(0) | hidden.observed[n].any(0)).all()]
+            hidden = truth.with_observed({n: hidden.observed[n] for n in batch.schema.names if n not in starved})
         if hidden is not None and all(bool((truth.observed[n] == hidden.observed[n]).all()) for n in batch.schema.names):
             truth = hidden = None  # nothing hidden: no score to watch
         fitted, fills, self.histories_ = {}, {}, {}

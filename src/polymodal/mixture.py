@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .data import DataError
+
 
 class GaussianMixture:
     """``components`` Gaussians with full covariances, fitted by EM (at most ``iters`` steps,
@@ -49,7 +51,7 @@ class GaussianMixture:
     def fit(self, x: np.ndarray, start: GaussianMixture | None = None) -> GaussianMixture:
         """EM from ``start``'s parameters (a mixture of as many components fitted to the same
         table, say with another ridge: fewer steps), else from the column means and k-means."""
-        x = self._tensor(x)
+        x = self._tensor(x, fitting=True)
         observed = ~torch.isnan(x)
         mean = torch.nan_to_num(torch.nanmean(x, 0))
         var = torch.nan_to_num(torch.nanmean((x - mean) ** 2, 0))
@@ -174,5 +176,20 @@ class GaussianMixture:
         size = max(1, 2**22 // (self.components * self.scale_.numel() ** 2))
         return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
-    def _tensor(self, x: np.ndarray) -> Tensor:
-        return torch.as_tensor(np.array(x, dtype=np.float64), device=self.device)
+    def _tensor(self, x: np.ndarray, fitting: bool = False) -> Tensor:
+        try:
+            values = np.array(x, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise DataError(f"GaussianMixture: expected numbers (NaN for missing), got {error}") from None
+        if values.ndim != 2:
+            raise DataError(f"GaussianMixture: expected a 2-D array [rows, columns], got shape {values.shape}")
+        if fitting:
+            empty = np.flatnonzero(np.isnan(values).all(0))
+            if len(empty):
+                raise DataError(f"GaussianMixture: column(s) {empty.tolist()} have no observed cell to fit")
+            if len(values) < self.components:
+                raise DataError(f"GaussianMixture: {self.components} components need at least as many rows, "
+                                f"got {len(values)}")
+        elif values.shape[1] != self.means_.shape[1]:
+            raise DataError(f"GaussianMixture: fitted on {self.means_.shape[1]} columns, got {values.shape[1]}")
+        return torch.as_tensor(values, device=self.device)
