@@ -19,7 +19,7 @@ from .data import Batch, DataError, concat
 from .datasets import load_digits
 from .datasets.digits import digits_schema
 from .datasets.files import read_frame, sequence_file, write_frame
-from .evaluation import baseline_fills, baseline_scores, draw_imputations, evaluate, hold_out, metric, worse
+from .evaluation import FEW, baseline_fills, baseline_scores, draw_imputations, evaluate, hold_out, metric, worse
 from .metrics import cross_modal
 from .models import MVAE
 from .persistence import TRANSFORM, ModelFileError, load, load_transform
@@ -49,6 +49,9 @@ def score_lines(scores: dict[str, dict]) -> tuple[list[str], str | None]:
     flagged = [f"{name} ({metric(s)} {s[metric(s)]:.4g}; " + ", ".join(f"{b} {s['baselines'][b][metric(s)]:.4g}"
                                                                      for b in s["worse_than"]) + ")"
                for name, s in scores.items() if s.get("worse_than")]
+    few = [name for name, s in scores.items() if s["entries"] < FEW]
+    if few:
+        lines.append(f"note: fewer than {FEW} hidden entries scored in {few}: chance moves their scores much")
     warning = None
     if flagged:
         warning = (f"warning: the model imputes the hidden entries worse than a simple baseline on the same entries "
@@ -256,6 +259,9 @@ def imputer_lines(imputer, values) -> tuple[list[str], str | None]:
     lines = aligned(rows, left=(0, len(rows[0]) - 1))
     overall = np.nanmean([next(iter(f.values()))["pfc" if truth.schema[n].categorical else "nrmse"]
                           for n, f in found.items()])
+    few = [str(r[0]) for r in rows[1:] if int(r[1]) < FEW]
+    if few:
+        lines.append(f"note: fewer than {FEW} held-out cells in {few}: chance moves their scores much")
     lines.insert(0, f"imputer: held-out score {imputer.validation_score_:.4g} (mean over columns; column mean/mode "
                     f"{overall:.4g}; lower is better); candidates' weights per column:")
     warning = None

@@ -31,6 +31,8 @@ from .models.base import Model
 from .progress import chunked
 
 MECHANISMS = ("mcar", "mar", "mnar")
+# A score on fewer hidden entries than this moves much by chance: reports say so beside it.
+FEW = 20
 
 
 def _rows(batch: Batch) -> torch.Tensor:
@@ -229,9 +231,9 @@ def with_baselines(scores: dict[str, dict], truth: Batch, held: Batch) -> dict[s
 
 def column_scores(evaluation: Evaluation, labels: dict[str, list] | None = None) -> list[dict]:
     """One record per feature (column) with hidden entries: its ``modality``, ``column``
-    (from ``labels``, a modality's column names, else ``name[j]``), ``entries`` scored, the
-    :func:`metric`'s name and value for the imputation (``model``) and for each baseline,
-    and ``worse_than``."""
+    (from ``labels``, a modality's column names, else ``name[j]``), the ``entries`` scored,
+    the :func:`metric` (``nrmse`` or ``pfc``), its value for the imputation (``model``) and
+    for each of the ``baselines``, and ``worse_than``."""
     e, records = evaluation, []
     fills = baseline_fills(e.held)
     for m in e.truth.schema:
@@ -244,16 +246,16 @@ def column_scores(evaluation: Evaluation, labels: dict[str, list] | None = None)
             rows = seen[:, j] & ~kept[:, j]
             if not rows.any():
                 continue
-            record = {"modality": m.name, "column": column, "entries": int(rows.sum()),
-                      "metric": "pfc" if m.categorical else "nrmse"}
+            found = {}
             for who, guess in guesses.items():
                 if m.categorical:
-                    record[who] = float(np.mean(guess[rows, j] != true[rows, j]))
+                    found[who] = float(np.mean(guess[rows, j] != true[rows, j]))
                 else:
-                    spread = np.nanstd(true[:, j])
-                    record[who] = nrmse(guess[:, j], true[:, j], rows) if spread > 0 else float("nan")
-            record["worse_than"] = [b for b in fills[m.name] if worse(record["model"], record[b])]
-            records.append(record)
+                    found[who] = nrmse(guess[:, j], true[:, j], rows) if np.nanstd(true[:, j]) > 0 else float("nan")
+            model = found.pop("model")
+            records.append({"modality": m.name, "column": column, "entries": int(rows.sum()),
+                            "metric": "pfc" if m.categorical else "nrmse", "model": model, "baselines": found,
+                            "worse_than": [b for b, v in found.items() if worse(model, v)]})
     return records
 
 
