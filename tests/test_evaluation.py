@@ -21,6 +21,7 @@ from polymodal.evaluation import (
 )
 
 NAN = float("nan")
+
 TABLE = pm.Schema([pm.Modality("a"), pm.Modality("g", (2,)), pm.Modality("k", (), "categorical", num_classes=3)])
 
 
