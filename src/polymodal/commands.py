@@ -245,20 +245,21 @@ def imputer_lines(imputer, values) -> tuple[list[str], str | None]:
     found = baseline_scores(truth, hidden, fills)
     names = list(imputer.weights_.columns)
     rows = [["column", "held-out cells", "metric", "imputer", "mean/mode", *names, "chose"]]
-    flagged = []
+    flagged, baselines = [], []
     for column, score in imputer.validation_scores_.items():
         m = truth.schema[column]
-        key = "pfc" if m.categorical else "nrmse"
-        entries = int((truth.observed[column] & ~hidden.observed[column]).sum())
-        baseline = next(iter(found[column].values()))[key] if column in found else float("nan")
-        bad = worse(score, baseline)
+        key, baseline = ("pfc", "mode") if m.categorical else ("nrmse", "mean")
+        value = found[column][baseline][key] if column in found else float("nan")
+        if not np.isnan(score):
+            baselines.append(value)
+        bad = worse(score, value)
         if bad:
-            flagged.append(f"{column} ({key} {score:.4g}; {'mode' if m.categorical else 'mean'} {baseline:.4g})")
-        rows.append([str(column), str(entries), key, f"{score:.4g}" + ("!" if bad else ""), f"{baseline:.4g}",
+            flagged.append(f"{column} ({key} {score:.4g}; {baseline} {value:.4g})")
+        entries = int((truth.observed[column] & ~hidden.observed[column]).sum())
+        rows.append([str(column), str(entries), key, f"{score:.4g}" + ("!" if bad else ""), f"{value:.4g}",
                      *(f"{imputer.weights_.loc[column, n]:.1f}" for n in names), str(imputer.choice_[column])])
     lines = aligned(rows, left=(0, len(rows[0]) - 1))
-    overall = np.nanmean([next(iter(f.values()))["pfc" if truth.schema[n].categorical else "nrmse"]
-                          for n, f in found.items()])
+    overall = np.nanmean(baselines)
     few = [str(r[0]) for r in rows[1:] if int(r[1]) < FEW]
     if few:
         lines.append(f"note: fewer than {FEW} held-out cells in {few}: chance moves their scores much")

@@ -412,7 +412,9 @@ def write_report(run: str | Path, evaluation: Evaluation | None = None) -> Path:
             parts.append(f"<p class='warning'>! The model imputes {html.escape(', '.join(flagged))} worse than a simple "
                          "baseline.</p>")
         labels = {m.name: units.columns(m.name, m.size) for m in e.truth.schema}
-        parts.append("<h2>Scores per column</h2>" + _column_table(column_scores(e, labels)))
+        columns = [r for r in column_scores(e, labels) if len(e.truth.schema[r["modality"]].shape) <= 1]  # not pixels
+        if columns:
+            parts.append("<h2>Scores per column</h2>" + _column_table(columns))
         confusion = confusion_tables(e, units)
         if confusion:
             parts.append("<h2>Categorical columns: true against imputed category (hidden entries)</h2>" + confusion)
