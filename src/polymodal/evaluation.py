@@ -90,7 +90,7 @@ def _held_out_log_likelihood(model: Model, truth: Batch, held: Batch, samples: i
     return {name: torch.logsumexp(weights + torch.cat(t), 0).cpu() for name, t in terms.items()}
 
 
-def _table(batch: Batch, name: str, values: torch.Tensor | None = None) -> np.ndarray:
+def features(batch: Batch, name: str, values: torch.Tensor | None = None) -> np.ndarray:
     """A modality's values (or ``values`` of its shape) as ``[rows, features]``, time steps as rows."""
     m = batch.schema[name]
     x = (batch.values[name] if values is None else values).cpu().numpy()
@@ -100,11 +100,11 @@ def _table(batch: Batch, name: str, values: torch.Tensor | None = None) -> np.nd
 def _modality_scores(truth: Batch, held: Batch, name: str, guess: torch.Tensor) -> dict[str, float] | None:
     """The scores of ``guess`` (values of modality ``name``) on its hidden entries, or None if none is hidden."""
     m = truth.schema[name]
-    seen = _table(truth, name, truth.observed[name])
-    rows = seen & ~_table(held, name, held.observed[name])
+    seen = features(truth, name, truth.observed[name])
+    rows = seen & ~features(held, name, held.observed[name])
     if not rows.any():
         return None
-    true, guess = _table(truth, name), _table(truth, name, guess)
+    true, guess = features(truth, name), features(truth, name, guess)
     if m.categorical:
         score = {"accuracy": float((true == guess)[rows].mean()), "pfc": pfc(guess, true, rows)}
     else:  # the spread of the truth over its observed entries only (unobserved ones hold 0); constant features have none
@@ -192,7 +192,7 @@ def baseline_fills(held: Batch) -> dict[str, dict[str, torch.Tensor]]:
     never scored). Observed entries keep their values."""
     fills = {}
     for m in held.schema:
-        x, seen = _table(held, m.name).astype(np.float64), _table(held, m.name, held.observed[m.name])
+        x, seen = features(held, m.name).astype(np.float64), features(held, m.name, held.observed[m.name])
         fallback = _fallback(x, seen, m.categorical)
         values = held.values[m.name]
         if m.sequential:
@@ -237,11 +237,11 @@ def column_scores(evaluation: Evaluation, labels: dict[str, list] | None = None)
     e, records = evaluation, []
     fills = baseline_fills(e.held)
     for m in e.truth.schema:
-        seen, kept = _table(e.truth, m.name, e.truth.observed[m.name]), _table(e.held, m.name, e.held.observed[m.name])
+        seen, kept = features(e.truth, m.name, e.truth.observed[m.name]), features(e.held, m.name, e.held.observed[m.name])
         names = (labels or {}).get(m.name) or ([m.name] if not m.shape else [f"{m.name}[{j}]" for j in range(m.size)])
-        true = np.where(seen, _table(e.truth, m.name), np.nan)
-        guesses = {"model": _table(e.truth, m.name, e.imputed.values[m.name]),
-                   **{b: _table(e.truth, m.name, v) for b, v in fills[m.name].items()}}
+        true = np.where(seen, features(e.truth, m.name), np.nan)
+        guesses = {"model": features(e.truth, m.name, e.imputed.values[m.name]),
+                   **{b: features(e.truth, m.name, v) for b, v in fills[m.name].items()}}
         for j, column in enumerate(names):
             rows = seen[:, j] & ~kept[:, j]
             if not rows.any():

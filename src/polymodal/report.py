@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from .data import Batch  # noqa: E402
-from .evaluation import FEW, Evaluation, column_scores, metric  # noqa: E402
+from .evaluation import FEW, Evaluation, column_scores, features, metric  # noqa: E402
 from .files import atomic_write  # noqa: E402
 from .models.base import Model  # noqa: E402
 from .tables import SequenceSchema, Transform  # noqa: E402
@@ -116,9 +116,7 @@ def _png(fig) -> str:
 
 def _flat(batch: Batch, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Values and masks of one modality as ``[rows, features]`` (time steps as rows)."""
-    mod = batch.schema[name]
-    width = mod.size
-    return batch.values[name].float().reshape(-1, width).numpy(), batch.observed[name].reshape(-1, width).numpy()
+    return features(batch, name).astype(np.float32), features(batch, name, batch.observed[name])
 
 
 class Units:
