@@ -462,6 +462,33 @@ def plot_pairs(
     return path
 
 
+def plot_modalities(batch: Batch, path: str | Path, samples: int = 8, names: list[str] | None = None,
+                    titles: list[str] | None = None) -> Path:
+    """The first ``samples`` samples of ``batch``, a column per sample and a row per image
+    modality (``names``, default every image modality); a missing image is left blank.
+    ``titles`` label the columns."""
+    names = names or [m.name for m in batch.schema if len(m.shape) >= 2 and not m.sequential]
+    samples = min(samples, len(batch))
+    fig, axes = plt.subplots(len(names), samples, figsize=(0.8 * samples + 0.6, 0.8 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        present = batch.present(name)
+        for i, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if present[i]:
+                _show(ax, batch.values[name][i])
+            else:
+                ax.set_frame_on(False)
+        row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    for ax, title in zip(axes[0], titles or []):
+        ax.set_title(title, fontsize=8)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.08, right=0.99, top=0.9 if titles else 0.99, bottom=0.01)
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_relatedness(distances: Tensor, labels_a: Tensor, labels_b: Tensor, path: str | Path, names=("a", "b")) -> Path:
     """MEME's relatedness figures from a ``[B, B]`` matrix of W2 distances between the
     unimodal posteriors of modality a (rows) and b (columns) (``metrics.posterior_w2``):
