@@ -237,3 +237,58 @@ def test_a_compiled_loss_trains_as_the_eager_one():
             histories.append([record["loss"] for record in trainer.fit(batch)])
     assert histories[1] == pytest.approx(histories[0], rel=1e-4)
     assert counters["stats"]["unique_graphs"] >= 1  # the loss really went through torch.compile
+
+
+def test_a_deferred_finiteness_check_names_the_first_bad_step(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    loss = pm.MVAE.loss
+
+    def exploding_loss(self, *args, **kwargs):
+        out = loss(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5:  # first step of the second epoch; checked only after the second
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(pm.MVAE, "loss", exploding_loss)
+    with pytest.raises(pm.NonFiniteLossError, match=r"epoch 2, step 1 of 3: found at the check after step 2 \(check_every=2"):
+        fit(tmp_path, 4, check_every=2)
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+
+
+def test_deferring_the_check_changes_nothing_else(tmp_path):
+    a, history_a = fit(tmp_path / "a", 3)
+    b, history_b = fit(tmp_path / "b", 3, check_every=5)
+    assert_same_weights(a, b)
+    assert [r["loss"] for r in history_a] == [r["loss"] for r in history_b]
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"precision": "bf16"}, r"precision='bf16' needs a CUDA device, and the device is 'cpu'"),
+    ({"precision": "fp16"}, "precision"),
+    ({"check_every": 0}, "check_every"),
+])
+def test_precision_and_check_every_are_checked(options, match):
+    with pytest.raises(pm.ConfigError, match=match):
+        pm.Trainer(pm.MVAE(data().schema, latent_dim=2, hidden=(8,)), **options)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_on_cuda_matches_the_cpu(precision):
+    """On a GPU, fp32 and bf16 autocast learn what the CPU learns (the final training loss within 10%
+    of the CPU's: the GPU draws other sampling noise), and checking the loss every 50 steps instead of
+    every step changes nothing but float rounding."""
+    losses = {}
+    for device, check_every in (("cpu", 1), ("cuda", 1), ("cuda", 50)):
+        torch.manual_seed(0)
+        model = pm.MVAE(data().schema, latent_dim=2, hidden=(16,))
+        options = dict(epochs=20, batch_size=16, progress=False, check_every=check_every)
+        if device == "cuda":
+            options["precision"] = precision
+        history = pm.Trainer(model, device=device, **options).fit(data())
+        losses[device, check_every] = history[-1]["loss"]
+        assert next(model.parameters()).device.type == device
+    assert losses["cuda", 1] == pytest.approx(losses["cpu", 1], rel=0.1)
+    assert losses["cuda", 50] == pytest.approx(losses["cuda", 1], rel=1e-4 if precision == "fp32" else 1e-2)

@@ -90,7 +90,8 @@ class Schedule:
 @dataclass
 @checked(epochs=AT_LEAST_ONE, batch_size=AT_LEAST_ONE, lr=POSITIVE, optimizer=("adam", "adamw"), weight_decay=NON_NEGATIVE,
          lr_schedule=(None, "cosine", "exponential"), lr_gamma=POSITIVE, clip_grad=POSITIVE, kl_warmup=NON_NEGATIVE,
-         patience=AT_LEAST_ONE, threads=AT_LEAST_ONE, checkpoint_every=AT_LEAST_ONE, valid_every=AT_LEAST_ONE)
+         patience=AT_LEAST_ONE, threads=AT_LEAST_ONE, checkpoint_every=AT_LEAST_ONE, valid_every=AT_LEAST_ONE,
+         precision=("fp32", "bf16"), check_every=AT_LEAST_ONE)
 class TrainConfig:
     epochs: int = 100
     batch_size: int = 128
@@ -112,6 +113,8 @@ class TrainConfig:
     checkpoint_every: int = 1
     tensorboard: bool = False
     compile: bool = False
+    precision: str = "fp32"
+    check_every: int = 1
 
     def __post_init__(self):
         if self.out is not None:
@@ -236,6 +239,14 @@ class Trainer:
         self.device = resolve_device(config.device)
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        if config.precision == "bf16":
+            if self.device.type != "cuda":
+                raise ConfigError(f"Trainer: precision='bf16' needs a CUDA device, and the device is {self.device.type!r} "
+                                  f"(device={config.device!r}); bf16 autocast on a CPU is slower than fp32 on most CPUs, "
+                                  "so it is refused rather than ignored: use precision='fp32'")
+            if not torch.cuda.is_bf16_supported():
+                raise ConfigError(f"Trainer: precision='bf16': the GPU {torch.cuda.get_device_name(self.device)} has no "
+                                  "bfloat16 support; use precision='fp32'")
         self.rank, self.world = _process_group(self.device)
         self.history: list[dict[str, float]] = []
         self.stopped_early: str | None = None  # why the last fit stopped before its last epoch, if it did
@@ -364,43 +375,45 @@ class Trainer:
         show = c.progress and main
         unit = "step" if steps_per_epoch == 1 else "epoch"  # a full batch: the bar counts steps, and says so
         bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not show, unit=unit)
-        first = None  # the first step's loss, the yardstick of divergence
+        first = None  # the first step's loss (on the device until an epoch ends), the yardstick of divergence
         warned = False
         with torch_threads(c.threads):
             for epoch in bar:
                 seed_stream((c.seed * 1_000_003 + epoch) * 1_009 + self.rank, self.device)
                 start = time.perf_counter()
                 model.train()
-                total, seen = torch.zeros(()), 0
+                total, seen = torch.zeros((), device=self.device), 0
+                pending: list[torch.Tensor] = []  # the losses since the last finiteness check, on the device
                 for i, batch in enumerate(self._batches(train, epoch)):
                     weights = self.loss_weights(state["step"], steps_per_epoch)
-                    out = objective(batch, weights)
-                    if not torch.isfinite(out.loss):
-                        kept = f"; the last checkpoint in {self.out} is intact" if self.out else ""
-                        raise NonFiniteLossError(
-                            f"non-finite loss ({float(out.loss.detach())}) at epoch {epoch}, "
-                            f"step {i + 1} of {steps_per_epoch}: {self._diagnose(batch, out)}{kept}"
-                        )
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.precision == "bf16"):
+                        out = objective(batch, weights)
+                    pending.append(out.loss.detach())
                     if first is None:
-                        first = abs(float(out.loss.detach()))
+                        first = pending[0]
+                    checked = (i + 1) % c.check_every == 0 or i + 1 == steps_per_epoch
+                    if checked:
+                        self._check_finite(pending, epoch, i, steps_per_epoch, batch, out)
+                        pending = []
                     optimizer.zero_grad(set_to_none=True)
                     out.loss.backward()
                     if c.clip_grad is not None:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip_grad)
                     optimizer.step()
-                    total += out.loss.detach().cpu() * len(batch)
+                    total += out.loss.detach() * len(batch)
                     seen += len(batch)
                     state["step"] += 1
-                    if show and i % 10 == 9:
+                    if show and checked and (i + 1) % math.lcm(10, c.check_every) == 0:  # a host read where one was made
                         bar.set_postfix(loss=f"{float(total) / seen:.4g}")
                 if scheduler is not None:
                     scheduler.step()
                 record = {"epoch": epoch, "loss": float(total) / seen, **weights, "lr": optimizer.param_groups[0]["lr"]}
                 record["seconds"] = time.perf_counter() - start
-                if not warned and abs(record["loss"]) > DIVERGENCE * max(first, 1.0):
+                start_loss = abs(float(first))
+                if not warned and abs(record["loss"]) > DIVERGENCE * max(start_loss, 1.0):
                     warned = True
                     warnings.warn(
-                        f"{model.name}: the training loss grew from {first:.4g} at the first step to {record['loss']:.4g} "
+                        f"{model.name}: the training loss grew from {start_loss:.4g} at the first step to {record['loss']:.4g} "
                         f"in epoch {epoch}: training is diverging; lower lr (now {c.lr:g}) or set clip_grad",
                         DivergenceWarning, stacklevel=2,
                     )
@@ -457,6 +470,25 @@ class Trainer:
         if not path.is_file():
             raise FileNotFoundError(f"no checkpoint to resume from at {path}")
         return path
+
+    def _check_finite(self, losses: list[torch.Tensor], epoch: int, i: int, steps: int, batch: Batch, out: LossOutput) -> None:
+        """Raise :class:`NonFiniteLossError` if any of ``losses`` (steps ``i + 1 - len(losses)``
+        .. ``i`` of this epoch, on the device) is not finite; one host read. The current step
+        is checked before the optimizer applies it; an earlier one (``check_every > 1``) has
+        been applied, so only the current step's modalities can be diagnosed."""
+        losses_ = torch.stack(losses)
+        bad = ~torch.isfinite(losses_)
+        if not bool(bad.any()):
+            return
+        k = int(bad.nonzero()[0, 0])
+        step = i + 2 - len(losses) + k
+        kept = f"; the last checkpoint in {self.out} is intact" if self.out else ""
+        if k == len(losses) - 1:
+            cause = self._diagnose(batch, out)
+        else:
+            cause = (f"found at the check after step {i + 1} (check_every={self.config.check_every}: the steps in between "
+                     "were applied, so no modality is singled out; rerun with check_every=1 to see which)")
+        raise NonFiniteLossError(f"non-finite loss ({float(losses_[k])}) at epoch {epoch}, step {step} of {steps}: {cause}{kept}")
 
     def _diagnose(self, batch: Batch, out: LossOutput) -> str:
         """Which terms of a non-finite loss are to blame, for the error message."""
