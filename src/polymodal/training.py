@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import logging
 import math
 import os
@@ -228,10 +227,9 @@ class Trainer:
         self.config = config
         defaults = {name: make_config(Schedule, dict(s)) for name, s in model.default_schedules().items()}
         self.schedules = {**defaults, **config.schedules}
-        accepted = inspect.signature(model.loss).parameters
-        unknown = sorted(set(self.schedules) - set(accepted))
-        if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-            raise ConfigError(f"Trainer: {model.name}.loss takes no weights {unknown}; it takes {list(accepted)[1:]}")
+        unknown = sorted(set(self.schedules) - model.loss_weights)
+        if unknown:
+            raise ConfigError(f"Trainer: {model.name}.loss takes no weights {unknown}; it takes {sorted(model.loss_weights)}")
         self.device = resolve_device(config.device)
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -339,6 +337,7 @@ class Trainer:
         """
         c = self.config
         self.check_data("training", train)
+        self.model.observe(train)
         if valid is not None:
             self.check_data("validation", valid)
         if c.patience is not None and valid is None and score is None:
