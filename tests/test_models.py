@@ -1,13 +1,17 @@
-"""What every model shares.
+"""Recorded first training losses: a refactor that should not change what a model computes
+keeps them (run with ``pytest -m regression``; excluded by default, since a harmless change
+of the order of operations or of a random stream moves them too; the behaviour itself is
+asserted by the invariants of tests/test_contract.py and each model's tests).
 
-No behaviour change: each model's first three training losses, with a fixed seed, equal
-the values recorded before the shared algebra was refactored (``RECORDED``, from commit
-11c0910). MVAE's k random subsets are left out (``subsets=0``): their draws now come from a
-precomputed table, the same distribution with another random stream (see test_mvae). The sequence
-models' values were recorded again in issue #19, for deliberate changes: the training burst
-is drawn inside each sequence's length (another random stream), and where no evidence follows
-a step the BFVI backward filter's future is p(z), and B-Mask/B-Skip read from the sequence's
-last observed step."""
+Each model's first three training losses, with a fixed seed, equal the values recorded before
+the shared algebra was refactored (from commit 11c0910). MVAE's k random subsets are left out
+(``subsets=0``): their draws now come from a precomputed table, the same distribution with
+another random stream (see test_mvae). The sequence models' values were recorded again for
+deliberate changes: the training burst is drawn inside each sequence's length (another
+random stream), and where no evidence follows a step the BFVI backward filter's future is
+p(z), and B-Mask/B-Skip read from the sequence's last observed step. MMVAE, MoPoE, MEME and
+MFM were recorded before the model contract (the shared per-modality block, the Mixture
+distribution, the one loss signature), which left every value unchanged."""
 
 from functools import cache
 
@@ -103,24 +107,10 @@ def first_losses(name: str, steps: int = 3) -> list[float]:
     return losses
 
 
+@pytest.mark.regression
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_first_losses_are_unchanged(name):
     assert first_losses(name) == pytest.approx(RECORDED[name], rel=1e-5)
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_queries_give_the_model_back_in_its_mode(name):
-    data, build = CASES[name]
-    batch = data()
-    model = build(batch.schema)
-    target = batch.schema.names[-1]
-    queries = [lambda: model.embed(batch), lambda: model.impute(batch), lambda: model.impute(batch, samples=3),
-               lambda: model.predict(batch, target), lambda: model.log_likelihood(batch, n_samples=2)]
-    for training in (True, False):
-        model.train(training)
-        for query in queries:
-            query()
-            assert model.training is training and all(m.training is training for m in model.modules())
 
 
 def test_miwae_with_mask_input_tells_a_missing_entry_from_an_observed_zero():

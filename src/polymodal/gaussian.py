@@ -253,7 +253,8 @@ def iw_bound(log_w: Tensor, z: Tensor | None = None) -> Tensor:
     weights w~_k, the generative model gets the IWAE gradient sum_k w~_k grad log w_k, and the
     proposal only the path through z with the weights squared, sum_k w~_k^2 (d log w_k / d z_k)
     (d z_k / d phi). Its variance vanishes where the proposal is the exact posterior, which the
-    IWAE gradient's does not (its score term grows with K)."""
+    IWAE gradient's does not (its score term grows with K). The gradient reaching the proposal
+    through ``z`` is reweighted, so ``z`` should feed this bound only."""
     bound = log_mean_exp(log_w, 0)
     if z is None or not z.requires_grad:
         return bound

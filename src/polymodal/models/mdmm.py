@@ -105,7 +105,7 @@ class MDMMConfig(DMMConfig):
 class MDMM(DeepMarkovModel):
     name = "mdmm"
     Config = MDMMConfig
-    queries = DeepMarkovModel.queries | {"filter", "smooth"}
+    queries = DeepMarkovModel.queries | {"filter", "smooth", "sample_latents"}
 
     def __init__(self, schema: Schema, config: MDMMConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
