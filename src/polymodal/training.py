@@ -1,9 +1,9 @@
 """The Trainer shared by every model.
 
 The trainer owns the loop and the schedules; a model only computes
-``loss(batch, beta=..., **weights)``. Loss weights (the KL weight ``beta`` and any
-per-model weight) follow :class:`Schedule` s from the config and reach the loss as plain
-numbers. Validation uses every weight at its final value, so validation losses are
+``loss(batch, *, beta=..., **weights)``. Loss weights (the KL weight ``beta`` and any
+per-model weight, those the model declares in ``loss_weights``) follow :class:`Schedule` s
+from the config and reach the loss as plain numbers. Validation uses every weight at its final value, so validation losses are
 comparable across epochs.
 
 Reproducibility and exact resume: the random streams of epoch ``e`` (the data order and
