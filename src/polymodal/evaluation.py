@@ -81,13 +81,10 @@ def _held_out_log_likelihood(model: Model, truth: Batch, held: Batch, samples: i
     device = model.device
     hidden = Batch(truth.schema, {n: v.to(device) for n, v in truth.values.items()},
                    {n: (truth.observed[n] & ~held.observed[n]).to(device) for n in truth.schema.names})
-    log_w, terms = [], {name: [] for name in truth.schema.names}
-    for lw, decoded in model.importance_draws(held.to(device), samples, 100):
-        log_w.append(lw)
-        for name, obs in decoded.items():
-            terms[name].append(model.reconstruction(hidden, {name: obs}, model.unit_weights))
-    weights = torch.cat(log_w).log_softmax(0)
-    return {name: torch.logsumexp(weights + torch.cat(t), 0).cpu() for name, t in terms.items()}
+    draws = model.importance(held.to(device), samples)
+    weights = draws.log_w.log_softmax(0)
+    return {name: torch.logsumexp(weights + model.reconstruction(hidden, {name: obs}, model.unit_weights), 0).cpu()
+            for name, obs in draws.decoded.items()}
 
 
 def features(batch: Batch, name: str, values: torch.Tensor | None = None) -> np.ndarray:
@@ -282,25 +279,8 @@ def evaluate(model: Model, truth: Batch, rate: float = 0.2, mechanism: str = "mc
     return Evaluation(truth, held, imputed, with_baselines(scores, truth, held))
 
 
-@torch.no_grad()
 def draw_imputations(model: Model, batch: Batch, draws: int, samples: int = 100, seed: int = 0) -> list[Batch]:
-    """``draws`` multiple imputations of ``batch`` by sampling importance resampling: per
-    sample and draw, a latent is picked among ``samples`` posterior draws with probability
-    proportional to its importance weight, and the unobserved entries are sampled from the
-    likelihood given it. Observed entries are kept."""
-    model.eval()
+    """``model.draw_imputations`` (see :meth:`Model.draw_imputations`) from the random state
+    ``seed``, on the CPU."""
     torch.manual_seed(seed)
-    device = batch.to(model.device)
-    log_w, observations = [], []
-    for lw, decoded in model.importance_draws(device, samples, 100):
-        log_w.append(lw)
-        observations.append(decoded)
-    pick = torch.multinomial(torch.cat(log_w).softmax(0).T, draws, replacement=True).T  # [draws, B]
-    drawn = {}
-    for name, x in batch.values.items():
-        params = torch.cat([decoded[name].params for decoded in observations])  # [K, B, ..., P]
-        index = pick.view(*pick.shape, *[1] * (params.dim() - 2)).expand(draws, *params.shape[1:])
-        chosen = observations[0][name].family(params.gather(0, index), observations[0][name].event_ndim).sample()
-        drawn[name] = torch.where(device.observed[name], device.values[name], chosen.to(x.dtype)).cpu()
-    ones = {k: torch.ones_like(m) for k, m in batch.observed.items()}
-    return [Batch(batch.schema, {name: d[k] for name, d in drawn.items()}, ones) for k in range(draws)]
+    return [b.to("cpu") for b in model.draw_imputations(batch, draws, samples)]

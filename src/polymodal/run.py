@@ -166,9 +166,8 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def for_sequences(cls: type[Model]) -> bool:
-    """Whether a model is one for sequences: the deep Markov models (MDMM, DKS), the ones
-    that extrapolate; every other model is for static data."""
-    return hasattr(cls, "extrapolate")
+    """Whether a model is one for sequences (as its class declares: MDMM, DKS)."""
+    return cls.data == "sequences"
 
 
 def _yaml_value(value: Any) -> str:

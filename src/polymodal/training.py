@@ -1,9 +1,9 @@
 """The Trainer shared by every model.
 
 The trainer owns the loop and the schedules; a model only computes
-``loss(batch, beta=..., **weights)``. Loss weights (the KL weight ``beta`` and any
-per-model weight) follow :class:`Schedule` s from the config and reach the loss as plain
-numbers. Validation uses every weight at its final value, so validation losses are
+``loss(batch, *, beta=..., **weights)``. Loss weights (the KL weight ``beta`` and any
+per-model weight, those the model declares in ``loss_weights``) follow :class:`Schedule` s
+from the config and reach the loss as plain numbers. Validation uses every weight at its final value, so validation losses are
 comparable across epochs.
 
 Reproducibility and exact resume: the random streams of epoch ``e`` (the data order and
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import logging
 import math
 import os
@@ -232,10 +231,9 @@ class Trainer:
         self.config = config
         defaults = {name: make_config(Schedule, dict(s)) for name, s in model.default_schedules().items()}
         self.schedules = {**defaults, **config.schedules}
-        accepted = inspect.signature(model.loss).parameters
-        unknown = sorted(set(self.schedules) - set(accepted))
-        if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-            raise ConfigError(f"Trainer: {model.name}.loss takes no weights {unknown}; it takes {list(accepted)[1:]}")
+        unknown = sorted(set(self.schedules) - model.loss_weights)
+        if unknown:
+            raise ConfigError(f"Trainer: {model.name}.loss takes no weights {unknown}; it takes {sorted(model.loss_weights)}")
         self.device = resolve_device(config.device)
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -352,6 +350,7 @@ class Trainer:
         """
         c = self.config
         self.check_data("training", train)
+        self.model.observe(train)
         if valid is not None:
             self.check_data("validation", valid)
         if c.patience is not None and valid is None and score is None:
