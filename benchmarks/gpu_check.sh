@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_check.sh: no CUDA GPU visible to torch')"
 "$PY" -m pytest -q -m cuda tests
-"$PY" -m benchmarks.polymnist --part speed --device cuda --epochs 4 --name speed_cuda
+"$PY" -m benchmarks.polymnist --part speed --device cuda --epochs 6 --name speed_cuda
