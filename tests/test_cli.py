@@ -309,7 +309,7 @@ def test_data_comes_back_as_it_went_in(tmp_path, capsys):
     source = survey_csv(tmp_path / "survey.csv")
     given = pd.read_csv(source, keep_default_na=False, dtype=str)
     assert run("impute", "--fit", source, "-o", tmp_path / "out.csv", "--steps", "5", "--samples", "10",
-               "--na-values", "NA", "--quiet") == 0
+               "--na-values", "NA", "--save", tmp_path / "imputer", "--quiet") == 0
     notes = capsys.readouterr().err
     assert "note: column 'Exer': the categories ['None'] are kept as data" in notes and "Traceback" not in notes
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, dtype=str)
@@ -319,6 +319,8 @@ def test_data_comes_back_as_it_went_in(tmp_path, capsys):
         assert out[column].str.fullmatch(r"\d+").all(), column
     kept = given["Wind"] != "NA"
     assert out.loc[kept, "Wind"].equals(given.loc[kept, "Wind"])
+    assert run("impute", tmp_path / "imputer", source, "-o", tmp_path / "again.csv", "--quiet") == 0  # its markers kept
+    assert pd.read_csv(tmp_path / "again.csv", keep_default_na=False, dtype=str).equals(out)
 
     config = write_config(tmp_path / "survey.yaml", "survey.csv", model="mvae", trainer={"epochs": 3, "progress": False},
                           na_values=["NA"])

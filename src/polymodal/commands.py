@@ -164,6 +164,7 @@ def impute_fit(args: argparse.Namespace) -> None:
     imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options).fit(values)
     write_frame(frame[ids].join(imputer.transform(values))[list(frame.columns)], args.output, source)
     if args.save:
+        imputer.tables_.na_values = args.na_values  # saved with it, so that `impute DIR IN` reads IN alike
         imputer.save(args.save)
         print(f"imputer saved to {args.save}/")
     print(f"imputed table written to {args.output}")

@@ -32,7 +32,8 @@ marking missing cells (name it in ``na_values``, or name the column in ``categor
 infinite values; date or time columns, and text columns of ISO dates such as
 ``"1973-05-01"`` (convert them to numbers such as days since the first date, or drop them;
 a text column named in ``categorical`` is kept as categories). Rows with every cell missing
-are allowed (a model imputes them from the prior). A numeric column with a single observed value is scaled by 1.
+are allowed (a model imputes them from the prior). A numeric column with a single observed
+value is scaled by 1.
 
 :class:`SequenceSchema` does the same for sequences in long format (one row per sequence
 ``id`` and ``time`` step): every value column becomes a sequential modality, scaled and
@@ -47,7 +48,8 @@ from __future__ import annotations
 import numbers
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -59,14 +61,20 @@ from .likelihoods import Gaussian, Likelihood, make_likelihood
 from .modalities import Modality, Schema
 
 DATES = ("datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "period")
-# Text that reads as a date: ISO 8601 days, optionally with a time of day.
-ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?")
+# Text that reads as a date: ISO 8601 days, optionally with a time of day and a time zone.
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 # Text that other tools write for a missing cell (pandas' default na_values and a few more):
 # a category spelled so is kept, with a warning.
 LOOKS_MISSING = frozenset({
     "", "#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>", "n/a", "na", "nan",
     "null", "none", "nil", "missing", "?",
 })
+
+
+def repeated(names: Iterable[Any]) -> list:
+    """The names that appear more than once, in order of first appearance."""
+    counts = Counter(names)
+    return [name for name, count in counts.items() if count > 1]
 
 
 def _is_number(value: Any) -> bool:
@@ -88,7 +96,10 @@ def _iso_dates(observed: pd.Series) -> bool:
         return False
     if not observed.map(lambda v: isinstance(v, str) and ISO_DATE.fullmatch(v) is not None).all():
         return False
-    return bool(pd.to_datetime(observed, format="ISO8601", errors="coerce").notna().all())
+    try:  # utc: cells of different time zones are dates too
+        return bool(pd.to_datetime(observed, format="ISO8601", errors="coerce", utc=True).notna().all())
+    except (ValueError, OverflowError):
+        return False
 
 
 def _is_categorical(column: Any, series: pd.Series, named: set[str]) -> bool:
@@ -216,9 +227,9 @@ class TableSchema:
         if len(frame) == 0:
             raise DataError("empty table: no rows")
         self.columns_ = list(frame.columns)
-        repeated = list(dict.fromkeys(c for c in map(str, self.columns_) if list(map(str, self.columns_)).count(c) > 1))
-        if repeated:
-            raise DataError(f"columns {repeated} appear more than once; each column needs its own name")
+        twice = repeated(map(str, self.columns_))
+        if twice:
+            raise DataError(f"columns {twice} appear more than once; each column needs its own name")
         unknown = sorted(set(self.categorical or ()) - set(map(str, self.columns_)))
         if unknown:
             raise DataError(f"categorical columns {unknown} are not in the table; it has {self.columns_}")

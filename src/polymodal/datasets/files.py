@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..data import DataError
 from ..files import atomic_write
+from ..tables import repeated
 
 FORMATS = (".csv", ".parquet", ".npz")
 
@@ -61,15 +62,19 @@ def _npz_array(path: Path) -> tuple[str, np.ndarray, list | None]:
 
 
 def _unique(path: Path, columns: Sequence) -> None:
-    repeated = list(dict.fromkeys(c for c in columns if list(columns).count(c) > 1))
-    if repeated:
-        raise DataError(f"{path}: columns {repeated} appear more than once; give each column its own name")
+    twice = repeated(c for c in columns if c != "")  # pandas names blank headers apart: Unnamed: 0, Unnamed: 1
+    if twice:
+        raise DataError(f"{path}: columns {twice} appear more than once; give each column its own name")
 
 
 def _read_csv(path: Path, na_values: Sequence[str]) -> pd.DataFrame:
     """A CSV file with only empty cells, ``NaN`` and ``na_values`` missing; whole-number columns
     with holes as ``Int64``. Repeated names are refused (pandas would rename ``a`` to ``a.1``)."""
-    _unique(path, pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist())
+    try:
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; a CSV table needs a header of column names") from None
+    _unique(path, header)
     markers = ["", "NaN", "nan", *map(str, na_values)]
     # round_trip: pandas 3's default parser can miss the last bit, and observed cells stay exact
     frame = pd.read_csv(path, float_precision="round_trip", keep_default_na=False, na_values=markers)
