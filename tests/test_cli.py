@@ -1,5 +1,6 @@
 """End to end: every command on small files the test writes itself, checking what comes back."""
 
+import json
 import subprocess
 import sys
 
@@ -104,11 +105,37 @@ def test_evaluate_scores_any_table(table_run, capsys, tmp_path):
                "--seed", "1", "--samples", "20", "--json", scores, "--quiet")
     assert code == 0
     printed = capsys.readouterr().out
-    assert "nrmse" in printed and "accuracy" in printed and "log_likelihood" in printed
+    assert printed.splitlines()[0].split() == ["modality", "entries", "metric", "model", "mean", "mode", "log_likelihood"]
     values = yaml.safe_load(scores.read_text())
     assert set(values) == {"a", "b", "c", "d", "kind"} and 0 < values["a"]["nrmse"] < 1.0
     assert values["kind"]["accuracy"] > 0.8 and abs(values["kind"]["accuracy"] + values["kind"]["pfc"] - 1) < 1e-9
+    assert values["a"]["nrmse"] < values["a"]["baselines"]["mean"]["nrmse"] and values["a"]["worse_than"] == []
+    assert values["kind"]["pfc"] < values["kind"]["baselines"]["mode"]["pfc"]
     assert run("evaluate", root / "run", root / "train.csv", "--mechanism", "mnar", "--quiet") == 0
+
+
+def test_fit_and_impute_fit_end_with_the_scores_beside_the_baselines(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2))
+    frame = pd.DataFrame({"u": x[:, 0], "v": x[:, 0] + 0.1 * x[:, 1]}).mask(rng.random((80, 2)) < 0.2)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    config = {"data": {"train": "t.csv"}, "model": {"name": "miwae"}, "trainer": {"epochs": 2, "progress": False},
+              "evaluate": {"samples": 5}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert run("fit", tmp_path / "run.yaml", "--out", tmp_path / "run", "--quiet") == 0
+    out = capsys.readouterr().out.splitlines()
+    scores = json.loads((tmp_path / "run" / "scores.json").read_text())
+    header = out.index(next(line for line in out if line.startswith("modality")))
+    assert out[header].split() == ["modality", "entries", "metric", "model", "mean", "log_likelihood"]
+    for line in out[header + 1 : header + 3]:
+        name, entries, key, model, mean, _ = line.split()
+        assert int(entries) == scores[name]["entries"] and key == "nrmse"
+        assert model.endswith("!") == bool(scores[name]["worse_than"])
+        assert float(mean) == pytest.approx(scores[name]["baselines"]["mean"]["nrmse"], rel=1e-3)
+    assert out[-1].startswith("run written to")
+    assert run("impute", "--fit", tmp_path / "t.csv", "-o", tmp_path / "f.csv", "--model", "gaussian", "--quiet") == 0
+    out = capsys.readouterr().out
+    assert "held-out score" in out and "mean/mode" in out and "imputed table written" in out
 
 
 def test_info_and_report(table_run, capsys):

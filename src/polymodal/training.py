@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import pickle
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -237,6 +238,7 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         self.rank, self.world = _process_group(self.device)
         self.history: list[dict[str, float]] = []
+        self.stopped_early: str | None = None  # why the last fit stopped before its last epoch, if it did
 
     @property
     def out(self) -> Path | None:
@@ -352,7 +354,7 @@ class Trainer:
             objective = torch.compile(objective)
         optimizer, scheduler = self._optimizer(model)
         state = {"epoch": 0, "step": 0, "best": math.inf, "waited": 0, "best_state": {}}
-        self.history = []
+        self.history, self.stopped_early = [], None
         checkpoint = self._checkpoint_path(resume)
         if checkpoint is not None:
             state = self._restore(checkpoint, model, optimizer, scheduler, override)
@@ -360,7 +362,8 @@ class Trainer:
         writer = self._tensorboard()
         main = self.rank == 0
         show = c.progress and main
-        bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not show, unit="epoch")
+        unit = "step" if steps_per_epoch == 1 else "epoch"  # a full batch: the bar counts steps, and says so
+        bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not show, unit=unit)
         first = None  # the first step's loss, the yardstick of divergence
         warned = False
         with torch_threads(c.threads):
@@ -424,6 +427,14 @@ class Trainer:
                     if self.out and (epoch % c.checkpoint_every == 0 or epoch == c.epochs or stop):
                         self._save(state, model, optimizer, scheduler)
                 if stop:
+                    self.stopped_early = (
+                        f"{model.name}: stopped early at {unit} {epoch} of {c.epochs}: the validation "
+                        f"{'score' if score is not None else 'loss'} has not improved on {state['best']:.4g} "
+                        f"for {c.patience} validations (patience); the best validation's weights are kept")
+                    if show:
+                        tqdm.write(self.stopped_early, file=sys.stderr)
+                    else:
+                        log.info(self.stopped_early)
                     break
         if writer is not None:
             writer.close()
