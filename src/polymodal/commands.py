@@ -106,11 +106,13 @@ def model_folder(path: str) -> Path:
     return folder / "model" if (folder / "model" / "config.json").is_file() else folder
 
 
-def read(transform: Transform, path: str, absent: tuple[str, ...] = ()):
-    """A file as the model's transform reads it: the frame and its batch. Columns named in
-    ``absent`` may be missing from the file (they are then missing for every sample)."""
+def read(transform: Transform, path: str, na_values: list[str], absent: tuple[str, ...] = ()):
+    """A file as the model's transform reads it: the frame and its batch, with the model's and
+    ``na_values``' missing-value markers. Columns named in ``absent`` may be missing from the
+    file (they are then missing for every sample)."""
     sequence = isinstance(transform, SequenceSchema)
-    frame = read_frame(path, transform.id, transform.time) if sequence else read_frame(path)
+    markers = [*map(str, transform.na_values), *na_values]
+    frame = read_frame(path, transform.id, transform.time, markers) if sequence else read_frame(path, na_values=markers)
     given = frame.assign(**{c: np.nan for c in absent if c not in frame.columns})
     return frame, transform.transform(given)
 
@@ -149,7 +151,7 @@ def impute(args: argparse.Namespace) -> None:
     if not (folder / "config.json").is_file() and (folder / "imputer.json").is_file():
         return impute_blend(args, folder, source)
     model, transform = load(folder), load_transform(folder)
-    frame, batch = read(transform, source)
+    frame, batch = read(transform, source, args.na_values)
     options = {} if args.samples is None else {"samples": args.samples}
     out = output_path(args.output, source, "imputed")
     if args.draws:
@@ -174,7 +176,7 @@ def impute_blend(args: argparse.Namespace, folder: Path, source: str) -> None:
     imputer = load_imputer(folder)
     imputer.set_params(random_state=args.seed, progress=not args.quiet,
                        **({} if args.samples is None else {"samples": args.samples}))
-    frame = read_frame(source)
+    frame = read_frame(source, na_values=[*map(str, imputer.tables_.na_values), *args.na_values])
     columns = [str(c) for c in imputer.tables_.columns_]
     absent = [c for c in columns if c not in frame.columns]
     if absent:
@@ -199,7 +201,7 @@ def impute_fit(args: argparse.Namespace) -> None:
     if sequence_file(source):
         raise ConfigError(f"impute --fit fills tables, and {source} holds sequences [N, T, F]; train a sequence model "
                           "(mdmm or dks) with `polymodal fit CONFIG.yaml`, then `polymodal impute RUN_DIR IN`")
-    frame = read_frame(source)
+    frame = read_frame(source, na_values=args.na_values)
     ids = [c for c in frame.columns if c == args.id]
     values = frame.drop(columns=ids)
     options = {"steps": args.steps, "samples": 1000 if args.samples is None else args.samples}
@@ -207,6 +209,7 @@ def impute_fit(args: argparse.Namespace) -> None:
     show(*imputer_lines(imputer, values))
     write_frame(frame[ids].join(imputer.transform(values))[list(frame.columns)], args.output, source)
     if args.save:
+        imputer.tables_.na_values = args.na_values  # saved with it, so that `impute DIR IN` reads IN alike
         imputer.save(args.save)
         print(f"imputer saved to {args.save}/")
     print(f"imputed table written to {args.output}")
@@ -284,7 +287,7 @@ def predict(args: argparse.Namespace) -> None:
         raise DataError(f"--inputs {unknown} are not modalities of the model; it has {model.schema.names}")
     tables = transform.tables_ if isinstance(transform, SequenceSchema) else transform
     columns = tables.modality_columns_[args.target]
-    frame, batch = read(transform, args.data, absent=tuple(columns))
+    frame, batch = read(transform, args.data, args.na_values, absent=tuple(columns))
     parts = chunked(lambda part: model.predict(batch.select(part), args.target, inputs).cpu(), len(batch),
                     progress=not args.quiet, desc="predict")
     values = dict(batch.values)
@@ -314,7 +317,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         _, test = load_digits()
         report(cross_modal(model, test))
         return
-    _, batch = read(load_transform(folder), args.data)
+    _, batch = read(load_transform(folder), args.data, args.na_values)
     samples = (100 if model.has_density else 0) if args.samples is None else args.samples
     result = evaluate(model, batch, args.mask_rate, args.mechanism, args.seed, samples, progress=not args.quiet)
     if not result.scores:
