@@ -14,14 +14,16 @@ their ``id`` column (and ``time`` for sequences) by :func:`read_files`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from zipfile import BadZipFile
 
 import numpy as np
 import pandas as pd
 
 from ..data import DataError
-from ..files import atomic_write
+from ..files import atomic_write, check_writable
 
 FORMATS = (".csv", ".parquet", ".npz")
 
@@ -41,12 +43,17 @@ def _pyarrow(path: Path) -> None:
 
 
 def _npz_array(path: Path) -> tuple[str, np.ndarray, list | None]:
-    with np.load(path, allow_pickle=False) as npz:
-        names = [k for k in npz.files if k != "columns"]
-        if len(names) != 1:
-            raise DataError(f"{path}: expected one data array (and optionally 'columns'), found arrays {npz.files}")
-        array = npz[names[0]]
-        columns = npz["columns"].tolist() if "columns" in npz.files else None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = [k for k in npz.files if k != "columns"]
+            if len(names) != 1:
+                raise DataError(f"{path}: expected one data array (and optionally 'columns'), found arrays {npz.files}")
+            array = npz[names[0]]
+            columns = npz["columns"].tolist() if "columns" in npz.files else None
+    except (BadZipFile, EOFError, ValueError, AttributeError) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(f"{path}: not an NPZ file of numeric arrays ({' '.join(str(error).split())})") from None
     if array.ndim not in (2, 3) or not np.issubdtype(array.dtype, np.number):
         raise DataError(f"{path}: array {names[0]!r} must be numeric [N, F] or [N, T, F], got {array.dtype} {array.shape}")
     if columns is not None and len(columns) != array.shape[-1]:
@@ -61,10 +68,20 @@ def read_frame(path: str | Path, id: str = "id", time: str = "time") -> pd.DataF
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     if kind == ".csv":  # round_trip: pandas 3's default parser can miss the last bit, and observed cells stay exact
-        return pd.read_csv(path, float_precision="round_trip")
+        try:
+            return pd.read_csv(path, float_precision="round_trip")
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path}: the file is empty; a CSV needs a header row of column names") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as error:
+            raise DataError(f"{path}: not a readable CSV file: {' '.join(str(error).split())}") from None
     if kind == ".parquet":
         _pyarrow(path)
-        return pd.read_parquet(path)
+        import pyarrow
+
+        try:
+            return pd.read_parquet(path)
+        except (pyarrow.ArrowException, OSError) as error:
+            raise DataError(f"{path}: not a readable Parquet file: {' '.join(str(error).split())}") from None
     _, array, columns = _npz_array(path)
     columns = columns or [f"x{i}" for i in range(array.shape[-1])]
     if array.ndim == 2:
@@ -99,6 +116,31 @@ def read_files(paths: str | Path | Sequence[str | Path], id: str = "id", time: s
     for frame in frames[1:]:
         joined = joined.merge(frame, on=keys, how="outer", sort=False)
     return joined
+
+
+@contextmanager
+def about(path: str | Path | Sequence[str | Path]) -> Iterator[None]:
+    """Name the file(s) ``path`` in a :class:`~polymodal.DataError` raised inside, unless it does already."""
+    name = str(path) if isinstance(path, (str, Path)) else ", ".join(map(str, path))
+    try:
+        yield
+    except DataError as error:
+        if name in str(error):
+            raise
+        raise DataError(f"{name}: {error}") from None
+
+
+def check_output(path: str | Path, option: str) -> Path:
+    """Refuse, before any work, an output file of a type polymodal cannot write (or Parquet
+    without pyarrow) or at a place it cannot write to; ``option`` names it in the error."""
+    path = Path(path)
+    try:
+        kind = _format(path)
+    except DataError as error:
+        raise DataError(f"{option} {error}") from None
+    if kind == ".parquet":
+        _pyarrow(path)
+    return check_writable(path, option)
 
 
 def write_frame(frame: pd.DataFrame, path: str | Path, like: str | Path | None = None,

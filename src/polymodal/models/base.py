@@ -232,6 +232,8 @@ class Model(nn.Module):
         """
         self.check_arguments("impute", batch, samples=samples, chunk=chunk)
         batch = batch.to(self.device)
+        if len(batch) == 0:  # nothing to fill, and the networks cannot take zero rows
+            return Batch(batch.schema, batch.values, {k: torch.ones_like(m) for k, m in batch.observed.items()})
         if samples:
             log_w, means = [], {name: [] for name in self.schema.names}
             for lw, decoded in self.importance_draws(batch, samples, chunk):
