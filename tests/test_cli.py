@@ -293,6 +293,12 @@ def test_fit_resume_continues_the_run(tmp_path):
     assert run("fit", config, "--out", tmp_path / "run", "--resume", "--quiet") == 0
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3, 4]
+    raw["trainer"].update(epochs=5, lr=0.01)
+    config.write_text(yaml.safe_dump(raw))
+    assert run("fit", config, "--out", tmp_path / "run", "--resume", "--quiet") == 2  # changed lr: refused
+    assert run("fit", config, "--out", tmp_path / "run", "--resume", "--override", "--quiet") == 0
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5] and history["lr"].tolist()[-1] == 0.01
 
 
 # --- every failure: one line, exit code 2, the file, column or option named, nothing written ---------

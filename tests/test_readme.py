@@ -32,6 +32,19 @@ def test_the_readme_has_runnable_blocks_and_says_why_others_do_not_run():
 
 
 @pytest.mark.filterwarnings("ignore")
+def test_make_chooses_the_torch_build_and_the_demo_installs_no_development_tools(tmp_path):
+    def plan(*args):
+        return subprocess.run(["make", "-n", "-C", str(README.parent), *args, f"VENV={tmp_path / 'venv'}"],
+                              capture_output=True, text=True, check=True).stdout
+
+    demo = plan("demo")
+    assert "pip install -e .\n" in demo and "[dev]" not in demo and "--index-url" not in demo
+    cpu = "https://download.pytorch.org/whl/cpu"
+    assert f"pip install torch==2.13.0 --index-url {cpu}" in plan("install", f"TORCH_INDEX={cpu}")
+    assert f"make install TORCH_INDEX={cpu}" in README.read_text()
+    assert 'pip install -e ".[dev]"' in plan("test")
+
+
 def test_no_block_writes_over_an_earlier_steps_file():
     """Each file or folder a command writes (`-o`, `--out`, `--save`, `> FILE`) is written by one command only."""
     code = "\n".join(code for lang, code, why in blocks() if lang == "bash" and not why)
