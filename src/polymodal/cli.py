@@ -117,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=count(1), help="with --fit: most training steps (default: sized to the table; early "
                                              "stopping on held-out cells of 20%% of the rows)")
     p.add_argument("--save", metavar="DIR", help="with --fit: also save the fitted imputer there")
-    p.add_argument("--id", default="id", help="with --fit: a column of sample ids, copied and not modelled (default: id)")
+    p.add_argument("--id", help="with --fit: a column of sample ids, copied and not modelled (default: id, if IN has it)")
     p.add_argument("--seed", type=int, default=0)
 
     p = command("predict", "predict", "predict one modality from others",

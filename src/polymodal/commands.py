@@ -167,11 +167,13 @@ def impute_fit(args: argparse.Namespace) -> None:
         raise ConfigError(f"impute --fit fills tables, and {source} holds sequences [N, T, F]; train a sequence model "
                           "(mdmm or dks) with `polymodal fit CONFIG.yaml`, then `polymodal impute RUN_DIR IN`")
     frame = read_frame(source)
-    ids = [c for c in frame.columns if c == args.id]
+    if args.id is not None and args.id not in frame.columns:
+        raise DataError(f"--id {args.id!r}: {source} has no such column; it has {list(frame.columns)}")
+    ids = [c for c in frame.columns if c == (args.id or "id")]
     values = frame.drop(columns=ids)
     if values.shape[1] == 0:
-        raise DataError(f"{source}: no columns to fill; it has only {list(frame.columns)}, and --id {args.id!r} is "
-                        "copied, not modelled")
+        raise DataError(f"{source}: no columns to fill; it has only {list(frame.columns)}, and the id column "
+                        f"{args.id or 'id'!r} is copied, not modelled")
     options = {"steps": args.steps, "samples": 1000 if args.samples is None else args.samples}
     with about(source):
         imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options).fit(values)

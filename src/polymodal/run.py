@@ -36,6 +36,7 @@ from .data import Batch, DataError
 from .datasets.files import about, read_files, sequence_file
 from .evaluation import MECHANISMS, Evaluation, evaluate
 from .files import atomic_write, write_json
+from .likelihoods import make_likelihood
 from .models import MODELS, Model
 from .persistence import TRANSFORM, load, load_transform
 from .tables import SequenceSchema, TableSchema, Transform
@@ -118,7 +119,10 @@ def _section(cls: type, values: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected a mapping of keys to values, got {values!r}")
     check_keys(values, [f.name for f in dataclasses.fields(cls)], where)
     _check_types(cls, values, where)
-    return make_config(cls, values, where)
+    try:
+        return make_config(cls, values, where)
+    except ConfigError as error:  # a checked config names its class: say where in the file it is
+        raise ConfigError(str(error) if str(error).startswith(where) else f"{where}: {error}") from None
 
 
 def parse_config(raw: Any, base: Path = Path(".")) -> RunConfig:
@@ -141,6 +145,11 @@ def parse_config(raw: Any, base: Path = Path(".")) -> RunConfig:
     for column, kind in schema.columns.items():
         if kind not in KINDS:
             raise ConfigError(f"schema.columns.{column}: expected one of {list(KINDS)}, got {kind!r}")
+    if schema.numeric is not None:
+        try:
+            make_likelihood(schema.numeric)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"schema.numeric: {error}") from None
     model = sections.get("model", ModelSection())
     check_keys([model.name], sorted(MODELS), "model.name", "models")
     _section(MODELS[model.name].Config, model.options, "model.options")
@@ -233,6 +242,10 @@ def make_transform(config: RunConfig, frame: pd.DataFrame, sequences: bool) -> t
     and the columns it models: all but the id (and time) columns and those dropped."""
     s, d = config.schema, config.data
     keys = [d.id, d.time or "time"] if sequences else [d.id]
+    absent = [k for k in keys if k not in frame.columns] if sequences else []
+    if absent:
+        raise DataError(f"sequences in long format need the columns data.id {d.id!r} and data.time {d.time or 'time'!r};"
+                        f" {absent} are not in the data, which has {list(frame.columns)}")
     unknown = sorted(set(s.columns) - set(frame.columns))
     if unknown:
         raise ConfigError(f"schema.columns names {unknown}, which the data does not have; it has {list(frame.columns)}")

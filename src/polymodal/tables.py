@@ -374,8 +374,8 @@ class SequenceSchema:
             raise DataError(f"long-format sequences need columns {absent}; the table has {list(frame.columns)}")
         repeated = frame.duplicated([self.id, self.time])
         if repeated.any():
-            row = frame[repeated].iloc[0]
-            raise DataError(f"{self.id} {row[self.id]!r} has more than one row at {self.time} {row[self.time]!r}")
+            at, when = frame.loc[repeated, self.id].tolist()[0], frame.loc[repeated, self.time].tolist()[0]
+            raise DataError(f"{self.id} {at!r} has more than one row at {self.time} {when!r}")
 
     def fit(self, frame: pd.DataFrame) -> SequenceSchema:
         self._check(frame)
