@@ -348,7 +348,7 @@ FAILURES = [
     # options refused by the parser
     ("--draws -1", None, ["impute", "run", "train.csv", "--draws", "-1"], r"argument --draws: must be an integer >= 1, got -1"),
     ("--draws 0", None, ["impute", "run", "train.csv", "--draws", "0"], r"--draws: must be an integer >= 1"),
-    ("--samples 0", None, ["impute", "run", "train.csv", "--samples", "0"], r"--samples: must be an integer >= 1"),
+    ("--samples -1", None, ["impute", "run", "train.csv", "--samples", "-1"], r"--samples: must be an integer >= 0"),
     ("--steps 0", None, ["impute", "--fit", "train.csv", "--steps", "0"], r"--steps: must be an integer >= 1"),
     ("--mask-rate 1.5", None, ["evaluate", "run", "train.csv", "--mask-rate", "1.5"], r"--mask-rate: must be a fraction"),
     ("--mechanism", None, ["evaluate", "run", "train.csv", "--mechanism", "mcr"], r"--mechanism: invalid choice: 'mcr'"),

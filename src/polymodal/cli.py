@@ -11,8 +11,9 @@
     polymodal demo [--out DIR] [--epochs N] [--paired F] [--resume] [--device D] [--tensorboard]
 
 Every failure (a missing file, an unknown config key, a column the model does not know, a
-run that diverges) ends with exit code 2 and a one-line error, before any output is written
-where the inputs can be checked first; ``--debug`` shows the Python traceback instead.
+run that diverges) ends with exit code 2 and a one-line error; inputs and output paths are
+checked before any work, so a failure found then leaves every file as it was. ``--debug``
+shows the Python traceback instead.
 ``demo`` trains MVAE on the built-in digits data with only a fraction of complete pairs and
 writes, into its run folder, checkpoints, ``history.csv``, the saved model (``model/``),
 ``results.json`` and plots. It runs unchanged under ``torchrun`` (one process per rank;
@@ -110,7 +111,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="MODEL_DIR and IN, or with --fit only IN")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: IN.imputed with IN's suffix)")
     p.add_argument("--draws", type=count(1), metavar="K", help="write K multiple imputations")
-    p.add_argument("--samples", type=count(1), help="importance samples per imputation (default: the model's)")
+    p.add_argument("--samples", type=count(0), help="importance samples per imputation (default: the model's; "
+                                                    "0: from the posterior mean)")
     p.add_argument("--fit", action="store_true", help="fit an Imputer on IN itself first")
     p.add_argument("--model", default="auto", help="with --fit: auto (default: a Gaussian mixture and MIWAE "
                                                    "blended per column), or one model, e.g. miwae or gaussian")
