@@ -331,6 +331,8 @@ class Model(nn.Module):
             raise ValueError(f"{type(self).__name__}.impute: the model defines no density to importance-sample, so "
                              f"samples must be 0, got {samples!r}")
         batch = batch.to(self.device)
+        if len(batch) == 0:  # nothing to fill, and the networks cannot take zero rows
+            return Batch(batch.schema, batch.values, {k: torch.ones_like(m) for k, m in batch.observed.items()})
         if samples:
             draws = self.importance(batch, samples, chunk)
             w = draws.weights  # [K, B]
