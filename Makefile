@@ -4,13 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-env lint
+.PHONY: install demo test bench bench-env lint docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# CPU build of torch first, so that torch>=2.2 is already satisfied (a plain install pulls CUDA).
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -48,3 +48,7 @@ bench-env: $(BENCH)/.installed
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
+
+# The documentation site (the docs extra): site/index.html
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict

@@ -1,30 +1,16 @@
-"""Every ```python and ```bash block of README.md runs as written, top to bottom.
+"""Every ```python and ```bash block of README.md runs as written, top to bottom, in an empty folder
+(``tests/pageblocks.py`` says how blocks run and how a block that cannot run here says why)."""
 
-Python blocks share one namespace, in order, as a reader pasting them into one session
-would; bash blocks run in the same empty folder with this interpreter's ``bin`` (where
-``polymodal`` is installed) first on PATH. A block that cannot run here is preceded by an
-HTML comment ``<!-- not run by tests/test_readme.py: why -->``.
-"""
-
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from pageblocks import blocks, run_blocks
 
 README = Path(__file__).parent.parent / "README.md"
-BLOCK = re.compile(r"(<!-- not run by tests/test_readme.py: (?P<why>[^>]+) -->\n)?```(?P<lang>python|bash)\n(?P<code>.*?)```",
-                   re.S)
-
-
-def blocks():
-    return [(m["lang"], m["code"], m["why"]) for m in BLOCK.finditer(README.read_text())]
 
 
 def test_the_readme_has_runnable_blocks_and_says_why_others_do_not_run():
-    found = blocks()
+    found = blocks(README)
     assert sum(lang == "python" for lang, _, why in found if not why) >= 4
     assert sum(lang == "bash" for lang, _, why in found if not why) >= 4
     assert all(len(why.split()) >= 4 for _, _, why in found if why)
@@ -33,16 +19,7 @@ def test_the_readme_has_runnable_blocks_and_says_why_others_do_not_run():
 @pytest.mark.filterwarnings("ignore")
 def test_every_readme_block_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    namespace: dict = {}
-    for i, (lang, code, why) in enumerate(blocks()):
-        if why:
-            continue
-        if lang == "python":
-            exec(compile(code, f"README.md block {i}", "exec"), namespace)
-        else:
-            result = subprocess.run(["bash", "-e", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
-            assert result.returncode == 0, f"README block {i} failed:\n{code}\n{result.stderr[-3000:]}"
+    run_blocks(README, tmp_path)
     filled = (tmp_path / "wine_filled.csv").read_text()
     assert ",," not in filled and (tmp_path / "runs" / "wine" / "report.html").is_file()
     assert (tmp_path / "waves_filled.csv").is_file()

@@ -1,28 +1,16 @@
 """report.html as a reader sees it: rendered by headless Chromium, images and all."""
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 import torch
 import yaml
+from browser import CHROMIUM, chromium
 from matplotlib.image import imread
 
 import polymodal as pm
 from polymodal.evaluation import evaluate
 from polymodal.report import write_report
 from polymodal.run import fit, parse_config
-
-CHROMIUM = shutil.which("chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-
-
-def chromium(tmp_path, *args):
-    profile = tmp_path / "profile"
-    profile.mkdir(exist_ok=True)
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
