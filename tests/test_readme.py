@@ -11,8 +11,8 @@ README = Path(__file__).parent.parent / "README.md"
 
 def test_the_readme_has_runnable_blocks_and_says_why_others_do_not_run():
     found = blocks(README)
-    assert sum(lang == "python" for lang, _, why in found if not why) >= 4
-    assert sum(lang == "bash" for lang, _, why in found if not why) >= 4
+    assert sum(lang == "python" for lang, _, why in found if not why) >= 2
+    assert sum(lang == "bash" for lang, _, why in found if not why) >= 1
     assert all(len(why.split()) >= 4 for _, _, why in found if why)
 
 
@@ -21,5 +21,8 @@ def test_every_readme_block_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_blocks(README, tmp_path)
     filled = (tmp_path / "wine_filled.csv").read_text()
-    assert ",," not in filled and (tmp_path / "runs" / "wine" / "report.html").is_file()
-    assert (tmp_path / "waves_filled.csv").is_file()
+    assert ",," not in filled and filled == (tmp_path / "again_filled.csv").read_text()
+
+
+def test_the_readme_is_short():
+    assert len(README.read_text().splitlines()) <= 200
