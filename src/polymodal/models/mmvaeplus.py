@@ -51,7 +51,8 @@ Differences from the reference code and MultiVae, and why:
   auxiliary priors keep that parameterisation, so r_m can move its spread between
   dimensions but not shrink to a point.
 * Per-sample masks as MultiVae's (the reference has none), with a missing modality's
-  private prior p(w_m) as its posterior in ``encode``.
+  private prior p(w_m) as its posterior in ``encode``. Given several modalities, ``encode``
+  moment-matches their mixture per sample; MultiVae picks one of them per call.
 * One encoder network per modality with one Gaussian head over (z, w_m) (the reference has
   two separate branches); the latent is ordered (z, w_1..w_M).
 * The reference's DReG is the plain IWAE gradient by mistake (its hook never fires, its

@@ -5,9 +5,9 @@ Generative model: p(z) = N(0, I),  p(x_1..x_M, z) = p(z) \prod_m p(x_m | z).
 Inference: the product of the unimodal experts without a prior expert,
 q(z | X) \propto \prod_m q(z | x_m), for X = (x_1..x_M) and for any subset of it.
 
-Objective: the total correlation of the modalities, bounded by a weighted sum of a
-variational information bottleneck (weight 1 - alpha) and M conditional ones (weight
-alpha / M each). Per sample, with likelihood weights lambda_m, one draw z ~ q(z | X), and
+Objective: a bound on the total correlation among the modalities that z captures, as a
+weighted sum of a variational information bottleneck (weight 1 - alpha) and M conditional
+ones (weight alpha / M each). Per sample, with likelihood weights lambda_m, one draw z ~ q(z | X), and
 beta the trainer's KL weight, the loss is
 
     ((M - alpha) / M) \sum_m lambda_m [-log p(x_m | z)]
