@@ -3,7 +3,7 @@ import torch
 from model_checks import (
     LinearDecoder,
     LinearExpert,
-    check_task_api,
+    check_loss_is_per_sample,
     first_and_last_losses,
     fit_from_config,
     kl,
@@ -83,15 +83,10 @@ def test_a_subset_of_modalities_is_the_product_of_their_experts_without_the_prio
     torch.testing.assert_close(every.mean, model.joint(full).mean)
 
 
-def test_task_api_on_mixed_availability(tmp_path, monkeypatch):
+def test_the_loss_of_a_mixed_batch_is_the_mean_of_each_samples(monkeypatch):
     present = mixed().presence()
     assert present.all(0).any() and (present.any(0) & ~present.all(0)).any()  # both branches in one batch
-    check_task_api(lambda s: pm.JMVAE(s, latent_dim=3, hidden=(16,), joint_hidden=(16,)), tmp_path, monkeypatch)
-
-
-def test_loss_refuses_unknown_weights():
-    with pytest.raises(pm.ConfigError, match="unobserved"):
-        pm.JMVAE(linear_batch().schema, latent_dim=2, hidden=(8,)).loss(linear_batch(), unobserved=1.0)
+    check_loss_is_per_sample(lambda s: pm.JMVAE(s, latent_dim=3, hidden=(16,), joint_hidden=(16,)), monkeypatch)
 
 
 def test_a_short_fit_on_digits_lowers_the_loss():

@@ -5,7 +5,7 @@ import torch
 from model_checks import (
     LinearDecoder,
     LinearExpert,
-    check_task_api,
+    check_loss_is_per_sample,
     first_and_last_losses,
     fit_from_config,
     label_accuracy_from_image,
@@ -148,8 +148,8 @@ def test_the_auxiliary_priors_learn_under_dreg():
     assert float(model.auxiliary.grad.abs().max()) > 0
 
 
-def test_task_api_on_mixed_availability(tmp_path, monkeypatch):
-    check_task_api(lambda s: pm.MMVAEPlus(s, latent_dim=3, private_dim=2, hidden=(16,), samples=3), tmp_path, monkeypatch)
+def test_the_loss_of_a_mixed_batch_is_the_mean_of_each_samples(monkeypatch):
+    check_loss_is_per_sample(lambda s: pm.MMVAEPlus(s, latent_dim=3, private_dim=2, hidden=(16,), samples=3), monkeypatch)
 
 
 def test_a_short_fit_on_digits_lowers_the_loss():

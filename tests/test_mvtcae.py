@@ -3,7 +3,7 @@ import torch
 from model_checks import (
     LinearDecoder,
     LinearExpert,
-    check_task_api,
+    check_loss_is_per_sample,
     first_and_last_losses,
     fit_from_config,
     kl,
@@ -86,8 +86,8 @@ def test_encode_is_the_product_of_the_present_experts_without_the_prior():
     torch.testing.assert_close(model.encode(batch.without("a", "b")).var, torch.ones(3, 2))
 
 
-def test_task_api_on_mixed_availability(tmp_path, monkeypatch):
-    check_task_api(lambda s: pm.MVTCAE(s, latent_dim=3, hidden=(16,)), tmp_path, monkeypatch)
+def test_the_loss_of_a_mixed_batch_is_the_mean_of_each_samples(monkeypatch):
+    check_loss_is_per_sample(lambda s: pm.MVTCAE(s, latent_dim=3, hidden=(16,)), monkeypatch)
 
 
 def test_alpha_is_a_fraction():

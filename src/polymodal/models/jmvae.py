@@ -51,43 +51,32 @@ Differences from the paper and MultiVae, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
-from ..config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, checked
+from ..config import AT_LEAST_ONE, NON_NEGATIVE, checked
 from ..data import Batch
-from ..gaussian import Gaussian, stack, where
-from ..likelihoods import Observation
+from ..gaussian import Gaussian, where
 from ..modalities import Schema
-from ..nets import Decoder, Encoder, FeatureEncoder, gaussian_mlp
-from .base import LossOutput, ModalityDict, Model
+from ..nets import FeatureEncoder, gaussian_mlp
+from .base import LatentConfig, LossOutput, ModalityDict, PerModality
 
 
 @dataclass
-@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, joint_hidden=AT_LEAST_ONE,
-         weights=NON_NEGATIVE, alpha=NON_NEGATIVE)
-class JMVAEConfig:
-    latent_dim: int = 16
-    hidden: tuple[int, ...] = (256, 256)
-    channels: tuple[int, ...] = (32, 64)
+@checked(joint_hidden=AT_LEAST_ONE, alpha=NON_NEGATIVE)
+class JMVAEConfig(LatentConfig):
     joint_hidden: tuple[int, ...] = (256,)
-    weights: dict[str, float] = field(default_factory=dict)
     alpha: float = 0.1
 
 
-class JMVAE(Model):
+class JMVAE(PerModality):
     name = "jmvae"
     Config = JMVAEConfig
 
     def __init__(self, schema: Schema, config: JMVAEConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
         c = self.config
-        if any(mod.sequential for mod in schema):
-            raise ValueError("JMVAE models static modalities; use MDMM for sequences")
-        self.encoders = ModalityDict({mod.name: Encoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
-        self.decoders = ModalityDict({mod.name: Decoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
         width = c.hidden[-1] if c.hidden else c.latent_dim
         self.joint_features = ModalityDict(
             {mod.name: FeatureEncoder(mod, width, c.hidden[:-1], c.channels) for mod in schema}
@@ -99,26 +88,11 @@ class JMVAE(Model):
         names = self.schema.names
         return self.joint_head(torch.cat([self.joint_features[n](batch.values[n], batch.observed[n]) for n in names], -1))
 
-    def experts(self, batch: Batch) -> Gaussian:
-        """``[M, B, D]``: each modality's unimodal posterior q(z | x_m)."""
-        return stack([self.encoders[name](batch.values[name]) for name in self.schema.names])
-
-    def product(self, experts: Gaussian, present: Tensor) -> Gaussian:
-        """``[B, D]``: the product of the present experts, no prior expert; the prior for a
-        sample with none."""
-        prior = self.prior((experts.shape[1],))
-        return (experts.masked(present).prod(0) * prior.masked(~present.any(0))).gaussian()
-
     def encode(self, batch: Batch) -> Gaussian:
         present = batch.presence()
         return where(present.all(0), self.joint(batch), self.product(self.experts(batch), present))
 
-    def decode(self, z: Tensor) -> dict[str, Observation]:
-        return self.observations({name: decoder(z) for name, decoder in self.decoders.items()})
-
     def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
-        if weights:
-            raise ConfigError(f"JMVAE.loss takes the weight beta only, got {sorted(weights)}")
         experts, present = self.experts(batch), batch.presence()
         complete = present.all(0)
         joint = self.joint(batch)

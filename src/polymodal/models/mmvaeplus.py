@@ -22,10 +22,11 @@ log), K draws per modality, beta the KL weight inside each importance weight:
                     + beta [ log p(z^k) + log p(w_m^k) - log q(z^k | X) - log q(w_m^k | x_m) ],
 
 loss = -mean over the batch of L. K = 1 is the beta-ELBO. ``gradient="dreg"`` (the
-default, as the reference and MultiVae) trains with the doubly reparameterised gradient:
-the decoders and the auxiliary priors get sum_k w~_k grad log omega_k (w~_k the normalised
-weights of a modality's K draws), the encoders only the path through (z, w_m) with the
-weights squared, their parameters held fixed inside log q; ``gradient="iwae"`` is the plain
+default, as the reference and MultiVae) trains with the doubly reparameterised gradient
+(:func:`~polymodal.gaussian.iw_bound` at the draws (z, w_m)): the decoders and the
+auxiliary priors get sum_k w~_k grad log omega_k (w~_k the normalised weights of a
+modality's K draws), the encoders only the path through (z, w_m) with the weights squared,
+their parameters held fixed inside log q; ``gradient="iwae"`` is the plain
 gradient of the bound. The reported loss is the bound either way.
 
 Partially observed data: with S the modalities a sample has, a missing modality's
@@ -40,8 +41,9 @@ prior with nothing observed) and q(w_m | x_m) for a present modality; for a miss
 the prior p(w_m), which is its exact posterior under the model (w_m reaches nothing but
 x_m). So a cross-modal prediction decodes x_n from z given the others and w_n drawn from
 p(w_n) (its mean, for a point prediction), as the reference's test-time generation.
-``generate`` draws z and every w_m from their priors; ``log_likelihood`` and
-``impute(samples=K)`` draw z from the mixture itself.
+``generate`` draws z and every w_m from their priors; the importance proposal of
+``log_likelihood`` and ``impute(samples=K)`` is the mixture itself for z, with ``encode``'s
+private posteriors (a mixture whose components share their w part).
 
 Differences from the reference code and MultiVae, and why:
 
@@ -63,48 +65,39 @@ Differences from the reference code and MultiVae, and why:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ..config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, checked
+from ..config import AT_LEAST_ONE, checked
 from ..data import Batch
-from ..gaussian import Gaussian, log_mean_exp, stack, where
+from ..gaussian import Gaussian, Mixture, iw_bound, where
 from ..likelihoods import Observation
 from ..modalities import Schema
-from ..nets import Decoder, Encoder
-from .base import LossOutput, ModalityDict, Model
-from .mmvae import log_uniform_mixture, matched_mixture, mixture_sampler
+from .base import LatentConfig, LossOutput, PerModality
 
 
 @dataclass
-@checked(latent_dim=AT_LEAST_ONE, private_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE,
-         weights=NON_NEGATIVE, samples=AT_LEAST_ONE, gradient=("iwae", "dreg"))
-class MMVAEPlusConfig:
-    latent_dim: int = 16
+@checked(private_dim=AT_LEAST_ONE, samples=AT_LEAST_ONE, gradient=("iwae", "dreg"))
+class MMVAEPlusConfig(LatentConfig):
     private_dim: int = 16
-    hidden: tuple[int, ...] = (256, 256)
-    channels: tuple[int, ...] = (32, 64)
-    weights: dict[str, float] = field(default_factory=dict)
     samples: int = 10
     gradient: str = "dreg"
 
 
-class MMVAEPlus(Model):
+class MMVAEPlus(PerModality):
     name = "mmvaeplus"
     Config = MMVAEPlusConfig
 
     def __init__(self, schema: Schema, config: MMVAEPlusConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
-        c = self.config
-        if any(mod.sequential for mod in schema):
-            raise ValueError("MMVAE+ models static modalities; use MDMM for sequences")
-        width = c.latent_dim + c.private_dim
-        self.encoders = ModalityDict({mod.name: Encoder(mod, width, c.hidden, c.channels) for mod in schema})
-        self.decoders = ModalityDict({mod.name: Decoder(mod, width, c.hidden, c.channels) for mod in schema})
-        self.auxiliary = nn.Parameter(torch.zeros(len(schema), c.private_dim))  # theta_m of r_m
+        self.auxiliary = nn.Parameter(torch.zeros(len(schema), self.config.private_dim))  # theta_m of r_m
+
+    @property
+    def code_dim(self) -> int:
+        """A modality's code (z, w_m)."""
+        return self.config.latent_dim + self.config.private_dim
 
     @property
     def latent_size(self) -> int:
@@ -114,10 +107,9 @@ class MMVAEPlus(Model):
         """``[M, W]``: the standard deviations s_m of the auxiliary priors r_m."""
         return self.config.private_dim * torch.softmax(self.auxiliary, -1) + 1e-6
 
-    def experts(self, batch: Batch) -> tuple[Gaussian, Gaussian]:
+    def parts(self, batch: Batch) -> tuple[Gaussian, Gaussian]:
         """q(z | x_m) ``[M, B, D]`` and q(w_m | x_m) ``[M, B, W]`` of every modality."""
-        both = stack([self.encoders[name](batch.values[name]) for name in self.schema.names])
-        d = self.config.latent_dim
+        both, d = self.experts(batch), self.config.latent_dim
         return both[..., :d], both[..., d:]
 
     def private(self, private: Gaussian, present: Tensor) -> Gaussian:
@@ -125,53 +117,44 @@ class MMVAEPlus(Model):
         own = where(present, private, Gaussian.standard(tuple(private.shape), device=private.mean.device))
         return Gaussian(own.mean.transpose(0, 1).flatten(1), own.var.transpose(0, 1).flatten(1))
 
-    def encode(self, batch: Batch) -> Gaussian:
-        (shared, private), present = self.experts(batch), batch.presence()
-        z = matched_mixture(shared, present, Gaussian.standard(tuple(shared.shape[1:]), device=shared.mean.device))
-        w = self.private(private, present)
-        return Gaussian(torch.cat([z.mean, w.mean], -1), torch.cat([z.var, w.var], -1))
+    def proposal(self, batch: Batch) -> Mixture:
+        """q(z | x_S) q(w | x_S): the uniform mixture ``[M, B, D + M W]`` of the present
+        modalities' q(z | x_m), every component with the private latents' posteriors of
+        ``encode`` (q(w_m | x_m) or p(w_m))."""
+        (shared, private), present = self.parts(batch), batch.presence()
+        own = self.private(private, present)
+        w = own.expand(len(self.schema), *own.shape)
+        return Mixture(Gaussian(torch.cat([shared.mean, w.mean], -1), torch.cat([shared.var, w.var], -1)), use=present)
 
-    def decode(self, latent: Tensor) -> dict[str, Observation]:
-        d, m = self.config.latent_dim, len(self.schema)
-        z, w = latent[..., :d], latent[..., d:].unflatten(-1, (m, self.config.private_dim))
-        return self.observations({n: self.decoders[n](torch.cat([z, w[..., i, :]], -1)) for i, n in enumerate(self.schema.names)})
+    def encode(self, batch: Batch) -> Gaussian:
+        return self.proposal(batch).matched(self.prior(()))
+
+    def likelihood(self, name: str, z: Tensor, w: Tensor) -> Observation:
+        """p(x_m | z, w_m) of modality ``name`` at shared latents ``z`` and its private ``w``."""
+        return super().observation(name, torch.cat([z, w], -1))
+
+    def observation(self, name: str, latent: Tensor) -> Observation:
+        """p(x_m | z, w_m) at latents (z, w_1..w_M) ``[..., D + M W]``."""
+        d, k, i = self.config.latent_dim, self.config.private_dim, self.schema.names.index(name)
+        return self.likelihood(name, latent[..., :d], latent[..., d + i * k:d + (i + 1) * k])
 
     def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
-        if weights:
-            raise ConfigError(f"MMVAEPlus.loss takes the weight beta only, got {sorted(weights)}")
-        (shared, private), present = self.experts(batch), batch.presence()
-        k, m = self.config.samples, len(self.schema)
-        z, w = shared.rsample((k,)), private.rsample((k,))  # [K, M, B, .]: K draws from each modality's encoder
-        dreg = self.config.gradient == "dreg" and z.requires_grad
+        (shared, private), present = self.parts(batch), batch.presence()
+        k, m, d = self.config.samples, len(self.schema), self.config.latent_dim
+        # [K, M, B, D + W]: K draws of (z, w_m) from each modality's encoder, one tensor for DReG's path through both
+        drawn = torch.cat([shared.rsample((k,)), private.rsample((k,))], -1)
+        z, w = drawn[..., :d], drawn[..., d:]
+        dreg = self.config.gradient == "dreg" and drawn.requires_grad
         q_shared, q_private = (shared.detach(), private.detach()) if dreg else (shared, private)
         # w_n given to decoder n in the term of encoder m: its own draw if n = m, else a draw of r_n: [K, M, M, B, W]
         aux = torch.randn(k, m, *w.shape[1:], device=w.device) * self.auxiliary_std()[:, None, :]
         own = torch.eye(m, dtype=torch.bool, device=w.device)[:, :, None, None]
         w_in = torch.where(own, w.unsqueeze(2), aux)
-        decoded = {n: self.decoders[n](torch.cat([z, w_in[:, :, i]], -1)) for i, n in enumerate(self.schema.names)}
-        recon = self.reconstruction(batch, self.observations(decoded))  # [K, M, B]
+        decoded = {n: self.likelihood(n, z, w_in[:, :, i]) for i, n in enumerate(self.schema.names)}
+        recon = self.reconstruction(batch, decoded)  # [K, M, B]
         standard = Gaussian.standard((), device=z.device)
-        log_q = log_uniform_mixture(q_shared, present, z) + q_private.log_prob(w)  # q(z | x_S) q(w_m | x_m)
+        log_q = Mixture(q_shared, use=present).log_prob(z) + q_private.log_prob(w)  # q(z | x_S) q(w_m | x_m)
         log_w = recon + beta * (standard.log_prob(z) + standard.log_prob(w) - log_q)
-        bound = log_mean_exp(log_w, 0)  # [M, B]
-        if dreg:
-            normalised = torch.softmax(log_w, 0).detach()
-            for draw in (z, w):  # the path through the encoders' draws: weights squared with the surrogate's
-                draw.register_hook(lambda grad: normalised.unsqueeze(-1) * grad)
-            surrogate = (normalised * log_w).sum(0)
-            bound = bound.detach() + surrogate - surrogate.detach()  # the bound's value, the DReG gradient
+        bound = iw_bound(log_w, drawn if dreg else None)  # [M, B]
         per_sample = torch.where(present, bound, 0.0).sum(0) / present.sum(0).clamp_min(1)
         return LossOutput(-per_sample.mean(), {"bound": per_sample.mean().detach()})
-
-    def sampler(self, batch: Batch) -> Callable[[int], tuple[Tensor, Tensor]]:
-        """Draws z from the mixture q(z | x_S) itself (a present component uniformly per draw)
-        and each w_m from ``encode``'s q(w_m | x_m) or p(w_m)."""
-        (shared, private), present = self.experts(batch), batch.presence()
-        draw_shared, own = mixture_sampler(shared, present), self.private(private, present)
-
-        def draw(k: int) -> tuple[Tensor, Tensor]:
-            z, log_q = draw_shared(k)
-            w = own.sample((k,))
-            return torch.cat([z, w], -1), log_q + own.log_prob(w)
-
-        return draw

@@ -42,62 +42,32 @@ Differences from the reference code and MultiVae, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from torch import Tensor
-
-from ..config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, ConfigError, checked
+from ..config import FRACTION, checked
 from ..data import Batch
-from ..gaussian import Gaussian, stack
-from ..likelihoods import Observation
-from ..modalities import Schema
-from ..nets import Decoder, Encoder
-from .base import LossOutput, ModalityDict, Model
+from ..gaussian import Gaussian
+from .base import LatentConfig, LossOutput, PerModality
 
 
 @dataclass
-@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, weights=NON_NEGATIVE, alpha=FRACTION)
-class MVTCAEConfig:
-    latent_dim: int = 16
-    hidden: tuple[int, ...] = (256, 256)
-    channels: tuple[int, ...] = (32, 64)
-    weights: dict[str, float] = field(default_factory=dict)
+@checked(alpha=FRACTION)
+class MVTCAEConfig(LatentConfig):
     alpha: float = 5 / 6
 
 
-class MVTCAE(Model):
+class MVTCAE(PerModality):
     name = "mvtcae"
     Config = MVTCAEConfig
 
-    def __init__(self, schema: Schema, config: MVTCAEConfig | dict | None = None, **kwargs):
-        super().__init__(schema, config, **kwargs)
-        c = self.config
-        if any(mod.sequential for mod in schema):
-            raise ValueError("MVTCAE models static modalities; use MDMM for sequences")
-        self.encoders = ModalityDict({mod.name: Encoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
-        self.decoders = ModalityDict({mod.name: Decoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
-
-    def experts(self, batch: Batch) -> Gaussian:
-        """``[M, B, D]``: each modality's expert q(z | x_m)."""
-        return stack([self.encoders[name](batch.values[name]) for name in self.schema.names])
-
-    def posterior(self, experts: Gaussian, present: Tensor) -> Gaussian:
-        """q(z | x_S) ``[B, D]``: the product of the present experts, no prior expert; the
-        prior for a sample with none."""
-        prior = self.prior((experts.shape[1],))
-        return (experts.masked(present).prod(0) * prior.masked(~present.any(0))).gaussian()
-
     def encode(self, batch: Batch) -> Gaussian:
-        return self.posterior(self.experts(batch), batch.presence())
-
-    def decode(self, z: Tensor) -> dict[str, Observation]:
-        return self.observations({name: decoder(z) for name, decoder in self.decoders.items()})
+        """q(z | x_S): the product of the present experts, no prior expert; the prior for a
+        sample with none."""
+        return self.product(self.experts(batch), batch.presence())
 
     def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
-        if weights:
-            raise ConfigError(f"MVTCAE.loss takes the weight beta only, got {sorted(weights)}")
         experts, present = self.experts(batch), batch.presence()
-        q = self.posterior(experts, present)
+        q = self.product(experts, present)
         m = present.sum(0).clamp_min(1)  # |S| per sample; a sample with nothing has every term 0
         alpha = self.config.alpha
         recon = self.reconstruction(batch, self.decode(q.rsample()))
