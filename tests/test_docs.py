@@ -2,7 +2,9 @@
 code block of its pages runs as written, and headless Chromium renders its pages."""
 
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,12 +37,37 @@ def test_the_site_builds_strictly_with_every_page_and_the_api_reference(site):
     assert 'id="polymodal.imputer.Imputer"' in api and 'id="polymodal.models.base.Model.impute"' in api
 
 
+def cli_walk(folder):
+    assert ",," not in (folder / "wine_filled.csv").read_text() and (folder / "runs" / "wine" / "report.html").is_file()
+    scores = json.loads((folder / "runs" / "wine" / "scores.json").read_text())
+    numeric = [s["nrmse"] for s in scores.values() if "nrmse" in s]
+    assert sum(numeric) / len(numeric) < 0.95  # the page says 0.85, where the column mean scores 1.01
+
+
+# What a page's blocks must have made, beyond running without an error.
+MADE = {
+    "cli.md": cli_walk,
+    "guides/sequences.md": lambda folder: (folder / "waves_filled.csv").is_file() or pytest.fail("no waves_filled.csv"),
+    "guides/torchrun.md": lambda folder: (folder / "runs" / "ddp" / "model" / "config.json").is_file()
+    or pytest.fail("the torchrun run saved no model"),
+}
+
+
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("page", [p for p in PAGES if any(not why for _, _, why in blocks(p))],
                          ids=lambda p: str(p.relative_to(ROOT / "docs")))
 def test_every_block_of_a_page_runs(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_blocks(page, tmp_path)
+    MADE.get(str(page.relative_to(ROOT / "docs")), lambda folder: None)(tmp_path)
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", *PAGES], ids=lambda p: p.name)
+def test_no_block_writes_over_an_earlier_steps_file(page):
+    """Each file or folder a page's commands write (`-o`, `--out`, `--save`, `> FILE`) is written by one command only."""
+    code = "\n".join(code for lang, code, why in blocks(page) if lang == "bash" and not why)
+    written = re.findall(r"(?:-o|--out|--save|>)\s+([\w./-]+)", code)
+    assert len(written) == len(set(written)), written
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (.ci/run installs it)")

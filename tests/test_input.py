@@ -119,7 +119,12 @@ def table():
 
 TABLES = [
     ("'?' in a numeric object column", "fit", lambda t: t.assign(a=pd.Series([1.0, "?", 2.0, 3.0, 4.0, 5.0], dtype=object)),
-     r"column 'a'.*5 of 6.*\['\?'\].*na_values"),
+     r"column 'a' holds numbers, but 1 of its 6 observed cells are text \['\?'\] \(rows \[1\]\).*na_values=\['\?'\]"),
+    ("a stray number among text categories", "fit",
+     lambda t: t.assign(colour=pd.Series(["red", "blue", None, "red", "3", "blue"], dtype=object)),
+     r"^(?!.*na_values)column 'colour' holds text categories such as \['blue', 'red'\], but 1 of its 5 observed cells are "
+     r"numbers \['3'\] \(rows \[4\]\): correct or empty those cells"),
+    ("no columns", "fit", lambda t: t[[]], r"the table has no columns to model"),
     ("'?' in a pandas 3 str column", "fit", lambda t: t.assign(a=pd.Series(["1.5", "?", "2", "3", "4", "5"], dtype="str")),
      r"column 'a'.*\['\?'\]"),
     ("'?' in a string column", "fit", lambda t: t.assign(a=pd.Series(["1.5", "?", "2", "3", "4", "5"], dtype="string")),
@@ -138,6 +143,51 @@ TABLES = [
     ("three-dimensional array", "fit", lambda t: np.zeros((2, 2, 2)), r"shape \(rows, columns\)"),
     ("a repeated column", "fit", lambda t: pd.concat([t, t[["a"]]], axis=1), r"columns \['a'\] appear more than once"),
 ]
+
+
+# Files as read_frame reads them, then TableSchema: (name, file name, content, message).
+FILES = [
+    ("a repeated CSV column", "x.csv", "a,b,a\n1,2,3\n", r"x\.csv: columns \['a'\] appear more than once"),
+    ("two repeated CSV columns", "x.csv", "a,b,a,b,c\n1,2,3,4,5\n", r"x\.csv: columns \['a', 'b'\] appear more"),
+    ("repeated NPZ columns", "x.npz", {"data": np.zeros((2, 2)), "columns": np.array(["a", "a"])},
+     r"x\.npz: columns \['a'\] appear more than once"),
+    ("ISO dates", "x.csv", "Date,x\n1973-05-01,1\n1973-05-02,2\n", r"column 'Date' holds dates such as '1973-05-01'"),
+    ("ISO dates with holes", "x.csv", "x,Date\n1,1973-05-01\n2,\n3,1973-05-03\n", r"column 'Date' holds dates"),
+    ("date and time", "x.csv", "when,x\n2024-01-31 12:00:00,1\n2024-02-01 00:30:00,2\n", r"column 'when' holds dates"),
+    ("ISO T times", "x.csv", "when,x\n2024-01-31T12:00,1\n2024-02-01T00:30,2\n", r"column 'when' holds dates"),
+    ("ISO times with a zone", "x.csv", "when,x\n2024-01-31T12:00:00Z,1\n2024-02-01T00:30:00+02:00,2\n",
+     r"column 'when' holds dates"),
+    ("an empty CSV", "x.csv", "", r"x\.csv: the file is empty"),
+    ("NA in a numeric column", "x.csv", "Ozone,x\n41,1\nNA,2\n12,3\n", r"column 'Ozone'.*\['NA'\].*--na-values NA"),
+    ("None in a numeric column", "x.csv", "Ozone,x\n41,1\nNone,2\n12,3\n", r"column 'Ozone'.*--na-values None"),
+    ("null in a numeric column", "x.csv", "Ozone,x\n4.5,1\nnull,2\n", r"column 'Ozone'.*na_values=\['null'\]"),
+    ("a dash in a numeric column", "x.csv", "Ozone,x\n4.5,1\n-,2\n", r"column 'Ozone'.*--na-values -"),
+    ("two markers in a numeric column", "x.csv", "Ozone,x\n4.5,1\nNA,2\n?,3\n", r"column 'Ozone'.*--na-values NA,\?"),
+]
+
+
+def write_file(path, content):
+    if isinstance(content, dict):
+        np.savez(path, **content)
+    else:
+        path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize("name, content, message", [c[1:] for c in FILES], ids=[c[0] for c in FILES])
+def test_files_refuse_repeated_names_dates_and_unnamed_markers(tmp_path, name, content, message):
+    path = write_file(tmp_path / name, content)
+    with pytest.raises(pm.DataError, match=message):
+        pm.TableSchema().fit(pm.read_frame(path))
+
+
+@pytest.mark.parametrize("read", [lambda: pm.TableSchema(na_values="NA").fit(table()),
+                                  lambda: pm.read_frame("x.csv", na_values="NA"),
+                                  lambda: pm.SequenceSchema(na_values="NA").fit(table().assign(id=0, time=range(6)))],
+                         ids=["TableSchema", "read_frame", "SequenceSchema"])
+def test_named_markers_must_be_a_list(read):
+    with pytest.raises(pm.DataError, match=r"na_values must be a list of markers, got the string 'NA'"):
+        read()
 
 
 @pytest.mark.parametrize("options, message", [
@@ -248,6 +298,13 @@ TASKS = [
 def test_task_methods_refuse_bad_arguments(call, error, message):
     with pytest.raises(error, match=message):
         call(model(), batch())
+
+
+@pytest.mark.parametrize("samples", [0, 5])
+def test_imputing_no_rows_gives_no_rows(samples):
+    empty = batch().without("y").select(torch.arange(0))
+    filled = model().impute(empty, samples=samples)
+    assert len(filled) == 0 and filled.schema == SCHEMA and all(m.all() for m in filled.observed.values())
 
 
 # --- Trainer options and data, with the run folder unchanged ---------------------------------
@@ -374,6 +431,17 @@ def test_load_refuses_newer_or_inconsistent_folders(tmp_path, change, message):
     assert folder_hash(tmp_path) == before
 
 
+def test_load_refuses_weights_that_are_not_finite(tmp_path):
+    net = model()
+    with torch.no_grad():
+        net.decoders["x"].body[-1].bias[0] = float("nan")
+    net.save(tmp_path / "m")
+    before = folder_hash(tmp_path)
+    with pytest.raises(pm.ModelFileError, match=r"model\.safetensors: weights \['decoders\.x\.body\.\d+\.bias'\] hold NaN"):
+        pm.load(tmp_path / "m")
+    assert folder_hash(tmp_path) == before
+
+
 def test_a_model_from_an_older_version_loads(tmp_path):
     model().save(tmp_path / "m")
     _edit(tmp_path / "m", lambda s: s.update(polymodal="0.0.9"))
@@ -450,6 +518,13 @@ def test_the_imputer_refuses_bad_options(options, message):
         pm.Imputer(**{**FAST, **options}).fit(people())
 
 
+@pytest.mark.parametrize("draws", [1, 0, 2.5])
+def test_the_predictive_spread_needs_two_draws(draws):
+    imputer = pm.Imputer(**{**FAST, "model": "miwae"}).fit(people().drop(columns=["owner", "colour", "kind"]))
+    with pytest.raises(pm.ConfigError, match=rf"predictive_std: draws must be an integer >= 2 .*got {draws}"):
+        imputer.predictive_std(people().drop(columns=["owner", "colour", "kind"]), draws=draws)
+
+
 def test_the_imputer_refuses_dates_and_inf_naming_the_column():
     with pytest.raises(pm.DataError, match="column 'when'.*dates"):
         pm.Imputer(**FAST).fit(people().assign(when=pd.Timestamp("2024-01-01")))
@@ -491,6 +566,15 @@ def test_a_non_finite_term_names_its_modality():
         net.decoders["x"].body[-1].bias.fill_(float("inf"))
     with pytest.raises(pm.NonFiniteLossError, match=r"epoch 1, step 1 of 2: the reconstruction term of modality 'x'"):
         pm.Trainer(net, epochs=2, batch_size=4, progress=False).fit(batch())
+
+
+def test_values_too_large_for_the_likelihood_blame_the_data_not_the_learning_rate():
+    data = good_data(8)
+    data["x"][3, 1] = 1e20  # its square overflows float32
+    with pytest.raises(pm.NonFiniteLossError, match=r"epoch 1, step 1 of 1: .*first step, before any update, so the "
+                                                    r"data, not the learning rate: values 'x' up to 1e\+20") as caught:
+        pm.Trainer(model(), epochs=2, batch_size=8, progress=False).fit(pm.Batch.from_data(SCHEMA, data))
+    assert "lower lr" not in str(caught.value)
 
 
 def test_a_diverging_run_warns():
@@ -535,6 +619,33 @@ def test_writes_are_fsynced_before_the_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), replace(a, b))[1])
     atomic_write(tmp_path / "f", lambda p: p.write_text("x"))
     assert events == ["fsync", "replace", "fsync"] if os.name == "posix" else ["fsync", "replace"]
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for a test, restoring the old one after."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def test_new_files_follow_the_umask_and_overwritten_files_keep_their_mode(tmp_path, umask):
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    umask(0o022)
+    pm.write_frame(table(), tmp_path / "out.csv")
+    assert mode(tmp_path / "out.csv") == 0o644
+    (tmp_path / "out.csv").chmod(0o640)
+    pm.write_frame(table(), tmp_path / "out.csv")
+    assert mode(tmp_path / "out.csv") == 0o640
+    model = pm.MIWAE(SCHEMA, latent_dim=2, hidden=(4,))
+    model.save(tmp_path / "model")
+    assert mode(tmp_path / "model") == 0o755 and {mode(p) for p in (tmp_path / "model").iterdir()} == {0o644}
+    umask(0o077)
+    atomic_write(tmp_path / "private", lambda p: p.write_text("x"))
+    assert mode(tmp_path / "private") == 0o600
+    (tmp_path / "private").chmod(0o444)  # read-only: still replaced, and still read-only
+    atomic_write(tmp_path / "private", lambda p: p.write_text("y"))
+    assert mode(tmp_path / "private") == 0o444 and (tmp_path / "private").read_text() == "y"
 
 
 # --- the command line ----------------------------------------------------------------------------

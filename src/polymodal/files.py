@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,8 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     left by an earlier kill (``.NAME.*.tmp``) are removed first (each file polymodal writes has
     one writer: rank 0 under DDP). The file is fsynced before the
     rename and the folder after it, so that a power cut cannot leave an empty ``path``.
+    A new file gets the mode that ``open`` would give it (0644 under the usual umask 022),
+    an overwritten one keeps its mode: ``mkstemp``'s private 0600 would survive the rename.
     """
     path = Path(path)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
@@ -44,11 +47,22 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _mode(path))  # last: a writer may replace the file, and a read-only mode stops the fsync
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def _mode(path: Path) -> int:
+    """The permission bits for writing ``path``: its own if it exists, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # the only way to read the umask is to set it
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -60,6 +74,24 @@ def _fsync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def check_writable(path: str | Path, option: str, folder: bool = False) -> Path:
+    """Refuse, before any work, an output ``path`` (a file, or a ``folder``) that cannot be
+    written: a folder where a file goes or a file where a folder goes, a parent that is a
+    file, or a parent folder that is not writable. ``option`` names it in the error."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise FileExistsError(f"{option} {path}: that is a {'file' if folder else 'folder'}; give a path for a "
+                              f"{'folder' if folder else 'file'}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{option} {path}: {parent} is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{option} {path}: the folder {parent} is not writable")
+    return path
 
 
 def write_json(path: Path, data: Any) -> Path:

@@ -48,14 +48,13 @@ from .files import ModelFileError, atomic_write, write_json
 from .mixture import GaussianMixture
 from .models import MODELS
 from .models.base import Model
-from .models.dmm import DeepMarkovModel
 from .persistence import TRANSFORM, load, load_transform
 from .progress import chunked
 from .tables import TableSchema, _frame
 from .training import Trainer, resolve_device, seed_stream, torch_threads
 
 # The models a table can be imputed with: those of static data.
-TABLE_MODELS = sorted(name for name, cls in MODELS.items() if not issubclass(cls, DeepMarkovModel))
+TABLE_MODELS = sorted(name for name, cls in MODELS.items() if cls.data != "sequences")
 # Candidates fitted on the table's cells as one array (numeric columns only): the Gaussian
 # mixture fitted by EM, and scikit-learn's IterativeImputer with its default BayesianRidge
 # ("iterative") and with ExtraTreesRegressor (a MissForest-like).
@@ -494,6 +493,8 @@ class Imputer(TransformerMixin, BaseEstimator):
         """Per cell, the standard deviation of the posterior predictive p(x_u | x_o), estimated
         from ``draws`` multiple imputations (:meth:`sample`), in the column's units: 0 for
         observed cells, NaN for categorical columns."""
+        if not isinstance(draws, numbers.Integral) or draws < 2:
+            raise ConfigError(f"Imputer.predictive_std: draws must be an integer >= 2 (a spread needs two draws), got {draws!r}")
         frame, _ = self._input(X)
         stacked = self.sample(X, draws)
         numeric = [c for c in self.tables_.columns_ if c not in self.tables_.categories_]
@@ -585,6 +586,8 @@ def load_imputer(folder: str | Path, device: str = "cpu") -> Imputer:
     folder of a ``polymodal fit`` run on a table."""
     folder = Path(folder)
     saved = json.loads((folder / IMPUTER).read_text()) if (folder / IMPUTER).is_file() else {}
+    if not isinstance(saved, dict):
+        raise ModelFileError(f"{folder / IMPUTER}: expected a JSON object of the fitted imputer, got {type(saved).__name__}")
     tables = load_transform(folder)
     if not isinstance(tables, TableSchema):
         raise ConfigError(f"{folder} holds a model of sequences; an Imputer fills tables")

@@ -1,9 +1,9 @@
 """The Trainer shared by every model.
 
 The trainer owns the loop and the schedules; a model only computes
-``loss(batch, beta=..., **weights)``. Loss weights (the KL weight ``beta`` and any
-per-model weight) follow :class:`Schedule` s from the config and reach the loss as plain
-numbers. Validation uses every weight at its final value, so validation losses are
+``loss(batch, *, beta=..., **weights)``. Loss weights (the KL weight ``beta`` and any
+per-model weight, those the model declares in ``loss_weights``) follow :class:`Schedule` s
+from the config and reach the loss as plain numbers. Validation uses every weight at its final value, so validation losses are
 comparable across epochs.
 
 Reproducibility and exact resume: the random streams of epoch ``e`` (the data order and
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import logging
 import math
 import os
 import pickle
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -228,15 +228,15 @@ class Trainer:
         self.config = config
         defaults = {name: make_config(Schedule, dict(s)) for name, s in model.default_schedules().items()}
         self.schedules = {**defaults, **config.schedules}
-        accepted = inspect.signature(model.loss).parameters
-        unknown = sorted(set(self.schedules) - set(accepted))
-        if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-            raise ConfigError(f"Trainer: {model.name}.loss takes no weights {unknown}; it takes {list(accepted)[1:]}")
+        unknown = sorted(set(self.schedules) - model.loss_weights)
+        if unknown:
+            raise ConfigError(f"Trainer: {model.name}.loss takes no weights {unknown}; it takes {sorted(model.loss_weights)}")
         self.device = resolve_device(config.device)
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         self.rank, self.world = _process_group(self.device)
         self.history: list[dict[str, float]] = []
+        self.stopped_early: str | None = None  # why the last fit stopped before its last epoch, if it did
 
     @property
     def out(self) -> Path | None:
@@ -318,6 +318,7 @@ class Trainer:
         resume: bool | str | Path = False,
         override: bool = False,
         score: Callable[[Model], float] | None = None,
+        started: Callable[[], None] | None = None,
     ) -> list[dict[str, float]]:
         """Train up to ``epochs`` (fewer with early stopping on ``valid``); returns the history.
 
@@ -331,7 +332,9 @@ class Trainer:
         otherwise); a path resumes from that checkpoint. A checkpoint written under other
         values of the options in ``TRAJECTORY`` (such as ``lr``) is refused with the
         differences listed, unless ``override=True``, which applies this trainer's values
-        from the resumed epoch on and logs each change.
+        from the resumed epoch on and logs each change. Every check (data, options, the
+        checkpoint) comes before anything is written; ``started()``, when given, is called
+        once they have all passed, before the first epoch (to write what belongs beside the run).
 
         Warns with :class:`DivergenceWarning` when an epoch's mean loss is ``DIVERGENCE``
         times the first step's in magnitude; raises :class:`NonFiniteLossError` naming the
@@ -339,6 +342,7 @@ class Trainer:
         """
         c = self.config
         self.check_data("training", train)
+        self.model.observe(train)
         if valid is not None:
             self.check_data("validation", valid)
         if c.patience is not None and valid is None and score is None:
@@ -352,15 +356,18 @@ class Trainer:
             objective = torch.compile(objective)
         optimizer, scheduler = self._optimizer(model)
         state = {"epoch": 0, "step": 0, "best": math.inf, "waited": 0, "best_state": {}}
-        self.history = []
+        self.history, self.stopped_early = [], None
         checkpoint = self._checkpoint_path(resume)
         if checkpoint is not None:
             state = self._restore(checkpoint, model, optimizer, scheduler, override)
-        steps_per_epoch = math.ceil(math.ceil(len(train) / self.world) / c.batch_size)
         writer = self._tensorboard()
+        if started is not None:
+            started()
+        steps_per_epoch = math.ceil(math.ceil(len(train) / self.world) / c.batch_size)
         main = self.rank == 0
         show = c.progress and main
-        bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not show, unit="epoch")
+        unit = "step" if steps_per_epoch == 1 else "epoch"  # a full batch: the bar counts steps, and says so
+        bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not show, unit=unit)
         first = None  # the first step's loss, the yardstick of divergence
         warned = False
         with torch_threads(c.threads):
@@ -376,7 +383,7 @@ class Trainer:
                         kept = f"; the last checkpoint in {self.out} is intact" if self.out else ""
                         raise NonFiniteLossError(
                             f"non-finite loss ({float(out.loss.detach())}) at epoch {epoch}, "
-                            f"step {i + 1} of {steps_per_epoch}: {self._diagnose(batch, out)}{kept}"
+                            f"step {i + 1} of {steps_per_epoch}: {self._diagnose(batch, out, state['step'] == 0)}{kept}"
                         )
                     if first is None:
                         first = abs(float(out.loss.detach()))
@@ -424,6 +431,14 @@ class Trainer:
                     if self.out and (epoch % c.checkpoint_every == 0 or epoch == c.epochs or stop):
                         self._save(state, model, optimizer, scheduler)
                 if stop:
+                    self.stopped_early = (
+                        f"{model.name}: stopped early at {unit} {epoch} of {c.epochs}: the validation "
+                        f"{'score' if score is not None else 'loss'} has not improved on {state['best']:.4g} "
+                        f"for {c.patience} validations (patience); the best validation's weights are kept")
+                    if show:
+                        tqdm.write(self.stopped_early, file=sys.stderr)
+                    else:
+                        log.info(self.stopped_early)
                     break
         if writer is not None:
             writer.close()
@@ -447,8 +462,9 @@ class Trainer:
             raise FileNotFoundError(f"no checkpoint to resume from at {path}")
         return path
 
-    def _diagnose(self, batch: Batch, out: LossOutput) -> str:
-        """Which terms of a non-finite loss are to blame, for the error message."""
+    def _diagnose(self, batch: Batch, out: LossOutput, first: bool = False) -> str:
+        """Which terms of a non-finite loss are to blame, for the error message. At the ``first``
+        step, before any update, the weights are the initial ones: the data is to blame, not lr."""
         bad_terms = [k for k, v in out.terms.items() if not torch.isfinite(v).all()]
         try:
             recon = self.model.reconstruction_terms(batch)
@@ -462,6 +478,12 @@ class Trainer:
             return (f"the reconstruction terms of every modality {bad} became non-finite (non-finite weights or posterior: "
                     f"lower lr, now {self.config.lr:g}, or set clip_grad)")
         causes = f"a decoder's output or likelihood overflowed: lower lr (now {self.config.lr:g}), set clip_grad or rescale"
+        if first:
+            largest = {name: float(batch.values[name][batch.observed[name]].abs().max()) for name in bad
+                       if batch.observed[name].any() and not self.model.schema[name].categorical}
+            sizes = ", ".join(f"{name!r} up to {value:.3g}" for name, value in largest.items())
+            causes = (f"at the first step, before any update, so the data, not the learning rate: values {sizes} overflow "
+                      "the likelihood; rescale them (e.g. standardise each column)") if sizes else causes
         if len(bad) > 1:
             return f"the reconstruction terms of modalities {bad} became non-finite ({causes})"
         return f"the reconstruction term of modality {bad[0]!r} became non-finite ({causes})"
@@ -497,7 +519,7 @@ class Trainer:
         if changed and not override:
             listed = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in changed.items())
             raise ConfigError(f"cannot resume from {path} with changed options ({listed}); "
-                              "pass override=True to apply the new values from the resumed epoch on")
+                              "pass override=True (`polymodal fit --override`) to apply the new values from the resumed epoch on")
         try:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
