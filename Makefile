@@ -1,5 +1,5 @@
 # `make demo` and `make test` each set everything up on a fresh machine first: `install`
-# the package alone, `dev` also the development tools (pytest, ruff, hypothesis, aeon).
+# the package alone, `dev` also the development tools (pytest, ruff, hypothesis, aeon) and mkdocs.
 # torch comes from pip's index (on Linux, the CUDA build); TORCH_INDEX chooses another:
 #   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu    # the CPU build
 PYTHON ?= python3
@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEV := $(VENV)/.installed-dev
 TORCH := torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-.PHONY: install dev demo test bench bench-env lint
+.PHONY: install dev demo test bench bench-env lint docs
 
 # torch first, from TORCH_INDEX when given, so that the package's torch>=2.2 is already met.
 $(STAMP): pyproject.toml
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(DEV): $(STAMP)
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m pip install -e ".[dev,docs]"
 	touch $(DEV)
 
 install: $(STAMP)
@@ -60,3 +60,7 @@ bench-env: $(BENCH)/.installed
 
 lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks
+
+# The documentation site (the docs extra, which `dev` installs): site/index.html
+docs: dev
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict

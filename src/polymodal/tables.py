@@ -134,8 +134,9 @@ def _is_categorical(column: Any, series: pd.Series, named: set[str]) -> bool:
     if not other.any():
         return not numeric.any()  # numbers (and numeric text) are numeric; numeric text alone is text
     counted = numeric | text_numbers
-    if counted.any():  # the fewer kind is the odd one out: a stray number among text, or text marking missing numbers
-        stray = counted if counted.sum() < other.sum() else other
+    if counted.any():  # text that looks like a marker, else the fewer kind, is the odd one out
+        marks = observed[other].map(lambda v: str(v).strip().lower() in LOOKS_MISSING).to_numpy(dtype=bool).all()
+        stray = counted if counted.sum() < other.sum() and not marks else other
         values = list(dict.fromkeys(observed[stray].tolist()))[:5]
         rows = observed.index[stray][:5].tolist()
         found = f"{int(stray.sum())} of its {len(observed)} observed cells are {'numbers' if stray is counted else 'text'}" \
