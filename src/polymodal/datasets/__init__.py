@@ -5,9 +5,12 @@ from .basic_motions import ACTIVITIES, basic_motions_schema, load_basic_motions
 from .digit_styles import digit_styles_schema, load_digit_styles, print_features, render_prints
 from .digits import load_digits
 from .files import read_files, read_frame, write_frame
+from .japanese_vowels import japanese_vowels_schema, load_japanese_vowels
+from .physionet import load_physionet2012
 from .spirals import generate_spirals, load_spirals
 
 __all__ = [
     "ACTIVITIES", "basic_motions_schema", "digit_styles_schema", "generate_spirals", "load_basic_motions", "load_digit_styles",
-    "load_digits", "load_spirals", "print_features", "read_files", "read_frame", "render_prints", "write_frame",
+    "load_digits", "japanese_vowels_schema", "load_japanese_vowels",
+    "load_physionet2012", "load_spirals", "print_features", "read_files", "read_frame", "render_prints", "write_frame",
 ]

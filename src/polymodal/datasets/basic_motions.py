@@ -6,6 +6,8 @@ wheel (``pip install polymodal[data]``); nothing is downloaded.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
@@ -33,12 +35,18 @@ def basic_motions_schema(label: str | None = "sequence") -> Schema:
     return Schema(modalities)
 
 
-def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
+def aeon_split(name: str, split: str) -> tuple[Any, np.ndarray]:
+    """aeon's ``load_<name>(split=split)``: the series and their class names; an ImportError
+    naming the extra when aeon is missing."""
     try:
-        from aeon.datasets import load_basic_motions as aeon_load
+        from aeon import datasets
     except ImportError as error:
-        raise ImportError("load_basic_motions needs the aeon package: pip install 'polymodal[data]'") from error
-    series, names = aeon_load(split=split)
+        raise ImportError(f"load_{name} needs the aeon package, which ships the data: pip install 'polymodal[data]'") from error
+    return getattr(datasets, f"load_{name}")(split=split)
+
+
+def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    series, names = aeon_split("basic_motions", split)
     return np.transpose(series, (0, 2, 1)).astype(np.float32), np.array([ACTIVITIES.index(n) for n in names])
 
 
