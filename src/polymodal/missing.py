@@ -139,23 +139,16 @@ def _keep_steps(batch: Batch, keep: dict[str, Tensor]) -> Batch:
 
 
 def drop_steps(
-    batch: Batch,
-    fraction: float,
-    names: list[str] | None = None,
-    generator: torch.Generator | None = None,
-    lengths: Tensor | None = None,
+    batch: Batch, fraction: float, names: list[str] | None = None, generator: torch.Generator | None = None
 ) -> Batch:
-    """Delete ``int(fraction * L)`` time steps chosen uniformly among each sequence's first L,
-    independently for each sequential modality (default: all) and each sequence, where L is
-    the sequence's length: ``lengths`` ``[B]`` (default: all T steps)."""
+    """Delete ``int(fraction * T)`` time steps chosen uniformly, independently for each
+    sequential modality (default: all) and each sequence."""
     names = _sequential(batch, names)
     keep = {}
     for name in names:
         b, t = batch.observed[name].shape[:2]
-        size = torch.full((b,), t) if lengths is None else lengths.cpu().long()
-        outside = torch.arange(t) >= size[:, None]
-        rank = (torch.rand(b, t, generator=generator) + outside).argsort(1).argsort(1)  # steps past L rank last
-        keep[name] = rank >= (fraction * size.double()).long()[:, None]  # the int(fraction * L) lowest ranks go
+        order = torch.rand(b, t, generator=generator).argsort(1)
+        keep[name] = order >= int(fraction * t)  # the int(fraction * T) lowest ranks go
     return _keep_steps(batch, keep)
 
 

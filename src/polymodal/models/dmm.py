@@ -11,7 +11,7 @@ from ..config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, ConfigError
 from ..data import Batch
 from ..gaussian import Gaussian
 from ..likelihoods import Observation
-from ..missing import drop_burst, drop_steps
+from ..missing import drop_burst
 from ..modalities import Schema
 from ..nets import Decoder, GatedTransition
 from .base import QUERIES, ModalityDict, Model, query
@@ -19,7 +19,7 @@ from .base import QUERIES, ModalityDict, Model, query
 
 @dataclass
 @checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, transition_hidden=AT_LEAST_ONE, transition_min_std=POSITIVE,
-         weights=NON_NEGATIVE, burst=FRACTION, points=FRACTION)
+         weights=NON_NEGATIVE, burst=FRACTION)
 class DMMConfig:
     latent_dim: int = 5
     hidden: tuple[int, ...] = (20,)
@@ -27,7 +27,6 @@ class DMMConfig:
     transition_min_std: float = 1e-3
     weights: dict[str, float] = field(default_factory=dict)
     burst: float = 0.1
-    points: float = 0.0
     inputs: list[str] | None = None
     rescale: bool = True
 
@@ -81,15 +80,10 @@ class DeepMarkovModel(Model):
 
     def training_inputs(self, batch: Batch) -> Batch:
         """What the inference network sees in training: one burst of ``burst`` of each
-        sequence's valid steps deleted per modality and sequence, and ``points`` of them
-        deleted one by one at random (the targets stay complete)."""
-        c = self.config
-        if not self.training or (c.burst == 0 and c.points == 0):
+        sequence's valid steps deleted per modality and sequence (the targets stay complete)."""
+        if not self.training or self.config.burst == 0:
             return batch
-        lengths = self.valid_steps(batch).sum(1)
-        if c.burst:
-            batch = drop_burst(batch, c.burst, lengths=lengths)
-        return drop_steps(batch, c.points, lengths=lengths) if c.points else batch
+        return drop_burst(batch, self.config.burst, lengths=self.valid_steps(batch).sum(1))
 
     def decode(self, z: Tensor) -> dict[str, Observation]:
         return self.observations({name: decoder(z) for name, decoder in self.decoders.items()})
