@@ -19,7 +19,9 @@ Methods: the per-channel mean and median of the test set's observed entries, LOC
 observation carried backward before it), linear interpolation (held constant beyond the
 observed span), and the models, trained once on the training utterances (seed 0) and
 scored on every mask: MDMM (BFVI) and DKS B-Mask (on JapaneseVowels latent 16, hidden
-(64, 64), transition 64, batch 128, Adam at lr 3e-3), fills decoded from the smoothing / inference network's mean path.
+(64, 64), transition 64, batch 128, Adam at lr 3e-3), fills decoded from the smoothing / inference network's mean path; MDMM
+also with ``partial="drop"`` (the experts of partly observed steps left out) on the same
+weights.
 
 The JapaneseVowels case: 25% of the interior steps of each test utterance (not its first or
 last) deleted in both modalities, MSE on those steps. With ``--diagnose`` it also trains
@@ -35,6 +37,8 @@ observed against deleted steps, filtering against smoothing.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import time
 from pathlib import Path
 
@@ -226,6 +230,10 @@ def protocol(run: Run, dataset: str, epochs: int, seeds: int) -> None:
         run.add("seconds per epoch", row=name, column=dataset, value=epoch_s)
         run.note(f"{name}: trained {epochs} epochs in {time.perf_counter() - start:.0f} s")
         methods[name] = model_fill(model)
+        if kind == "MDMM":  # the same weights, each partly observed step's expert left out
+            dropped = copy.copy(model)
+            dropped.config = dataclasses.replace(model.config, partial="drop")
+            methods[f"{name}, partial steps dropped"] = model_fill(dropped)
     for p in PATTERNS:
         for seed in range(5 if p == "point 10%" else seeds):
             hidden = pattern(test, p, seed)

@@ -11,7 +11,11 @@ is learned alongside.
 
 Inference: each modality's encoder gives a quotient expert \tilde q(z_t | x^m_t) = q / p(z);
 missing modalities (per step and sequence) contribute nothing, and an encoder sees zeros in
-place of the unobserved features of a partly observed step.
+place of the unobserved features of a partly observed step (``partial="zeros"``), or such a
+step's expert is left out (``"drop"``, as the reference code does). The encoders never see
+a partly observed step in training, so zeros mislead them: on JapaneseVowels with 10% of
+the entries hidden, dropping those experts took MDMM's MSE from 0.46 to 0.08 (interpolation
+0.03); with half hidden almost no step is whole, and dropping them is worse.
 
 * Backward filtering (Algorithm 1), t = T..1, starting from q(z_T | x_{T+1:T}) = p(z):
   q(z_t | x_{t:T}) \propto q(z_t | x_{t+1:T}) \prod_m \tilde q(z_t | x^m_t); draw K particles;
@@ -100,7 +104,7 @@ from .dmm import DeepMarkovModel, DMMConfig
 
 @dataclass
 @checked(particles=AT_LEAST_ONE, eval_particles=AT_LEAST_ONE, match_particles=AT_LEAST_ONE, filter_weight=NON_NEGATIVE,
-         smooth_weight=NON_NEGATIVE, match_weight=NON_NEGATIVE)
+         smooth_weight=NON_NEGATIVE, match_weight=NON_NEGATIVE, partial=("zeros", "drop"))
 class MDMMConfig(DMMConfig):
     particles: int = 25
     eval_particles: int = 200
@@ -111,6 +115,7 @@ class MDMMConfig(DMMConfig):
     subsets: list[list[str]] | None = None
     cross: bool = False
     future_grad: bool = False
+    partial: str = "zeros"
 
 
 class MDMM(DeepMarkovModel):
@@ -131,8 +136,16 @@ class MDMM(DeepMarkovModel):
         """``[S, B, T, D]``: the product of the observed modality experts of each input subset
         (``subsets`` ``[S, inputs]``), per step; the encoders run once over all steps."""
         experts = stack([self.encoders[n](batch.values[n]) for n in self.input_names])  # [M, B, T, D]
-        present = torch.stack([batch.present(n) for n in self.input_names])  # [M, B, T]
+        present = torch.stack([self.informs(batch, n) for n in self.input_names])  # [M, B, T]
         return experts.masked(subsets[:, :, None, None] & present).prod(1)
+
+    def informs(self, batch: Batch, name: str) -> Tensor:
+        """``[B, T]``: the steps where modality ``name``'s expert counts: those with an observed
+        entry, or with ``partial="drop"`` only those observed entirely (the reference's)."""
+        if self.config.partial == "zeros":
+            return batch.present(name)
+        observed = batch.observed[name]
+        return observed.reshape(*observed.shape[:2], -1).all(-1)
 
     def backward_filter(self, evidence: Experts, particles: int) -> tuple[Gaussian, Gaussian, Tensor]:
         """Algorithm 1 on ``evidence`` (from :meth:`evidence`).
