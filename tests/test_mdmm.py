@@ -271,3 +271,19 @@ def test_a_deleted_middle_step_is_filled_between_its_neighbours():
         low, high = torch.minimum(before, after), torch.maximum(before, after)
         assert float(((fill >= low - 0.05) & (fill <= high + 0.05)).float().mean()) >= 0.9, n
         assert float(((fill - truth[n][:, 4]) ** 2).mean()) < 0.1 * float(truth[n].var()), n
+
+
+def test_partial_drop_leaves_out_the_expert_of_a_partly_observed_step():
+    schema = pm.Schema([pm.Modality(n, (2,), sequential=True) for n in ("a", "b")])
+    values = torch.randn(2, 3, 5, 2, generator=torch.Generator().manual_seed(0))
+    step = torch.arange(5)[None, :, None] == 2
+    part = pm.Batch.from_data(schema, {"a": values[0], "b": values[1]}, {"a": ~(step & (torch.arange(2) == 1)).expand(3, 5, 2)})
+    gone = pm.Batch.from_data(schema, {"a": values[0], "b": values[1]}, {"a": ~step.expand(3, 5, 2)})
+    torch.manual_seed(0)
+    m = pm.MDMM(schema, latent_dim=3, hidden=(8,), transition_hidden=8, partial="drop")
+    ones = torch.ones(1, 2, dtype=torch.bool)
+    torch.testing.assert_close(m.evidence(part, ones).precision, m.evidence(gone, ones).precision)
+    m.config.partial = "zeros"  # the default: the encoder reads the step with a zero in its gap
+    assert not torch.equal(m.evidence(part, ones).precision, m.evidence(gone, ones).precision)
+    with pytest.raises(pm.ConfigError, match="partial"):
+        pm.MDMM(schema, partial="skip")
