@@ -180,8 +180,8 @@ class Run:
         return path
 
 
-def render_run(record: Mapping[str, Any]) -> str:
-    """One record as a Markdown section: title, what and how, tables, notes, figures."""
+def render_run(record: Mapping[str, Any], page: Path = PAGE) -> str:
+    """One record as a Markdown section: title, what and how, tables, notes, figures (linked from ``page``)."""
     gpu = record["machine"].get("gpu")
     where = f"{record['machine']['cpu']}, {record['machine'].get('threads', '?')} threads" + (f", {gpu}" if gpu else "")
     libraries = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
@@ -196,7 +196,7 @@ def render_run(record: Mapping[str, Any]) -> str:
         parts.append(markdown(rows))
     parts += [f"- {note}" for note in record["notes"]]
     for f in record["figures"]:
-        parts.append(f"![{f['caption']}]({os.path.relpath(ROOT / f['path'], PAGE.parent)})")
+        parts.append(f"![{f['caption']}]({os.path.relpath(ROOT / f['path'], page.parent)})")
         parts += [f"*{f['caption']}*"] if f["caption"] else []
     return "\n\n".join(parts) + "\n"
 
@@ -206,14 +206,14 @@ def load_records(folder: Path = RECORDS) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*/*.json"))]
 
 
-def render(records: Iterable[Mapping[str, Any]]) -> str:
-    """The results page: a section per benchmark, a subsection per run."""
+def render(records: Iterable[Mapping[str, Any]], page: Path = PAGE) -> str:
+    """The results page at ``page``: a section per benchmark, a subsection per run."""
     parts, last = [HEADER], None
     for record in records:
         if record["benchmark"] != last:
             parts.append(f"## {record['benchmark']}\n")
             last = record["benchmark"]
-        parts.append(render_run(record))
+        parts.append(render_run(record, page))
     return "\n".join(parts)
 
 

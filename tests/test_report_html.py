@@ -2,14 +2,13 @@
 
 import json
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from browser import CHROMIUM, chromium
 from matplotlib.image import imread
 
 import polymodal as pm
@@ -17,16 +16,6 @@ from polymodal.evaluation import FEW, Evaluation, evaluate, hold_out
 from polymodal.report import Units, missingness_figure, scatter_figure, sequence_figure, write_report
 from polymodal.run import fit, parse_config
 from polymodal.tables import SequenceSchema, TableSchema
-
-CHROMIUM = shutil.which("chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-
-
-def chromium(tmp_path, *args):
-    profile = tmp_path / "profile"
-    profile.mkdir(exist_ok=True)
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
