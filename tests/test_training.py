@@ -67,6 +67,38 @@ def test_early_stopping_on_a_score_every_few_epochs_keeps_the_weights_of_the_bes
         assert torch.equal(value, seen[1][key]), key
 
 
+def validated(trainer, losses):
+    """``trainer`` whose validation losses are ``losses`` in turn, and the weights each saw."""
+    given, seen = iter(losses), []
+
+    def evaluate(valid):
+        seen.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        return {"loss": next(given)}
+
+    trainer.evaluate = evaluate
+    return seen
+
+
+def test_a_validation_loss_far_above_its_best_warns_and_the_best_weights_are_kept_by_default():
+    trainer = pm.Trainer(pm.MVAE(data().schema, latent_dim=2, hidden=(8,)), epochs=4, batch_size=32, progress=False)
+    seen = validated(trainer, [1.1, 0.8, 20.0, 60.0])
+    with pytest.warns(pm.training.DivergenceWarning, match=r"validation loss rose from its best, 0.8, to 20 in epoch 3"):
+        trainer.fit(data(), data(16, seed=1))
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, seen[1][key]), key
+
+
+def test_keep_best_false_keeps_the_last_weights_and_a_mild_rise_does_not_warn(recwarn):
+    trainer = pm.Trainer(pm.MVAE(data().schema, latent_dim=2, hidden=(8,)), epochs=3, batch_size=32, keep_best=False,
+                         progress=False)
+    seen = validated(trainer, [-50.0, -60.0, -20.0])  # 40 above the best: less than 10 times its magnitude
+    trainer.fit(data(), data(16, seed=1))
+    assert not any(issubclass(w.category, pm.training.DivergenceWarning) for w in recwarn)
+    assert any(not torch.equal(seen[1][k], seen[2][k]) for k in seen[2])  # the best and the last weights differ
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, seen[2][key]), key
+
+
 def test_bad_training_configs_raise():
     model = pm.MVAE(data().schema, latent_dim=2, hidden=(8,))
     with pytest.raises(pm.ConfigError, match="epoch"):

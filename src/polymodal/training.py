@@ -54,6 +54,8 @@ TRAJECTORY = ("batch_size", "lr", "optimizer", "weight_decay", "lr_schedule", "l
               "schedules", "patience", "seed")
 # An epoch's mean loss this many times the magnitude of the first step's (or of 1) is reported as divergence.
 DIVERGENCE = 1e3
+# A validation loss this many times the magnitude of the best one (or of 1) above it is reported as divergence.
+VALID_DIVERGENCE = 10.0
 
 log = logging.getLogger("polymodal")
 
@@ -103,6 +105,7 @@ class TrainConfig:
     kl_warmup: float = 0.0
     schedules: dict[str, Any] = field(default_factory=dict)
     patience: int | None = None
+    keep_best: bool = True
     valid_every: int = 1
     seed: int = 0
     threads: int | None = 1
@@ -336,8 +339,8 @@ class Trainer:
         Validation runs every ``valid_every`` epochs (and after the last): the loss on
         ``valid``, and ``score(model)`` (lower is better, logged as ``valid_score``) when a
         score is given. Early stopping watches ``valid_score`` if there is one, else
-        ``valid_loss``; ``patience`` counts validations without improvement, and the weights of
-        the best validation are restored at the end.
+        ``valid_loss``; ``patience`` counts validations without improvement. With
+        ``keep_best`` (default) the weights of the best validation are restored at the end.
 
         ``resume=True`` continues from ``out/checkpoint.pt`` when it exists (and starts afresh
         otherwise); a path resumes from that checkpoint. A checkpoint written under other
@@ -348,7 +351,8 @@ class Trainer:
         once they have all passed, before the first epoch (to write what belongs beside the run).
 
         Warns with :class:`DivergenceWarning` when an epoch's mean loss is ``DIVERGENCE``
-        times the first step's in magnitude; raises :class:`NonFiniteLossError` naming the
+        times the first step's in magnitude, or the validation loss rises ``VALID_DIVERGENCE``
+        times the magnitude of its best (or of 1) above it; raises :class:`NonFiniteLossError` naming the
         modalities whose reconstruction term became non-finite.
         """
         c = self.config
@@ -381,6 +385,7 @@ class Trainer:
         bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not show, unit=unit)
         first = None  # the first step's loss (on the device until an epoch ends), the yardstick of divergence
         warned = False
+        lowest = math.inf  # the best validation loss, the yardstick of its divergence
         with torch_threads(c.threads):
             for epoch in bar:
                 seed_stream((c.seed * 1_000_003 + epoch) * 1_009 + self.rank, self.device)
@@ -424,6 +429,15 @@ class Trainer:
                 validating = epoch % c.valid_every == 0 or epoch == c.epochs
                 if valid is not None and validating:
                     record.update({f"valid_{k}": v for k, v in self.evaluate(valid).items()})
+                    lowest = min(lowest, record["valid_loss"])
+                    if not warned and record["valid_loss"] - lowest > VALID_DIVERGENCE * max(abs(lowest), 1.0):
+                        warned = True
+                        kept = "the weights of the best validation are kept" if c.keep_best else "set keep_best to keep them"
+                        warnings.warn(
+                            f"{model.name}: the validation loss rose from its best, {lowest:.4g}, to {record['valid_loss']:.4g} "
+                            f"in epoch {epoch}: training is diverging ({kept}); lower lr (now {c.lr:g}) or set clip_grad",
+                            DivergenceWarning, stacklevel=2,
+                        )
                 if score is not None and validating:
                     record["valid_score"] = float(score(model))
                     model.train()
@@ -431,13 +445,14 @@ class Trainer:
                 bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "valid_loss", "valid_score") if k in record})
                 stop = False
                 watched = record.get("valid_score" if score is not None else "valid_loss")
-                if c.patience is not None and watched is not None:
+                if watched is not None:
                     if watched < state["best"]:
                         state["best"], state["waited"] = watched, 0
-                        state["best_state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                        if c.keep_best:
+                            state["best_state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                     else:
                         state["waited"] += 1
-                        stop = state["waited"] >= c.patience
+                        stop = c.patience is not None and state["waited"] >= c.patience
                 state["epoch"] = epoch
                 if main:
                     self._log(record, writer)
@@ -455,7 +470,7 @@ class Trainer:
                     break
         if writer is not None:
             writer.close()
-        if state["best_state"]:
+        if c.keep_best and state["best_state"]:
             model.load_state_dict(state["best_state"])
         model.eval()
         return self.history

@@ -6,6 +6,8 @@ wheel (``pip install polymodal[data]``); nothing is downloaded.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
@@ -17,41 +19,50 @@ from ..modalities import Modality, Schema
 ACTIVITIES = ("standing", "walking", "running", "badminton")
 SENSORS = ("accel", "gyro")
 LABELS = ("sequence", "step", None)
+LEARNED = {"name": "gaussian", "learn_scale": True}
 
 
-def basic_motions_schema(label: str | None = "sequence") -> Schema:
-    """``accel`` and ``gyro`` (3 axes per step, sequential, Gaussian with a learned scale),
+def basic_motions_schema(label: str | None = "sequence", likelihood: Any = LEARNED) -> Schema:
+    """``accel`` and ``gyro`` (3 axes per step, sequential, of ``likelihood``: by default
+    Gaussian with a learned scale),
     then ``activity`` (4 classes, in the order of :data:`ACTIVITIES`): one per sequence with
     ``label="sequence"``, repeated at every step with ``"step"`` (for the sequence models,
     whose modalities are all per step), none with ``None``."""
     if label not in LABELS:
         raise ValueError(f"label must be one of {LABELS}, not {label!r}")
-    learned = {"name": "gaussian", "learn_scale": True}
-    modalities = [Modality(name, (3,), learned, sequential=True) for name in SENSORS]
+    modalities = [Modality(name, (3,), likelihood, sequential=True) for name in SENSORS]
     if label is not None:
         modalities.append(Modality("activity", (), "categorical", num_classes=len(ACTIVITIES), sequential=label == "step"))
     return Schema(modalities)
 
 
-def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
+def aeon_split(name: str, split: str) -> tuple[Any, np.ndarray]:
+    """aeon's ``load_<name>(split=split)``: the series and their class names; an ImportError
+    naming the extra when aeon is missing."""
     try:
-        from aeon.datasets import load_basic_motions as aeon_load
+        from aeon import datasets
     except ImportError as error:
-        raise ImportError("load_basic_motions needs the aeon package: pip install 'polymodal[data]'") from error
-    series, names = aeon_load(split=split)
+        raise ImportError(f"load_{name} needs the aeon package, which ships the data: pip install 'polymodal[data]'") from error
+    return getattr(datasets, f"load_{name}")(split=split)
+
+
+def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    series, names = aeon_split("basic_motions", split)
     return np.transpose(series, (0, 2, 1)).astype(np.float32), np.array([ACTIVITIES.index(n) for n in names])
 
 
-def load_basic_motions(label: str | None = "sequence", validation: int = 8, seed: int = 0) -> tuple[Batch, Batch | None, Batch]:
+def load_basic_motions(
+    label: str | None = "sequence", validation: int = 8, seed: int = 0, likelihood: Any = LEARNED
+) -> tuple[Batch, Batch | None, Batch]:
     """``train, validation, test`` batches of BasicMotions, complete.
 
     ``validation`` of the 40 training sequences (stratified: 2 per activity by default, chosen
     with ``seed``) are held out for model selection, leaving 32 to train on; with
     ``validation=0`` all 40 train and the validation batch is ``None``. Each channel is standardised with the mean and SD of the
     training sequences (all steps), and the same scaling is applied to validation and test.
-    ``label`` is as in :func:`basic_motions_schema`.
+    ``label`` and ``likelihood`` are as in :func:`basic_motions_schema`.
     """
-    schema = basic_motions_schema(label)
+    schema = basic_motions_schema(label, likelihood)
     series, activity = _split("train")
     test_series, test_activity = _split("test")
     order = np.arange(len(activity))
