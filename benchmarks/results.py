@@ -25,6 +25,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -62,8 +63,14 @@ def markdown(rows: Rows) -> str:
     return "\n".join(lines)
 
 
-def add(rows: Rows, name: str, column: str, value: float) -> None:
-    rows.setdefault(name, {}).setdefault(column, []).append(float(value))
+def options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A benchmark's record options: ``--record NAME`` (the record
+    ``benchmarks/results/<benchmark>/NAME.json``; by default ``default``, or the name of the
+    benchmark's mode) and ``--note TEXT`` (repeatable: how this run differs, e.g. a reduced
+    setting or a shared machine)."""
+    parser.add_argument("--record", metavar="NAME", help="the record's name (default: default, or the mode's name)")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT", help="a note for the record (repeatable)")
+    return parser
 
 
 def versions(libraries: Iterable[str] = ()) -> dict[str, str]:
@@ -128,14 +135,14 @@ class Run:
             "benchmark": benchmark,
             "title": title or benchmark,
             "description": description,
-            "command": " ".join(["python -m benchmarks." + module, *sys.argv[1:]]),
+            "command": shlex.join(["python", "-m", "benchmarks." + module, *sys.argv[1:]]),
             "arguments": arguments,
-            "seeds": arguments.get("seeds", []),
+            "seeds": arguments.get("seeds", [arguments["seed"]] if "seed" in arguments else []),
             "commit": commit(),
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "wall_s": None,
             "tables": {},
-            "notes": [],
+            "notes": list(arguments.get("note", [])),
             "figures": [],
         }
 
@@ -164,8 +171,10 @@ class Run:
         rows = self.record["tables"][table]["rows"]
         return {r: {c: cell["values"] for c, cell in row.items()} for r, row in rows.items()}
 
-    def save(self, name: str = "default", folder: Path = RECORDS) -> Path:
-        """Write ``<folder>/<benchmark>/<name>.json`` (atomically) and print the tables."""
+    def save(self, name: str | None = None, folder: Path = RECORDS) -> Path:
+        """Write ``<folder>/<benchmark>/<name>.json`` (atomically; the name defaults to the
+        ``--record`` argument's, else ``default``) and print the tables."""
+        name = name or self.record["arguments"].get("record") or "default"
         self.record["run"] = name
         self.record["versions"] = versions(self.libraries)
         self.record["machine"] = machine()
