@@ -29,7 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, SimpleImputer
 
-from benchmarks.results import Run, options
+from benchmarks.results import Run, record_options
 from polymodal.metrics import nrmse
 
 POLYMODAL = [sys.executable, "-m", "polymodal"]
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, help="most training steps (default: the Imputer's, sized to the table)")
-    args = options(parser).parse_args()
+    args = record_options(parser).parse_args()
     truth = sklearn.datasets.load_breast_cancer(as_frame=True).frame.drop(columns="target")
     removed = np.random.default_rng(args.seed).random(truth.shape) < args.rate
     run = Run("cli_impute", args, title="polymodal impute --fit on a CSV with holes",

