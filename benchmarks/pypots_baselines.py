@@ -90,15 +90,15 @@ def main() -> None:
     corrupted = sequences.tasks(test)
 
     results: dict[str, dict] = {}
-    run.table("training", f"{args.epochs} epochs, {args.threads} torch thread(s)")
+    training: dict[str, dict[str, float]] = {}
     for name in args.models:
         set_random_seed(args.seed)
         model = build(name, args.epochs)
         begin = time.perf_counter()
         model.fit({"X": x_train}, val_set)
-        run.add("training", row=name, column="training (s)", value=time.perf_counter() - begin, seed=args.seed)
-        if hasattr(model, "best_epoch"):
-            run.add("training", row=name, column="best validation epoch", value=model.best_epoch, seed=args.seed)
+        training[name] = {"training (s)": time.perf_counter() - begin}
+        if getattr(model, "best_epoch", None) is not None:
+            training[name]["best validation epoch"] = model.best_epoch
         results[name] = {"tasks": {}, "fills": {}}
         for task, (inputs, scored) in corrupted.items():
             imputed = from_array(np.asarray(model.predict({"X": to_array(inputs)})["imputation"]))
@@ -106,6 +106,10 @@ def main() -> None:
             results[name]["fills"][task] = {sensor: x[sequences.SHOWN : sequences.SHOWN + 1] for sensor, x in imputed.items()}
         print(f"{name} done", flush=True)
     sequences.record(run, results, args.seed)
+    run.table("training", f"{args.epochs} epochs, {args.threads} torch thread(s)")
+    for name, cells in training.items():
+        for column, value in cells.items():
+            run.add("training", row=name, column=column, value=value, seed=args.seed)
     sequences.figures(run, results, test, stem="pypots")
     run.save()
 

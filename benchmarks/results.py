@@ -3,10 +3,14 @@
 A benchmark builds a :class:`Run`, adds its figures cell by cell (a table, a row, a column,
 one value per seed), and saves it::
 
+    args = record_options(parser).parse_args()      # adds --record NAME and --note TEXT
     run = Run("imputer_scale", args, title="The Imputer at scale", libraries=["miceforest"])
     run.add("time (s)", row="Imputer()", column="10^4", value=3.2, seed=0)
-    run.figure("benchmarks/figures/imputer_scale.png", "time against rows")
-    run.save()        # benchmarks/results/imputer_scale/default.json, and the tables printed
+    run.figure(plot(run.figure_path("imputer_scale")), "time against rows")  # benchmarks/figures/
+    run.save()        # benchmarks/results/imputer_scale/default.json (or NAME.json), and the tables printed
+
+A benchmark runs from the repository root as ``python -m benchmarks.NAME`` and imports what it
+shares with another from the package (``from benchmarks.tabular import corrupt, load``).
 
 The record holds the arguments, seeds, command, versions (Python, torch, polymodal and every
 compared library), git commit, machine (CPU, cores, threads, GPU), start time, wall time and
@@ -49,9 +53,9 @@ Rows = dict[str, dict[str, list[float]]]
 
 
 def summary(values: list[float]) -> str:
-    """``mean ± SD`` over seeds (the value alone for one seed)."""
+    """``mean ± SD`` over seeds (the value alone for one seed; a whole number in full)."""
     if len(values) == 1:
-        return f"{values[0]:.4g}"
+        return str(int(values[0])) if values[0].is_integer() else f"{values[0]:.4g}"
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.3g}"
 
 
