@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,8 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     left by an earlier kill (``.NAME.*.tmp``) are removed first (each file polymodal writes has
     one writer: rank 0 under DDP). The file is fsynced before the
     rename and the folder after it, so that a power cut cannot leave an empty ``path``.
+    A new file gets the mode that ``open`` would give it (0644 under the usual umask 022),
+    an overwritten one keeps its mode: ``mkstemp``'s private 0600 would survive the rename.
     """
     path = Path(path)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
@@ -44,11 +47,22 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _mode(path))  # last: a writer may replace the file, and a read-only mode stops the fsync
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def _mode(path: Path) -> int:
+    """The permission bits for writing ``path``: its own if it exists, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # the only way to read the umask is to set it
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -48,14 +48,13 @@ from .files import ModelFileError, atomic_write, write_json
 from .mixture import GaussianMixture
 from .models import MODELS
 from .models.base import Model
-from .models.dmm import DeepMarkovModel
 from .persistence import TRANSFORM, load, load_transform
 from .progress import chunked
 from .tables import TableSchema, _frame
 from .training import Trainer, resolve_device, seed_stream, torch_threads
 
 # The models a table can be imputed with: those of static data.
-TABLE_MODELS = sorted(name for name, cls in MODELS.items() if not issubclass(cls, DeepMarkovModel))
+TABLE_MODELS = sorted(name for name, cls in MODELS.items() if cls.data != "sequences")
 # Candidates fitted on the table's cells as one array (numeric columns only): the Gaussian
 # mixture fitted by EM, and scikit-learn's IterativeImputer with its default BayesianRidge
 # ("iterative") and with ExtraTreesRegressor (a MissForest-like).
