@@ -1,27 +1,39 @@
-# `make demo` and `make test` each set everything up on a fresh machine first.
+# `make demo` and `make test` each set everything up on a fresh machine first: `install`
+# the package alone, `dev` also the development tools (pytest, ruff, hypothesis, aeon).
+# torch comes from pip's index (on Linux, the CUDA build); TORCH_INDEX chooses another:
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu    # the CPU build
 PYTHON ?= python3
+TORCH_INDEX ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEV := $(VENV)/.installed-dev
+TORCH := torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
-.PHONY: install demo test bench bench-env lint
+.PHONY: install dev demo test bench bench-env lint
 
+# torch first, from TORCH_INDEX when given, so that the package's torch>=2.2 is already met.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# CPU build of torch first, so that torch>=2.2 is already satisfied (a plain install pulls CUDA).
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[dev]"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH)
+	$(PY) -m pip install -e .
 	touch $(STAMP)
 
+$(DEV): $(STAMP)
+	$(PY) -m pip install -e ".[dev]"
+	touch $(DEV)
+
 install: $(STAMP)
+
+dev: $(DEV)
 
 demo: install
 	$(PY) -m polymodal demo
 
-test: install
+test: dev
 	$(PY) -m pytest -q
 
-bench: install
+bench: dev
 	$(PY) -m pip install -e ".[bench]"
 	$(PY) -m benchmarks.digits
 	$(PY) -m benchmarks.speed
@@ -40,7 +52,7 @@ bench: install
 BENCH := .venv-bench
 $(BENCH)/.installed: pyproject.toml
 	test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
-	$(BENCH)/bin/python -c "import torch" 2>/dev/null || $(BENCH)/bin/python -m pip install torch==2.13.0
+	$(BENCH)/bin/python -c "import torch" 2>/dev/null || $(BENCH)/bin/python -m pip install $(TORCH)
 	$(BENCH)/bin/python -m pip install --no-deps multivae==1.0.3 pythae==0.1.2
 	$(BENCH)/bin/python -m pip install cloudpickle imageio "pydantic>=2" nltk torchmetrics
 	$(BENCH)/bin/python -m pip install -e ".[bench]"
@@ -48,5 +60,5 @@ $(BENCH)/.installed: pyproject.toml
 
 bench-env: $(BENCH)/.installed
 
-lint: install
+lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks

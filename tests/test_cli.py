@@ -1,6 +1,8 @@
 """End to end: every command on small files the test writes itself, checking what comes back."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -8,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_input import folder_hash
 
+import polymodal
 from polymodal.cli import main
 from polymodal.datasets.files import read_frame
 from polymodal.models import MODELS
-from polymodal.run import example_config, parse_config
+from polymodal.run import example_config, load_config, parse_config
 
 FAST_TABLE = {"epochs": 20, "batch_size": 32, "progress": False}
 FAST_SEQUENCE = {"latent_dim": 2, "hidden": [8], "transition_hidden": 8, "particles": 4, "eval_particles": 8,
@@ -315,6 +319,12 @@ def test_fit_resume_continues_the_run(tmp_path):
     assert run("fit", config, "--out", tmp_path / "run", "--resume", "--quiet") == 0
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3, 4]
+    raw["trainer"].update(epochs=5, lr=0.01)
+    config.write_text(yaml.safe_dump(raw))
+    assert run("fit", config, "--out", tmp_path / "run", "--resume", "--quiet") == 2  # changed lr: refused
+    assert run("fit", config, "--out", tmp_path / "run", "--resume", "--override", "--quiet") == 0
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5] and history["lr"].tolist()[-1] == 0.01
 
 
 def survey_csv(path, n=60, seed=0):
@@ -394,3 +404,225 @@ def test_bad_files_are_one_line_naming_the_file_column_or_option(tmp_path, table
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and __import__("re").search(message, err), err
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "run").exists()
+
+
+# --- every failure: one line, exit code 2, the file, column or option named, nothing written ---------
+
+def _edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _transform(change):
+    return lambda root: _edit_json(root / "run" / "model" / "transform.json", change)
+
+
+def _scale(value):
+    return _transform(lambda t: t["scale"].__setitem__(0, ["a", value]))
+
+
+def _config(**sections):
+    """A setup writing c.yaml: the module's run config with ``sections`` merged in."""
+    def setup(root):
+        raw = yaml.safe_load((root / "run.yaml").read_text())
+        for key, value in sections.items():
+            raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+        (root / "c.yaml").write_text(yaml.safe_dump(raw))
+    return setup
+
+
+def _nan_weights(root):
+    from safetensors.torch import load_file, save_file
+
+    path = root / "run" / "model" / "model.safetensors"
+    state = load_file(str(path))
+    state[sorted(state)[0]][0] = float("nan")
+    save_file(state, str(path))
+
+
+def _write(name, text):
+    return lambda root: (root / name).write_text(text)
+
+
+def _csv(name, change):
+    return lambda root: change(read_frame(root / "train.csv")).to_csv(root / name, index=False)
+
+
+FAILURES = [
+    # options refused by the parser
+    ("--draws -1", None, ["impute", "run", "train.csv", "--draws", "-1"], r"argument --draws: must be an integer >= 1, got -1"),
+    ("--draws 0", None, ["impute", "run", "train.csv", "--draws", "0"], r"--draws: must be an integer >= 1"),
+    ("--samples -1", None, ["impute", "run", "train.csv", "--samples", "-1"], r"--samples: must be an integer >= 0"),
+    ("--steps 0", None, ["impute", "--fit", "train.csv", "--steps", "0"], r"--steps: must be an integer >= 1"),
+    ("--mask-rate 1.5", None, ["evaluate", "run", "train.csv", "--mask-rate", "1.5"], r"--mask-rate: must be a fraction"),
+    ("--mechanism", None, ["evaluate", "run", "train.csv", "--mechanism", "mcr"], r"--mechanism: invalid choice: 'mcr'"),
+    ("--epochs 0", None, ["demo", "--epochs", "0"], r"--epochs: must be an integer >= 1, got 0"),
+    # outputs that cannot be written, refused before any work
+    ("-o under a file", None, ["impute", "run", "train.csv", "-o", "train.csv/out.csv"],
+     r"-o train\.csv/out\.csv: train\.csv is a file, not a folder"),
+    ("--fit -o under a file", None, ["impute", "--fit", "train.csv", "-o", "train.csv/out.csv"], r"-o train\.csv/out\.csv"),
+    ("-o of an unknown type", None, ["impute", "run", "train.csv", "-o", "out.txt"], r"-o out\.txt: unknown file type '\.txt'"),
+    ("-o a folder", lambda root: (root / "out.csv").mkdir(), ["impute", "run", "train.csv", "-o", "out.csv"],
+     r"-o out\.csv: that is a folder"),
+    ("--save a file", None, ["impute", "--fit", "train.csv", "--save", "train.csv"], r"--save train\.csv: that is a file"),
+    ("predict -o under a file", None, ["predict", "run", "train.csv", "--target", "kind", "-o", "train.csv/k.csv"],
+     r"-o train\.csv/k\.csv"),
+    ("evaluate --json under a file", None, ["evaluate", "run", "train.csv", "--json", "train.csv/s.json"],
+     r"--json train\.csv/s\.json"),
+    ("fit --out a file", None, ["fit", "run.yaml", "--out", "train.csv"], r"--out train\.csv: that is a file"),
+    # input files
+    ("an empty CSV", _write("empty.csv", ""), ["impute", "--fit", "empty.csv"], r"empty\.csv: the file is empty"),
+    ("a CSV of ids only", _csv("ids.csv", lambda f: f[["id"]]), ["impute", "--fit", "ids.csv"],
+     r"ids\.csv: no columns to fill; it has only \['id'\]"),
+    ("a stray number in a text column", _csv("stray.csv", lambda f: f.assign(kind=f["kind"].where(f.index != 3, "7"))),
+     ["impute", "--fit", "stray.csv"],
+     r"^(?!.*na_values).*stray\.csv: column 'kind' holds text categories such as \['high', 'low'\], .*\['7'\] \(rows \[3\]\)"),
+    ("a file of no rows", _csv("none.csv", lambda f: f.iloc[:0]), ["impute", "run", "none.csv"],
+     r"none\.csv: empty data: no samples"),
+    ("not an NPZ file", _write("x.npz", "text"), ["impute", "--fit", "x.npz"], r"x\.npz: not an NPZ file"),
+    ("a file without a model column", _csv("no_a.csv", lambda f: f.drop(columns="a")),
+     ["impute", "run", "no_a.csv"], r"no_a\.csv: the table lacks columns \['a'\]"),
+    # saved models, transforms and imputers that are damaged
+    ("a zero scale in transform.json", _scale(0.0), ["impute", "run", "train.csv"],
+     r"transform\.json is damaged.*column 'a': min .* and scale 0\.0 must be finite numbers, the scale > 0"),
+    ("a negative scale in transform.json", _scale(-2.0), ["predict", "run", "train.csv", "--target", "kind"],
+     r"transform\.json.*column 'a'.*scale -2\.0"),
+    ("a NaN scale in transform.json", _scale(float("nan")), ["info", "run"], r"transform\.json.*column 'a'.*scale nan"),
+    ("a column missing from transform.json", _transform(lambda t: t["columns"].remove("b")),
+     ["impute", "run", "train.csv"], r"transform\.json.*numeric columns are \['a', 'c', 'd'\]"),
+    ("no categories in transform.json", _transform(lambda t: t["categories"].__setitem__(0, ["kind", []])),
+     ["impute", "run", "train.csv"], r"transform\.json.*column 'kind': categories \[\]"),
+    ("transform.json of another model", _transform(lambda t: t["schema"][0].update(shape=[2])),
+     ["evaluate", "run", "train.csv"], r"transform\.json.*modality 'a' of columns \['a'\] must be a numeric modality of shape"),
+    ("NaN weights", _nan_weights, ["predict", "run", "train.csv", "--target", "kind"],
+     r"model\.safetensors: weights \['\S+'\] hold NaN or infinite values"),
+    ("imputer.json not an object", _write("imputer/imputer.json", "[1, 2]"), ["impute", "imputer", "numbers.csv"],
+     r"imputer/imputer\.json: expected a JSON object"),
+    ("imputer.json with options as a list", lambda root: _edit_json(root / "imputer" / "imputer.json",
+                                                                   lambda d: d.update(params=[1])),
+     ["impute", "imputer", "numbers.csv"], r"imputer/imputer\.json is damaged .*AttributeError"),
+    ("imputer.json not JSON", _write("imputer/imputer.json", "{"), ["impute", "imputer", "numbers.csv"],
+     r"imputer/imputer\.json is damaged"),
+    # run configs: every section checked before training, the run folder untouched
+    ("trainer.lr as text", _config(trainer={"lr": "fast"}), ["fit", "c.yaml", "--out", "run"], r"trainer\.lr: expected float"),
+    ("evaluate.mask_rate 1.5", _config(evaluate={"mask_rate": 1.5}), ["fit", "c.yaml", "--out", "run"],
+     r"evaluate\.mask_rate: a fraction in \[0, 1\].*got 1\.5"),
+    ("evaluate.samples -1", _config(evaluate={"samples": -1}), ["fit", "c.yaml", "--out", "new"], r"evaluate\.samples: .*got -1"),
+    ("a missing data.test", _config(data={"test": "absent.csv"}), ["fit", "c.yaml", "--out", "run"],
+     r"data\.test: no such file: .*absent\.csv"),
+    ("a data.test without a column", _config(data={"test": "no_c.csv"}), ["fit", "c.yaml", "--out", "new"],
+     r"data\.test: .*no_c\.csv: the table lacks columns \['c'\]"),
+    ("data.train of ids only", _config(data={"train": "ids.csv"}), ["fit", "c.yaml", "--out", "new"],
+     r"data\.train: .*ids\.csv: no columns to model: the data has only \['id'\]"),
+    ("model.options out of range", _config(model={"options": {"latent_dim": -1}}), ["fit", "c.yaml", "--out", "run"],
+     r"model\.options: MIWAEConfig: latent_dim must be >= 1, got -1"),
+    ("an unknown schema.numeric", _config(schema={"numeric": "poisson"}), ["fit", "c.yaml", "--out", "run"],
+     r"schema\.numeric: unknown likelihood 'poisson'"),
+    ("a data.time the file lacks", _config(data={"time": "when"}, model={"name": "mdmm", "options": {}}),
+     ["fit", "c.yaml", "--out", "new"], r"data\.train: .*train\.csv: sequences in long format need .*data\.time 'when'"),
+    ("--id of no column", None, ["impute", "--fit", "train.csv", "--id", "key"], r"--id 'key': train\.csv has no such column"),
+    ("a resume with another lr", _config(trainer={"lr": 0.01}), ["fit", "c.yaml", "--out", "run", "--resume"],
+     r"cannot resume from run/checkpoint\.pt with changed options \(lr: 0\.001 in the checkpoint, 0\.01 now\)"),
+    ("a resume with another model", _config(model={"options": {"latent_dim": 3}}), ["fit", "c.yaml", "--out", "run", "--resume"],
+     r"cannot resume from run/checkpoint\.pt: it does not fit this model"),
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A run folder (run/), a saved Gaussian imputer (imputer/) and the files they were fitted on."""
+    root = tmp_path_factory.mktemp("files")
+    frame, _ = clusters(n=80)
+    frame.to_csv(root / "train.csv", index=False)
+    frame.drop(columns="kind").to_csv(root / "numbers.csv", index=False)
+    frame[["id"]].to_csv(root / "ids.csv", index=False)
+    frame.drop(columns="c").to_csv(root / "no_c.csv", index=False)
+    trainer = {"epochs": 2, "batch_size": 32, "progress": False}
+    assert run("fit", write_config(root / "run.yaml", "train.csv", trainer=trainer), "--out", root / "run", "--quiet") == 0
+    assert run("impute", "--fit", root / "numbers.csv", "-o", root / "numbers_filled.csv", "--model", "gaussian",
+               "--save", root / "imputer", "--quiet") == 0
+    return root
+
+
+@pytest.mark.parametrize("setup, argv, message", [c[1:] for c in FAILURES], ids=[c[0] for c in FAILURES])
+def test_every_failure_is_one_line_with_exit_code_2_and_leaves_every_file_as_it_was(
+        files, tmp_path, monkeypatch, capsys, setup, argv, message):
+    root = tmp_path / "work"
+    shutil.copytree(files, root)
+    monkeypatch.chdir(root)
+    if setup:
+        setup(root)
+    before = folder_hash(root)
+    assert run(*argv, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"polymodal {argv[0]}: error: "), err
+    assert re.search(message, err) and "unexpected" not in err, err
+    assert folder_hash(root) == before  # byte for byte: every file, and no file added or removed
+
+
+def test_an_unexpected_fault_is_one_line_naming_its_kind(monkeypatch, capsys):
+    from polymodal import commands
+
+    monkeypatch.setattr(commands, "info", lambda args: [][0])
+    assert run("info", "anywhere") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "IndexError: list index out of range" in err and "--debug" in err
+    with pytest.raises(IndexError):
+        main(["info", "anywhere", "--debug"])
+
+
+def test_a_non_finite_loss_is_one_line_and_leaves_only_the_config(tmp_path, capsys):
+    frame, _ = clusters(n=40)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    config = write_config(tmp_path / "c.yaml", "t.csv", trainer={"epochs": 2, "progress": False})
+    raw = yaml.safe_load(config.read_text())
+    raw["schema"] = {"numeric": {"name": "gaussian", "scale": 1e-30}}  # each squared error overflows float32
+    config.write_text(yaml.safe_dump(raw))
+    assert run("fit", config, "--out", tmp_path / "run", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "non-finite loss" in err and "epoch 1, step 1" in err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.yaml"]
+
+
+@pytest.mark.parametrize("spelling, value", [("1e-3", 1e-3), ("1E-3", 1e-3), ("1.0e-3", 1e-3), ("5e+2", 500.0),
+                                             ("2.5e2", 250.0), (".5", 0.5), ("0.001", 1e-3), ("3", 3)])
+def test_yaml_takes_every_float_spelling(tmp_path, spelling, value):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data: {{train: t.csv}}\ntrainer: {{lr: {spelling}}}\n")
+    config = load_config(path)
+    assert config.trainer["lr"] == value and type(config.trainer["lr"]) is type(value)
+
+
+def test_version(capsys):
+    assert run("--version") == 0
+    assert capsys.readouterr().out.strip() == f"polymodal {polymodal.__version__}"
+
+
+def test_impute_fit_without_an_output_writes_beside_the_input(tmp_path, capsys):
+    frame, _ = clusters(n=60)
+    frame.drop(columns="kind").to_csv(tmp_path / "x.csv", index=False)
+    assert run("impute", "--fit", tmp_path / "x.csv", "--model", "gaussian", "--quiet") == 0
+    filled = read_frame(tmp_path / "x.imputed.csv")
+    assert filled.shape == (60, 5) and not filled.isna().any().any()
+    assert "x.imputed.csv" in capsys.readouterr().out
+
+
+
+WITHOUT_DEV_TOOLS = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pytest", "hypothesis", "ruff", "aeon", "numba", "pyarrow"):
+            raise ImportError(f"{name} is a development tool")
+sys.meta_path.insert(0, Block())
+from polymodal.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_the_demo_needs_none_of_the_development_tools(tmp_path):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_DEV_TOOLS, "demo", "--epochs", "1", "--out", str(tmp_path / "d"),
+                             "--quiet"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "d" / "report.html").is_file() and "label accuracy from images alone" in result.stdout

@@ -36,12 +36,15 @@ def sequences(n=6, steps=5, seed=0):
 FACTORIES = {  # name: (its data, a small instance for a schema)
     "dks": (sequences, lambda s: pm.DKS(s, latent_dim=2, hidden=(8,), transition_hidden=8, rnn_hidden=4)),
     "mdmm": (sequences, lambda s: pm.MDMM(s, latent_dim=2, hidden=(8,), transition_hidden=8, particles=3)),
+    "jmvae": (table, lambda s: pm.JMVAE(s, latent_dim=2, hidden=(8,), joint_hidden=(8,))),
     "meme": (pair, lambda s: pm.MEME(s, latent_dim=2, hidden=(8,), samples=2, pseudo_samples=3)),
     "mfm": (table, lambda s: pm.MFM(s, label="c", shared_dim=2, modality_dim=2, factor_dim=4, hidden=(8,))),
     "miwae": (table, lambda s: pm.MIWAE(s, latent_dim=2, hidden=(8,), samples=3, impute_samples=3)),
     "mmvae": (table, lambda s: pm.MMVAE(s, latent_dim=2, hidden=(8,), samples=2)),
+    "mmvaeplus": (table, lambda s: pm.MMVAEPlus(s, latent_dim=2, private_dim=2, hidden=(8,), samples=2)),
     "mopoe": (table, lambda s: pm.MoPoE(s, latent_dim=2, hidden=(8,))),
     "mvae": (table, lambda s: pm.MVAE(s, latent_dim=2, hidden=(8,))),
+    "mvtcae": (table, lambda s: pm.MVTCAE(s, latent_dim=2, hidden=(8,))),
     "vsae": (table, lambda s: pm.VSAE(s, latent_dim=2, hidden=(8,), joint_hidden=(8,))),
     "zerofill-vae": (table, lambda s: pm.ZeroFillVAE(s, latent_dim=2, hidden=(8,))),
 }

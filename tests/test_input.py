@@ -119,7 +119,12 @@ def table():
 
 TABLES = [
     ("'?' in a numeric object column", "fit", lambda t: t.assign(a=pd.Series([1.0, "?", 2.0, 3.0, 4.0, 5.0], dtype=object)),
-     r"column 'a'.*5 of 6.*\['\?'\].*na_values"),
+     r"column 'a' holds numbers, but 1 of its 6 observed cells are text \['\?'\] \(rows \[1\]\).*na_values=\['\?'\]"),
+    ("a stray number among text categories", "fit",
+     lambda t: t.assign(colour=pd.Series(["red", "blue", None, "red", "3", "blue"], dtype=object)),
+     r"^(?!.*na_values)column 'colour' holds text categories such as \['blue', 'red'\], but 1 of its 5 observed cells are "
+     r"numbers \['3'\] \(rows \[4\]\): correct or empty those cells"),
+    ("no columns", "fit", lambda t: t[[]], r"the table has no columns to model"),
     ("'?' in a pandas 3 str column", "fit", lambda t: t.assign(a=pd.Series(["1.5", "?", "2", "3", "4", "5"], dtype="str")),
      r"column 'a'.*\['\?'\]"),
     ("'?' in a string column", "fit", lambda t: t.assign(a=pd.Series(["1.5", "?", "2", "3", "4", "5"], dtype="string")),
@@ -295,6 +300,13 @@ def test_task_methods_refuse_bad_arguments(call, error, message):
         call(model(), batch())
 
 
+@pytest.mark.parametrize("samples", [0, 5])
+def test_imputing_no_rows_gives_no_rows(samples):
+    empty = batch().without("y").select(torch.arange(0))
+    filled = model().impute(empty, samples=samples)
+    assert len(filled) == 0 and filled.schema == SCHEMA and all(m.all() for m in filled.observed.values())
+
+
 # --- Trainer options and data, with the run folder unchanged ---------------------------------
 
 TRAINERS = [
@@ -419,6 +431,17 @@ def test_load_refuses_newer_or_inconsistent_folders(tmp_path, change, message):
     assert folder_hash(tmp_path) == before
 
 
+def test_load_refuses_weights_that_are_not_finite(tmp_path):
+    net = model()
+    with torch.no_grad():
+        net.decoders["x"].body[-1].bias[0] = float("nan")
+    net.save(tmp_path / "m")
+    before = folder_hash(tmp_path)
+    with pytest.raises(pm.ModelFileError, match=r"model\.safetensors: weights \['decoders\.x\.body\.\d+\.bias'\] hold NaN"):
+        pm.load(tmp_path / "m")
+    assert folder_hash(tmp_path) == before
+
+
 def test_a_model_from_an_older_version_loads(tmp_path):
     model().save(tmp_path / "m")
     _edit(tmp_path / "m", lambda s: s.update(polymodal="0.0.9"))
@@ -495,6 +518,13 @@ def test_the_imputer_refuses_bad_options(options, message):
         pm.Imputer(**{**FAST, **options}).fit(people())
 
 
+@pytest.mark.parametrize("draws", [1, 0, 2.5])
+def test_the_predictive_spread_needs_two_draws(draws):
+    imputer = pm.Imputer(**{**FAST, "model": "miwae"}).fit(people().drop(columns=["owner", "colour", "kind"]))
+    with pytest.raises(pm.ConfigError, match=rf"predictive_std: draws must be an integer >= 2 .*got {draws}"):
+        imputer.predictive_std(people().drop(columns=["owner", "colour", "kind"]), draws=draws)
+
+
 def test_the_imputer_refuses_dates_and_inf_naming_the_column():
     with pytest.raises(pm.DataError, match="column 'when'.*dates"):
         pm.Imputer(**FAST).fit(people().assign(when=pd.Timestamp("2024-01-01")))
@@ -536,6 +566,15 @@ def test_a_non_finite_term_names_its_modality():
         net.decoders["x"].body[-1].bias.fill_(float("inf"))
     with pytest.raises(pm.NonFiniteLossError, match=r"epoch 1, step 1 of 2: the reconstruction term of modality 'x'"):
         pm.Trainer(net, epochs=2, batch_size=4, progress=False).fit(batch())
+
+
+def test_values_too_large_for_the_likelihood_blame_the_data_not_the_learning_rate():
+    data = good_data(8)
+    data["x"][3, 1] = 1e20  # its square overflows float32
+    with pytest.raises(pm.NonFiniteLossError, match=r"epoch 1, step 1 of 1: .*first step, before any update, so the "
+                                                    r"data, not the learning rate: values 'x' up to 1e\+20") as caught:
+        pm.Trainer(model(), epochs=2, batch_size=8, progress=False).fit(pm.Batch.from_data(SCHEMA, data))
+    assert "lower lr" not in str(caught.value)
 
 
 def test_a_diverging_run_warns():

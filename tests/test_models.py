@@ -11,7 +11,8 @@ deliberate changes: the training burst is drawn inside each sequence's length (a
 random stream), and where no evidence follows a step the BFVI backward filter's future is
 p(z), and B-Mask/B-Skip read from the sequence's last observed step. MMVAE, MoPoE, MEME and
 MFM were recorded before the model contract (the shared per-modality block, the Mixture
-distribution, the one loss signature), which left every value unchanged."""
+distribution, the one loss signature), which left every value unchanged; JMVAE, MVTCAE and
+MMVAE+ before their port onto it, which left theirs unchanged too."""
 
 from functools import cache
 
@@ -35,6 +36,10 @@ RECORDED = {
     "mopoe-sampled": [7.4747395515441895, 7.431885242462158, 7.366732120513916],
     "meme": [21.335254669189453, 22.18999481201172, 19.107929229736328],
     "mfm": [11.348618507385254, 11.264918327331543, 11.222090721130371],
+    "jmvae": [37.67118835449219, 36.985626220703125, 36.081600189208984],
+    "mvtcae": [5.785167217254639, 5.719759464263916, 5.69511604309082],
+    "mmvaeplus": [30.50922966003418, 29.696420669555664, 28.857606887817383],
+    "mmvaeplus-iwae": [6.6584954261779785, 6.568472385406494, 6.591317653656006],
     "vsae": [12.279380798339844, 12.121064186096191, 11.944621086120605],
     "vsae-iw": [23.93086051940918, 23.59230613708496, 23.55774688720703],
     "zerofill-vae": [6.711524963378906, 6.6820855140686035, 6.58328104019165],
@@ -85,6 +90,11 @@ CASES = {
     "mopoe-sampled": (table, lambda s: pm.MoPoE(s, latent_dim=4, hidden=(16,), mixture="sampled")),
     "meme": (digits, lambda s: pm.MEME(s, latent_dim=4, hidden=(32,), samples=3, pseudo_samples=5)),
     "mfm": (table, lambda s: pm.MFM(s, label="c", shared_dim=3, modality_dim=2, factor_dim=8, hidden=(16,))),
+    "jmvae": (digits, lambda s: pm.JMVAE(s, latent_dim=4, hidden=(32,), joint_hidden=(16,), weights={"label": 5.0})),
+    "mvtcae": (table, lambda s: pm.MVTCAE(s, latent_dim=4, hidden=(16,), alpha=0.5)),
+    "mmvaeplus": (digits, lambda s: pm.MMVAEPlus(s, latent_dim=4, private_dim=2, hidden=(32,), samples=3)),
+    "mmvaeplus-iwae": (table, lambda s: pm.MMVAEPlus(s, latent_dim=3, private_dim=2, hidden=(16,), samples=3,
+                                                    gradient="iwae")),
     "dks-skip": (spirals, lambda s: pm.DKS(s, latent_dim=3, hidden=(8,), transition_hidden=8, rnn_hidden=6,
                                           direction="backward", skip=True)),
 }

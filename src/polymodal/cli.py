@@ -1,17 +1,19 @@
 """The ``polymodal`` command: train, impute, predict, score and report on your own files.
 
     polymodal config MODEL                      a commented example config with every option
-    polymodal fit CONFIG.yaml [--out DIR] [--resume]
+    polymodal fit CONFIG.yaml [--out DIR] [--resume [--override]]
     polymodal impute MODEL_DIR IN [-o OUT] [--draws K]
-    polymodal impute --fit IN -o OUT [--model NAME]
+    polymodal impute --fit IN [-o OUT] [--model NAME]
     polymodal predict MODEL_DIR IN --target NAME [--inputs A,B] [-o OUT]
     polymodal evaluate MODEL_DIR [DATA] [--mask-rate R --mechanism mcar|mar|mnar --seed S]
     polymodal info MODEL_DIR
     polymodal report RUN_DIR
     polymodal demo [--out DIR] [--epochs N] [--paired F] [--resume] [--device D] [--tensorboard]
 
-Bad input (a missing file, an unknown config key, a column the model does not know) ends
-with exit code 2 and a one-line error; ``--debug`` shows the Python traceback instead.
+Every failure (a missing file, an unknown config key, a column the model does not know, a
+run that diverges) ends with exit code 2 and a one-line error; inputs and output paths are
+checked before any work, so a failure found then leaves every file as it was. ``--debug``
+shows the Python traceback instead.
 ``demo`` trains MVAE on the built-in digits data with only a fraction of complete pairs and
 writes, into its run folder, checkpoints, ``history.csv``, the saved model (``model/``),
 ``results.json`` and plots. It runs unchanged under ``torchrun`` (one process per rank;
@@ -23,6 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+
+from . import __version__
 
 
 def fraction(text: str) -> float:
@@ -38,6 +42,21 @@ def markers(text: str) -> list[str]:
     return text.split(",")
 
 
+def count(low: int):
+    """An argparse type: an integer of at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
+        return value
+
+    return parse
+
+
 def device(text: str) -> str:
     """An argparse type: a device this machine has, checked before any data is loaded."""
     from .config import ConfigError
@@ -50,12 +69,20 @@ def device(text: str) -> str:
     return text
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line too (``--help`` shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
-    top = argparse.ArgumentParser(prog="polymodal", description="Generative models of incomplete multimodal data: "
+    top = Parser(prog="polymodal", description="Generative models of incomplete multimodal data: "
                                   "train on your own files, fill their gaps, predict, score and report.")
+    top.add_argument("--version", action="version", version=f"polymodal {__version__}")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: str, help: str, description: str, usage: str | None = None) -> argparse.ArgumentParser:
@@ -75,28 +102,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG.yaml", help="the run config (see `polymodal config MODEL`)")
     p.add_argument("--out", help="run folder (default: trainer.out, or runs/<config name>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--override", action="store_true",
+                   help="with --resume: apply changed training options (such as lr) from the resumed epoch on")
 
     p = command("impute", "impute", "fill the missing cells of a file",
                 "Fill every missing cell of IN (CSV, Parquet or NPZ; empty cells or NaN are missing) and write the\n"
                 "same format and columns to OUT, observed cells unchanged.\n\n"
                 "  polymodal impute MODEL_DIR IN [-o OUT]     with a model saved by `fit` or `impute --fit --save`\n"
-                "  polymodal impute --fit IN -o OUT           fit an Imputer on IN itself, then fill IN\n\n"
+                "  polymodal impute --fit IN [-o OUT]         fit an Imputer on IN itself, then fill IN\n\n"
                 "--draws K writes K multiple imputations, OUT.draw1 ... OUT.drawK, each sampled from the model\n"
                 "given the observed cells (sampling importance resampling).",
                 usage="polymodal impute MODEL_DIR IN [-o OUT] [--draws K] [--samples S] [--seed S] [--na-values A,B]\n"
-                      "       polymodal impute --fit IN -o OUT [--model NAME] [--steps N] [--save DIR] [--id COLUMN]"
+                      "       polymodal impute --fit IN [-o OUT] [--model NAME] [--steps N] [--save DIR] [--id COLUMN]"
                       " [--na-values A,B]")
     p.add_argument("paths", nargs="+", metavar="PATH", help="MODEL_DIR and IN, or with --fit only IN")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: IN.imputed with IN's suffix)")
-    p.add_argument("--draws", type=int, default=0, metavar="K", help="write K multiple imputations")
-    p.add_argument("--samples", type=int, help="importance samples per imputation (default: the model's)")
+    p.add_argument("--draws", type=count(1), metavar="K", help="write K multiple imputations")
+    p.add_argument("--samples", type=count(0), help="importance samples per imputation (default: the model's; "
+                                                    "0: from the posterior mean)")
     p.add_argument("--fit", action="store_true", help="fit an Imputer on IN itself first")
     p.add_argument("--model", default="auto", help="with --fit: auto (default: a Gaussian mixture and MIWAE "
                                                    "blended per column), or one model, e.g. miwae or gaussian")
-    p.add_argument("--steps", type=int, help="with --fit: most training steps (default: sized to the table; early "
+    p.add_argument("--steps", type=count(1), help="with --fit: most training steps (default: sized to the table; early "
                                              "stopping on held-out cells of 20%% of the rows)")
     p.add_argument("--save", metavar="DIR", help="with --fit: also save the fitted imputer there")
-    p.add_argument("--id", default="id", help="with --fit: a column of sample ids, copied and not modelled (default: id)")
+    p.add_argument("--id", help="with --fit: a column of sample ids, copied and not modelled (default: id, if IN has it)")
     p.add_argument("--seed", type=int, default=0)
 
     p = command("predict", "predict", "predict one modality from others",
@@ -116,10 +146,11 @@ def parser() -> argparse.ArgumentParser:
                 "(polymodal demo) is scored on the digits test split.")
     p.add_argument("folder", metavar="MODEL_DIR")
     p.add_argument("data", metavar="DATA", nargs="?")
-    p.add_argument("--mask-rate", type=float, default=0.2, help="fraction of observed entries hidden (mcar)")
-    p.add_argument("--mechanism", default="mcar", metavar="mcar|mar|mnar", help="how entries are hidden")
+    p.add_argument("--mask-rate", type=fraction, default=0.2, help="fraction of observed entries hidden (mcar)")
+    p.add_argument("--mechanism", default="mcar", choices=("mcar", "mar", "mnar"), metavar="mcar|mar|mnar",
+                   help="how entries are hidden")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--samples", type=int,
+    p.add_argument("--samples", type=count(0),
                    help="importance samples per imputation (default 100; 0, from the posterior mean, for MFM)")
     p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
 
@@ -142,10 +173,10 @@ def parser() -> argparse.ArgumentParser:
                 "Train MVAE on scikit-learn's digits with only a fraction of complete image-label pairs.")
     p.add_argument("--out", help="run folder (default: runs/demo-<time>)")
     p.add_argument("--paired", type=fraction, default=0.1, help="fraction of complete training pairs")
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--epochs", type=count(1), default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
+    p.add_argument("--checkpoint-every", type=count(1), default=10, help="epochs between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--tensorboard", action="store_true", help="also log to <out>/tensorboard (needs tensorboard)")
     return top
@@ -160,10 +191,12 @@ def main(argv: list[str] | None = None) -> None:
             warnings.showwarning = lambda message, *_, **__: print(f"polymodal {args.command}: note: {message}",
                                                                    file=sys.stderr)
             getattr(commands, args.run)(args)
-    except commands.ERRORS as error:
+    except Exception as error:
         if args.debug:
             raise
-        message = " ".join(str(error).split()) if not isinstance(error, KeyError) else str(error.args[0])
-        print(f"polymodal {args.command}: error: {message}", file=sys.stderr)
+        message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+        if not isinstance(error, commands.ERRORS):  # a fault of polymodal's, not of the input: say what it was
+            message = f"{type(error).__name__}: {message} (unexpected: rerun with --debug for the traceback, and report it)"
+        print(f"polymodal {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         sys.exit(2)
 

@@ -18,14 +18,15 @@ from .config import ConfigError
 from .data import Batch, DataError, concat
 from .datasets import load_digits
 from .datasets.digits import digits_schema
-from .datasets.files import read_frame, sequence_file, write_frame
+from .datasets.files import about, check_output, read_frame, sequence_file, write_frame
 from .evaluation import FEW, baseline_fills, baseline_scores, draw_imputations, evaluate, hold_out, metric, worse
+from .files import check_writable
 from .metrics import cross_modal
 from .models import MVAE
 from .persistence import TRANSFORM, ModelFileError, load, load_transform
 from .progress import chunked
 from .tables import SequenceSchema, Transform
-from .training import Trainer
+from .training import NonFiniteLossError, Trainer
 
 
 def report(scores: dict[str, float]) -> None:
@@ -77,12 +78,12 @@ def demo(args: argparse.Namespace) -> None:
     """Train MVAE on digits where only a fraction of pairs is complete; report and plot."""
     from .report import plot_history, plot_image_label, write_report
 
-    out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = check_writable(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}", "--out", folder=True)
     train, test = load_digits(paired=args.paired, seed=args.seed)
     model = MVAE(train.schema, latent_dim=16, hidden=(256, 256), weights={"label": 50.0}, cross=True)
     trainer = Trainer(
         model, epochs=args.epochs, batch_size=64, kl_warmup=args.epochs / 3, seed=args.seed, device=args.device,
-        out=str(out), checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard,
+        out=str(out), checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard, progress=not args.quiet,
     )
     if trainer.rank == 0:
         print(f"digits: {len(train)} training samples, {args.paired:.0%} complete pairs, the rest image-only or label-only")
@@ -114,7 +115,8 @@ def read(transform: Transform, path: str, na_values: list[str], absent: tuple[st
     markers = [*map(str, transform.na_values), *na_values]
     frame = read_frame(path, transform.id, transform.time, markers) if sequence else read_frame(path, na_values=markers)
     given = frame.assign(**{c: np.nan for c in absent if c not in frame.columns})
-    return frame, transform.transform(given)
+    with about(path):
+        return frame, transform.transform(given)
 
 
 def write(transform: Transform, frame, path: Path, like: str) -> None:
@@ -133,7 +135,8 @@ def fit(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     out = args.out or config.trainer.get("out") or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    fit_run(config, out, resume=args.resume, progress=not args.quiet)
+    check_writable(out, "--out" if args.out else "trainer.out" if config.trainer.get("out") else "the run folder", folder=True)
+    fit_run(config, out, resume=args.resume, override=args.override, progress=not args.quiet)
     if config.evaluate is not None:
         print(f"scores on {config.evaluate.mask_rate:.0%} hidden entries of the "
               f"{'test' if config.data.test else 'validation'} data, beside simple baselines (lower is better):")
@@ -146,14 +149,14 @@ def impute(args: argparse.Namespace) -> None:
     if args.fit:
         return impute_fit(args)
     if len(args.paths) != 2:
-        raise ConfigError("impute: give MODEL_DIR and IN (or --fit IN -o OUT to fit a model on IN itself)")
+        raise ConfigError("impute: give MODEL_DIR and IN (or --fit IN to fit a model on IN itself)")
     folder, source = model_folder(args.paths[0]), args.paths[1]
+    out = check_output(output_path(args.output, source, "imputed"), "-o")
     if not (folder / "config.json").is_file() and (folder / "imputer.json").is_file():
-        return impute_blend(args, folder, source)
+        return impute_blend(args, folder, source, out)
     model, transform = load(folder), load_transform(folder)
     frame, batch = read(transform, source, args.na_values)
     options = {} if args.samples is None else {"samples": args.samples}
-    out = output_path(args.output, source, "imputed")
     if args.draws:
         rows = chunked(lambda part: draw_imputations(model, batch.select(part), args.draws, args.samples or 100, args.seed),
                        len(batch), progress=not args.quiet, desc="impute")
@@ -169,11 +172,17 @@ def impute(args: argparse.Namespace) -> None:
     print(f"imputed table written to {out}")
 
 
-def impute_blend(args: argparse.Namespace, folder: Path, source: str) -> None:
+def impute_blend(args: argparse.Namespace, folder: Path, source: str, out: Path) -> None:
     """``impute`` with an Imputer saved with several candidates (``model="auto"``): its blend fills, its sampler draws."""
-    from .imputer import load_imputer
+    from .imputer import IMPUTER, load_imputer
 
-    imputer = load_imputer(folder)
+    try:
+        imputer = load_imputer(folder)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:
+        if isinstance(error, (ConfigError, DataError, ModelFileError)):  # these say which file and what is wrong
+            raise
+        raise ModelFileError(f"{folder / IMPUTER} is damaged or was not written by polymodal "
+                             f"({type(error).__name__}: {error}); save the imputer again") from None
     imputer.set_params(random_state=args.seed, progress=not args.quiet,
                        **({} if args.samples is None else {"samples": args.samples}))
     frame = read_frame(source, na_values=[*map(str, imputer.tables_.na_values), *args.na_values])
@@ -181,7 +190,6 @@ def impute_blend(args: argparse.Namespace, folder: Path, source: str) -> None:
     absent = [c for c in columns if c not in frame.columns]
     if absent:
         raise DataError(f"{source}: the imputer's columns {absent} are missing; it fills {columns}")
-    out = output_path(args.output, source, "imputed")
     kept = frame.drop(columns=columns)
     if args.draws:
         for k, table in enumerate(imputer.sample(frame[columns], args.draws)):
@@ -195,24 +203,33 @@ def impute_blend(args: argparse.Namespace, folder: Path, source: str) -> None:
 def impute_fit(args: argparse.Namespace) -> None:
     from .imputer import Imputer
 
-    if len(args.paths) != 1 or not args.output:
-        raise ConfigError("impute --fit: give one input file and -o OUT")
+    if len(args.paths) != 1:
+        raise ConfigError(f"impute --fit: give one input file, got {args.paths}")
     source = args.paths[0]
+    out = check_output(output_path(args.output, source, "imputed"), "-o")
+    if args.save:
+        check_writable(args.save, "--save", folder=True)
     if sequence_file(source):
         raise ConfigError(f"impute --fit fills tables, and {source} holds sequences [N, T, F]; train a sequence model "
                           "(mdmm or dks) with `polymodal fit CONFIG.yaml`, then `polymodal impute RUN_DIR IN`")
     frame = read_frame(source, na_values=args.na_values)
-    ids = [c for c in frame.columns if c == args.id]
+    if args.id is not None and args.id not in frame.columns:
+        raise DataError(f"--id {args.id!r}: {source} has no such column; it has {list(frame.columns)}")
+    ids = [c for c in frame.columns if c == (args.id or "id")]
     values = frame.drop(columns=ids)
+    if values.shape[1] == 0:
+        raise DataError(f"{source}: no columns to fill; it has only {list(frame.columns)}, and the id column "
+                        f"{args.id or 'id'!r} is copied, not modelled")
     options = {"steps": args.steps, "samples": 1000 if args.samples is None else args.samples}
-    imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options).fit(values)
+    with about(source):
+        imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options).fit(values)
     show(*imputer_lines(imputer, values))
-    write_frame(frame[ids].join(imputer.transform(values))[list(frame.columns)], args.output, source)
+    write_frame(frame[ids].join(imputer.transform(values))[list(frame.columns)], out, source)
     if args.save:
         imputer.tables_.na_values = args.na_values  # saved with it, so that `impute DIR IN` reads IN alike
         imputer.save(args.save)
         print(f"imputer saved to {args.save}/")
-    print(f"imputed table written to {args.output}")
+    print(f"imputed table written to {out}")
 
 
 def held_out_cells(imputer, values) -> tuple[Batch, Batch, dict[str, dict[str, torch.Tensor]]] | None:
@@ -278,6 +295,8 @@ def imputer_lines(imputer, values) -> tuple[list[str], str | None]:
 def predict(args: argparse.Namespace) -> None:
     """Predict one modality from others, for every sample (every step) of a file."""
     folder = model_folder(args.folder)
+    if args.output:
+        check_output(args.output, "-o")
     model, transform = load(folder), load_transform(folder)
     if args.target not in model.schema:
         raise DataError(f"--target {args.target!r} is not a modality of the model; it has {model.schema.names}")
@@ -310,6 +329,8 @@ def predict(args: argparse.Namespace) -> None:
 def evaluate_command(args: argparse.Namespace) -> None:
     """Score a saved model on held-out entries of a file (or, for digits models, the digits test split)."""
     folder = model_folder(args.folder)
+    if args.json:
+        check_writable(args.json, "--json")
     model = load(folder)
     if args.data is None:
         if (folder / TRANSFORM).is_file() or model.schema != digits_schema():
@@ -381,4 +402,4 @@ def config_command(args: argparse.Namespace) -> None:
     print(example_config(args.model), end="")
 
 
-ERRORS = (ConfigError, DataError, ModelFileError, OSError, ValueError, KeyError, yaml.YAMLError)
+ERRORS = (ConfigError, DataError, ModelFileError, NonFiniteLossError, OSError, ValueError, KeyError, yaml.YAMLError)

@@ -8,6 +8,9 @@ declarative ``limits`` (a :class:`Range` or a tuple of allowed values per field;
 applies to each element of a tuple or list and each value of a dict). So a config is
 checked however it is built: keywords, a dict from JSON through :func:`make_config`, or
 directly.
+
+YAML configs are read with :func:`read_yaml`, which takes every spelling of a float
+(``1e-3``, ``1E5``, ``.5``), where PyYAML's YAML 1.1 rules read ``1e-3`` as text.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import dataclasses
 import difflib
 import math
 import numbers
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -23,10 +27,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import yaml
 
 
 class ConfigError(ValueError):
     """A model or training config with unknown keys or invalid values."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, with the floats YAML 1.1 leaves as text: an exponent without a
+    dot (``1e-3``) or without a sign (``1.0e3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parsed YAML (safe: plain data only), every float spelling a float."""
+    return yaml.load(text, Loader=_Loader)
 
 
 @dataclass(frozen=True)

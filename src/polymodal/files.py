@@ -76,6 +76,24 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def check_writable(path: str | Path, option: str, folder: bool = False) -> Path:
+    """Refuse, before any work, an output ``path`` (a file, or a ``folder``) that cannot be
+    written: a folder where a file goes or a file where a folder goes, a parent that is a
+    file, or a parent folder that is not writable. ``option`` names it in the error."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise FileExistsError(f"{option} {path}: that is a {'file' if folder else 'folder'}; give a path for a "
+                              f"{'folder' if folder else 'file'}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{option} {path}: {parent} is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{option} {path}: the folder {parent} is not writable")
+    return path
+
+
 def write_json(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON to ``path``, atomically."""
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2)))

@@ -493,6 +493,8 @@ class Imputer(TransformerMixin, BaseEstimator):
         """Per cell, the standard deviation of the posterior predictive p(x_u | x_o), estimated
         from ``draws`` multiple imputations (:meth:`sample`), in the column's units: 0 for
         observed cells, NaN for categorical columns."""
+        if not isinstance(draws, numbers.Integral) or draws < 2:
+            raise ConfigError(f"Imputer.predictive_std: draws must be an integer >= 2 (a spread needs two draws), got {draws!r}")
         frame, _ = self._input(X)
         stacked = self.sample(X, draws)
         numeric = [c for c in self.tables_.columns_ if c not in self.tables_.categories_]
@@ -584,6 +586,8 @@ def load_imputer(folder: str | Path, device: str = "cpu") -> Imputer:
     folder of a ``polymodal fit`` run on a table."""
     folder = Path(folder)
     saved = json.loads((folder / IMPUTER).read_text()) if (folder / IMPUTER).is_file() else {}
+    if not isinstance(saved, dict):
+        raise ModelFileError(f"{folder / IMPUTER}: expected a JSON object of the fitted imputer, got {type(saved).__name__}")
     tables = load_transform(folder)
     if not isinstance(tables, TableSchema):
         raise ConfigError(f"{folder} holds a model of sequences; an Imputer fills tables")

@@ -11,6 +11,10 @@ the same save format load.
 A model trained on files (``polymodal fit``, ``Imputer.save``) also has ``transform.json``:
 the fitted :class:`~polymodal.TableSchema` or :class:`~polymodal.SequenceSchema` (columns,
 scales, categories), read by :func:`load_transform`.
+
+Both check what they read: weights that are not finite, scales that are not positive,
+categories and modalities that do not match the model's config are refused with a
+:class:`ModelFileError` naming the file, before a model or transform is used.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import json
 import re
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from . import __version__
 from .config import ConfigError
+from .data import DataError
 from .files import CONFIG, FORMAT, TENSORS, ModelFileError
 from .modalities import Schema
 from .models.base import MODELS, Model, Seen
@@ -72,6 +78,10 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
         state = load_file(str(folder / TENSORS))
     except (SafetensorError, OSError) as error:
         raise ModelFileError(f"{folder / TENSORS} is corrupt: {error}") from None
+    broken = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise ModelFileError(f"{folder / TENSORS}: weights {broken[:5]} hold NaN or infinite values (a run that diverged, "
+                             "or a damaged file); train the model again")
     missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()
     if missing or unexpected:
         raise ModelFileError(
@@ -86,11 +96,23 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
 
 
 def load_transform(folder: str | Path) -> Transform:
-    """The data transform saved beside a model: how its files map to modalities."""
+    """The data transform saved beside a model: how its files map to modalities. Its values
+    are checked, and its modalities against those of the model's ``config.json`` beside it."""
     path = Path(folder) / TRANSFORM
     if not path.is_file():
         raise ModelFileError(f"{folder} has no {TRANSFORM}: the model was not trained on files, so it cannot read them")
     try:
-        return transform_from_config(json.loads(path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{path} is corrupt: {error!r}") from None
+        transform = transform_from_config(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+        message = str(error) if isinstance(error, DataError) else f"{type(error).__name__}: {error}"
+        raise ModelFileError(f"{path} is damaged, or was not written by polymodal: {message}") from None
+    saved = Path(folder) / CONFIG
+    if saved.is_file():
+        try:
+            schema = Schema.from_config(json.loads(saved.read_text())["schema"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{saved} is corrupt: {error!r}") from None
+        if schema != transform.schema_:
+            raise ModelFileError(f"{path} does not fit the model beside it: its modalities {transform.schema_.config()} "
+                                 f"differ from those of {CONFIG} {schema.config()}")
+    return transform

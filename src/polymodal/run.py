@@ -10,6 +10,10 @@ prints every key with its default)::
     trainer:   the Trainer's options
     evaluate:  mask_rate, mechanism, seed, samples (0: no importance sampling); null: no scores
 
+Every section is checked, and the data (training and test files) read and checked, before
+training; a run that fails before its first epoch leaves the run folder as it was, and
+``config.yaml`` is written only when training starts.
+
 A run folder holds ``config.yaml`` (the config, paths made absolute), the trainer's
 ``checkpoint.pt`` and ``history.csv``, ``model/`` (a saved model with its data transform),
 ``scores.json`` and ``report.html``.
@@ -27,11 +31,12 @@ import pandas as pd
 import torch
 import yaml
 
-from .config import ConfigError, check_keys, make_config
+from .config import ConfigError, check_keys, make_config, read_yaml
 from .data import Batch, DataError
-from .datasets.files import read_files, sequence_file
+from .datasets.files import about, read_files, sequence_file
 from .evaluation import MECHANISMS, Evaluation, evaluate
-from .files import write_json
+from .files import atomic_write, write_json
+from .likelihoods import make_likelihood
 from .models import MODELS, Model
 from .persistence import TRANSFORM, load, load_transform
 from .tables import SequenceSchema, TableSchema, Transform
@@ -115,7 +120,10 @@ def _section(cls: type, values: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected a mapping of keys to values, got {values!r}")
     check_keys(values, [f.name for f in dataclasses.fields(cls)], where)
     _check_types(cls, values, where)
-    return make_config(cls, values, where)
+    try:
+        return make_config(cls, values, where)
+    except ConfigError as error:  # a checked config names its class: say where in the file it is
+        raise ConfigError(str(error) if str(error).startswith(where) else f"{where}: {error}") from None
 
 
 def parse_config(raw: Any, base: Path = Path(".")) -> RunConfig:
@@ -141,6 +149,11 @@ def parse_config(raw: Any, base: Path = Path(".")) -> RunConfig:
     for column, kind in schema.columns.items():
         if kind not in KINDS:
             raise ConfigError(f"schema.columns.{column}: expected one of {list(KINDS)}, got {kind!r}")
+    if schema.numeric is not None:
+        try:
+            make_likelihood(schema.numeric)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"schema.numeric: {error}") from None
     model = sections.get("model", ModelSection())
     check_keys([model.name], sorted(MODELS), "model.name", "models")
     _section(MODELS[model.name].Config, model.options, "model.options")
@@ -149,6 +162,10 @@ def parse_config(raw: Any, base: Path = Path(".")) -> RunConfig:
     evaluation = sections.get("evaluate", EvaluateSection()) if "evaluate" not in raw or raw["evaluate"] is not None else None
     if evaluation is not None and evaluation.mechanism not in MECHANISMS:
         raise ConfigError(f"evaluate.mechanism: expected one of {list(MECHANISMS)}, got {evaluation.mechanism!r}")
+    if evaluation is not None and not 0 <= evaluation.mask_rate <= 1:
+        raise ConfigError(f"evaluate.mask_rate: a fraction in [0, 1] of the observed entries to hide, got {evaluation.mask_rate}")
+    if evaluation is not None and evaluation.samples is not None and evaluation.samples < 0:
+        raise ConfigError(f"evaluate.samples: importance samples per imputation, >= 0, got {evaluation.samples}")
     if evaluation is not None and evaluation.samples is None:
         evaluation.samples = 100 if MODELS[model.name].has_density else 0
     if evaluation is not None and evaluation.samples and not MODELS[model.name].has_density:
@@ -163,7 +180,7 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"no config file at {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
     return parse_config(raw, path.parent)
@@ -229,10 +246,18 @@ def make_transform(config: RunConfig, frame: pd.DataFrame, sequences: bool) -> t
     and the columns it models: all but the id (and time) columns and those dropped."""
     s, d = config.schema, config.data
     keys = [d.id, d.time or "time"] if sequences else [d.id]
+    absent = [k for k in keys if k not in frame.columns] if sequences else []
+    if absent:
+        raise DataError(f"sequences in long format need the columns data.id {d.id!r} and data.time {d.time or 'time'!r};"
+                        f" {absent} are not in the data, which has {list(frame.columns)}")
     unknown = sorted(set(s.columns) - set(frame.columns))
     if unknown:
         raise ConfigError(f"schema.columns names {unknown}, which the data does not have; it has {list(frame.columns)}")
     values = [c for c in frame.columns if c not in keys and s.columns.get(c) != "drop"]
+    if not values:
+        named = keys if sequences else keys[0]
+        raise DataError(f"no columns to model: the data has only {list(frame.columns)}, and the keys {named!r} are not "
+                        "modelled (nor columns that schema.columns drops)")
     inferred = TableSchema().fit(frame[values]).categories_
     categorical = [c for c in values if (c in inferred or s.columns.get(c) == "categorical") and s.columns.get(c) != "numeric"]
     if sequences:
@@ -257,23 +282,35 @@ def split(config: RunConfig, batch: Batch) -> tuple[Batch, Batch | None]:
     return batch.select(order[held:]), batch.select(order[:held]) if held else None
 
 
-def fit(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train the config's model on its data into the run folder ``out``; returns ``out``."""
+def fit(config: RunConfig, out: str | Path, resume: bool = False, progress: bool = True, override: bool = False) -> Path:
+    """Train the config's model on its data into the run folder ``out``; returns ``out``.
+
+    Everything is checked before the first epoch (the data, the test data, the model and
+    trainer options, the checkpoint to resume from); until then ``out`` is left as it was."""
     out = Path(out)
-    frame, sequences = read_data(config, config.data.train)
+    with about("data.train"):
+        frame, sequences = read_data(config, config.data.train)
     kind = MODELS[config.model.name]
     if sequences != for_sequences(kind):
         fitting = sorted(n for n, m in MODELS.items() if for_sequences(m) == sequences)
         raise ConfigError(f"model.name: {config.model.name} does not model {'sequences' if sequences else 'tables'};"
                           f" models that do: {fitting}")
-    transform, columns = make_transform(config, frame, sequences)
-    train, valid = split(config, transform.fit(frame[columns]).transform(frame))
+    with about("data.train"), about(config.data.train):
+        transform, columns = make_transform(config, frame, sequences)
+        train, valid = split(config, transform.fit(frame[columns]).transform(frame))
+    if config.evaluate is not None:
+        scoring_batch(config, transform, valid)  # the test files' faults are found now, not after training
     options = {**config.trainer, "out": str(out), "progress": progress and config.trainer.get("progress", True)}
     torch.manual_seed(options.get("seed", 0))
     model = kind(transform.schema_, **config.model.options)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
-    Trainer(model, options).fit(train, valid, resume=resume)
+    trainer = Trainer(model, options)
+
+    def start() -> None:
+        if trainer.rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write(out / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config.as_dict(), sort_keys=False)))
+
+    trainer.fit(train, valid, resume=resume, override=override, started=start)
     folder = model.save(out / "model")
     write_json(folder / TRANSFORM, transform.config())
     evaluation = score(out, config, model, transform, valid, progress)
@@ -286,7 +323,8 @@ def fit(config: RunConfig, out: str | Path, resume: bool = False, progress: bool
 def scoring_batch(config: RunConfig, transform: Transform, valid: Batch | None) -> Batch:
     """The data a run is scored on: the test files, or else the validation samples."""
     if config.data.test is not None:
-        return transform.transform(read_data(config, config.data.test)[0])
+        with about("data.test"), about(config.data.test):
+            return transform.transform(read_data(config, config.data.test)[0])
     if valid is None:
         raise ConfigError("evaluate: no data to score; give data.test or a data.validation fraction, or set evaluate: null")
     return valid
@@ -308,7 +346,7 @@ def load_run(run: str | Path) -> tuple[RunConfig, Model, Transform]:
     run = Path(run)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"{run} is not a run folder of `polymodal fit`: config.yaml is missing")
-    config = parse_config(yaml.safe_load((run / "config.yaml").read_text()), run)
+    config = parse_config(read_yaml((run / "config.yaml").read_text()), run)
     return config, load(run / "model"), load_transform(run / "model")
 
 

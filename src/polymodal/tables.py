@@ -133,14 +133,22 @@ def _is_categorical(column: Any, series: pd.Series, named: set[str]) -> bool:
     other = ~(numeric | text_numbers)
     if not other.any():
         return not numeric.any()  # numbers (and numeric text) are numeric; numeric text alone is text
-    if numeric.any() or text_numbers.any():
-        odd = list(dict.fromkeys(observed[other].tolist()))[:5]
-        raise DataError(
-            f"column {column!r}: {int((numeric | text_numbers).sum())} of {len(observed)} observed cells are numbers "
-            f"and the others are {odd}: if those mark missing cells, name them as missing-value markers (na_values="
-            f"{[str(v) for v in odd]}; on the command line --na-values {','.join(map(str, odd))}), or name the "
-            "column in categorical=[...] to treat every value as a category"
-        )
+    counted = numeric | text_numbers
+    if counted.any():  # text that looks like a marker, else the fewer kind, is the odd one out
+        marks = observed[other].map(lambda v: str(v).strip().lower() in LOOKS_MISSING).to_numpy(dtype=bool).all()
+        stray = counted if counted.sum() < other.sum() and not marks else other
+        values = list(dict.fromkeys(observed[stray].tolist()))[:5]
+        rows = observed.index[stray][:5].tolist()
+        found = f"{int(stray.sum())} of its {len(observed)} observed cells are {'numbers' if stray is counted else 'text'}" \
+                f" {values} (rows {rows})"
+        if stray is counted:
+            categories = sorted(map(str, dict.fromkeys(observed[other].tolist())))[:5]
+            raise DataError(f"column {column!r} holds text categories such as {categories}, but {found}: correct or "
+                            "empty those cells, or name the column in categorical=[...] to keep them as categories")
+        raise DataError(f"column {column!r} holds numbers, but {found}: if they mark missing cells, name them as "
+                        f"missing-value markers (na_values={[str(v) for v in values]}; on the command line --na-values "
+                        f"{','.join(map(str, values))}), or name the column in categorical=[...] to treat every value "
+                        "as a category")
     return True
 
 
@@ -226,6 +234,8 @@ class TableSchema:
         frame = self.unmark(_frame(table))
         if len(frame) == 0:
             raise DataError("empty table: no rows")
+        if frame.shape[1] == 0:
+            raise DataError("the table has no columns to model")
         self.columns_ = list(frame.columns)
         twice = repeated(map(str, self.columns_))
         if twice:
@@ -347,7 +357,47 @@ class TableSchema:
                           for c, d in config["dtypes"]}
         tables.integers_ = list(config["integers"]) if "integers" in config else [  # saved before "integers"
             c for c in tables.min_ if _integer_dtype(tables.dtypes_[c])]
+        tables._check_saved()
         return tables
+
+    def _check_saved(self) -> None:
+        """Refuse a saved schema whose values cannot be a fitted one (a damaged or hand-edited
+        file): each fault is a :class:`~polymodal.DataError` naming the column and the value."""
+        columns, categorical = self.columns_, self.categories_
+        numeric = [c for c in columns if c not in categorical]
+        if len(set(map(str, columns))) != len(columns):
+            raise DataError(f"columns {columns} repeat a name")
+        if not set(categorical) <= set(columns):
+            unknown = sorted(set(categorical) - set(columns), key=str)
+            raise DataError(f"categories name columns {unknown} that are not in {columns}")
+        for c, categories in categorical.items():
+            if not categories or len(set(map(str, categories))) != len(categories):
+                raise DataError(f"column {c!r}: categories {categories} must be one or more distinct values")
+        for name, values in (("min", self.min_), ("scale", self.scale_)):
+            if set(values) != set(numeric):
+                raise DataError(f"{name} is given for columns {list(values)}; the numeric columns are {numeric}")
+        for c in numeric:
+            low, scale = self.min_[c], self.scale_[c]
+            if not (_is_number(low) and np.isfinite(low) and _is_number(scale) and np.isfinite(scale) and scale > 0):
+                raise DataError(f"column {c!r}: min {low!r} and scale {scale!r} must be finite numbers, the scale > 0")
+        listed = [c for cols in self.modality_columns_.values() for c in cols]
+        if sorted(map(str, listed)) != sorted(map(str, columns)) or len(listed) != len(columns):
+            raise DataError(f"the modalities {self.modality_columns_} must hold each of the columns {columns} once")
+        if list(self.modality_columns_) != self.schema_.names:
+            raise DataError(f"the modalities {list(self.modality_columns_)} differ from the schema's {self.schema_.names}")
+        for name, cols in self.modality_columns_.items():
+            m = self.schema_[name]
+            if cols[0] in categorical:
+                fits = len(cols) == 1 and m.categorical and m.num_classes == max(len(categorical[cols[0]]), 2)
+                expected = f"a categorical modality of {max(len(categorical[cols[0]]), 2)} classes"
+            else:
+                shape = (len(cols),) if name in (self.groups or {}) else ()
+                fits = not m.categorical and m.shape == shape and all(c not in categorical for c in cols)
+                expected = f"a numeric modality of shape {shape}"
+            if not fits:
+                raise DataError(f"modality {name!r} of columns {cols} must be {expected}, got {m.config()}")
+        if set(self.dtypes_) != set(columns):
+            raise DataError(f"dtypes are given for columns {list(self.dtypes_)}, not for {columns}")
 
     def inverse_transform(self, batch: Batch, nan: bool = False) -> pd.DataFrame:
         """A table in the original units, categories and dtypes (NaN where unobserved if ``nan``)."""
@@ -402,8 +452,8 @@ class SequenceSchema:
             raise DataError(f"long-format sequences need columns {absent}; the table has {list(frame.columns)}")
         repeated = frame.duplicated([self.id, self.time])
         if repeated.any():
-            row = frame[repeated].iloc[0]
-            raise DataError(f"{self.id} {row[self.id]!r} has more than one row at {self.time} {row[self.time]!r}")
+            at, when = frame.loc[repeated, self.id].tolist()[0], frame.loc[repeated, self.time].tolist()[0]
+            raise DataError(f"{self.id} {at!r} has more than one row at {self.time} {when!r}")
 
     def fit(self, frame: pd.DataFrame) -> SequenceSchema:
         self._check(frame)

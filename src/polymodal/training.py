@@ -318,6 +318,7 @@ class Trainer:
         resume: bool | str | Path = False,
         override: bool = False,
         score: Callable[[Model], float] | None = None,
+        started: Callable[[], None] | None = None,
     ) -> list[dict[str, float]]:
         """Train up to ``epochs`` (fewer with early stopping on ``valid``); returns the history.
 
@@ -331,7 +332,9 @@ class Trainer:
         otherwise); a path resumes from that checkpoint. A checkpoint written under other
         values of the options in ``TRAJECTORY`` (such as ``lr``) is refused with the
         differences listed, unless ``override=True``, which applies this trainer's values
-        from the resumed epoch on and logs each change.
+        from the resumed epoch on and logs each change. Every check (data, options, the
+        checkpoint) comes before anything is written; ``started()``, when given, is called
+        once they have all passed, before the first epoch (to write what belongs beside the run).
 
         Warns with :class:`DivergenceWarning` when an epoch's mean loss is ``DIVERGENCE``
         times the first step's in magnitude; raises :class:`NonFiniteLossError` naming the
@@ -357,8 +360,10 @@ class Trainer:
         checkpoint = self._checkpoint_path(resume)
         if checkpoint is not None:
             state = self._restore(checkpoint, model, optimizer, scheduler, override)
-        steps_per_epoch = math.ceil(math.ceil(len(train) / self.world) / c.batch_size)
         writer = self._tensorboard()
+        if started is not None:
+            started()
+        steps_per_epoch = math.ceil(math.ceil(len(train) / self.world) / c.batch_size)
         main = self.rank == 0
         show = c.progress and main
         unit = "step" if steps_per_epoch == 1 else "epoch"  # a full batch: the bar counts steps, and says so
@@ -378,7 +383,7 @@ class Trainer:
                         kept = f"; the last checkpoint in {self.out} is intact" if self.out else ""
                         raise NonFiniteLossError(
                             f"non-finite loss ({float(out.loss.detach())}) at epoch {epoch}, "
-                            f"step {i + 1} of {steps_per_epoch}: {self._diagnose(batch, out)}{kept}"
+                            f"step {i + 1} of {steps_per_epoch}: {self._diagnose(batch, out, state['step'] == 0)}{kept}"
                         )
                     if first is None:
                         first = abs(float(out.loss.detach()))
@@ -457,8 +462,9 @@ class Trainer:
             raise FileNotFoundError(f"no checkpoint to resume from at {path}")
         return path
 
-    def _diagnose(self, batch: Batch, out: LossOutput) -> str:
-        """Which terms of a non-finite loss are to blame, for the error message."""
+    def _diagnose(self, batch: Batch, out: LossOutput, first: bool = False) -> str:
+        """Which terms of a non-finite loss are to blame, for the error message. At the ``first``
+        step, before any update, the weights are the initial ones: the data is to blame, not lr."""
         bad_terms = [k for k, v in out.terms.items() if not torch.isfinite(v).all()]
         try:
             recon = self.model.reconstruction_terms(batch)
@@ -472,6 +478,12 @@ class Trainer:
             return (f"the reconstruction terms of every modality {bad} became non-finite (non-finite weights or posterior: "
                     f"lower lr, now {self.config.lr:g}, or set clip_grad)")
         causes = f"a decoder's output or likelihood overflowed: lower lr (now {self.config.lr:g}), set clip_grad or rescale"
+        if first:
+            largest = {name: float(batch.values[name][batch.observed[name]].abs().max()) for name in bad
+                       if batch.observed[name].any() and not self.model.schema[name].categorical}
+            sizes = ", ".join(f"{name!r} up to {value:.3g}" for name, value in largest.items())
+            causes = (f"at the first step, before any update, so the data, not the learning rate: values {sizes} overflow "
+                      "the likelihood; rescale them (e.g. standardise each column)") if sizes else causes
         if len(bad) > 1:
             return f"the reconstruction terms of modalities {bad} became non-finite ({causes})"
         return f"the reconstruction term of modality {bad[0]!r} became non-finite ({causes})"
@@ -507,7 +519,7 @@ class Trainer:
         if changed and not override:
             listed = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in changed.items())
             raise ConfigError(f"cannot resume from {path} with changed options ({listed}); "
-                              "pass override=True to apply the new values from the resumed epoch on")
+                              "pass override=True (`polymodal fit --override`) to apply the new values from the resumed epoch on")
         try:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])

@@ -18,14 +18,16 @@ their ``id`` column (and ``time`` for sequences) by :func:`read_files`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from zipfile import BadZipFile
 
 import numpy as np
 import pandas as pd
 
 from ..data import DataError
-from ..files import atomic_write
+from ..files import atomic_write, check_writable
 from ..tables import repeated
 
 FORMATS = (".csv", ".parquet", ".npz")
@@ -46,12 +48,17 @@ def _pyarrow(path: Path) -> None:
 
 
 def _npz_array(path: Path) -> tuple[str, np.ndarray, list | None]:
-    with np.load(path, allow_pickle=False) as npz:
-        names = [k for k in npz.files if k != "columns"]
-        if len(names) != 1:
-            raise DataError(f"{path}: expected one data array (and optionally 'columns'), found arrays {npz.files}")
-        array = npz[names[0]]
-        columns = npz["columns"].tolist() if "columns" in npz.files else None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = [k for k in npz.files if k != "columns"]
+            if len(names) != 1:
+                raise DataError(f"{path}: expected one data array (and optionally 'columns'), found arrays {npz.files}")
+            array = npz[names[0]]
+            columns = npz["columns"].tolist() if "columns" in npz.files else None
+    except (BadZipFile, EOFError, ValueError, AttributeError) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(f"{path}: not an NPZ file of numeric arrays ({' '.join(str(error).split())})") from None
     if array.ndim not in (2, 3) or not np.issubdtype(array.dtype, np.number):
         raise DataError(f"{path}: array {names[0]!r} must be numeric [N, F] or [N, T, F], got {array.dtype} {array.shape}")
     if columns is not None and len(columns) != array.shape[-1]:
@@ -70,14 +77,16 @@ def _unique(path: Path, columns: Sequence) -> None:
 def _read_csv(path: Path, na_values: Sequence[str]) -> pd.DataFrame:
     """A CSV file with only empty cells, ``NaN`` and ``na_values`` missing; whole-number columns
     with holes as ``Int64``. Repeated names are refused (pandas would rename ``a`` to ``a.1``)."""
+    markers = ["", "NaN", "nan", *map(str, na_values)]
     try:
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        _unique(path, header)
+        # round_trip: pandas 3's default parser can miss the last bit, and observed cells stay exact
+        frame = pd.read_csv(path, float_precision="round_trip", keep_default_na=False, na_values=markers)
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty; a CSV table needs a header of column names") from None
-    _unique(path, header)
-    markers = ["", "NaN", "nan", *map(str, na_values)]
-    # round_trip: pandas 3's default parser can miss the last bit, and observed cells stay exact
-    frame = pd.read_csv(path, float_precision="round_trip", keep_default_na=False, na_values=markers)
+        raise DataError(f"{path}: the file is empty; a CSV needs a header row of column names") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV file: {' '.join(str(error).split())}") from None
     holed = [c for c in frame.columns if frame[c].dtype.kind == "f" and frame[c].isna().any()
              and (frame[c].dropna() % 1 == 0).all() and frame[c].abs().max() < 2**63]
     if holed:
@@ -101,7 +110,12 @@ def read_frame(path: str | Path, id: str = "id", time: str = "time", na_values: 
         return _read_csv(path, na_values)
     if kind == ".parquet":
         _pyarrow(path)
-        frame = pd.read_parquet(path)
+        import pyarrow
+
+        try:
+            frame = pd.read_parquet(path)
+        except (pyarrow.ArrowException, OSError) as error:
+            raise DataError(f"{path}: not a readable Parquet file: {' '.join(str(error).split())}") from None
         text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c].dtype)]
         if len(na_values) and text:
             frame[text] = frame[text].mask(frame[text].isin(list(na_values)))
@@ -141,6 +155,31 @@ def read_files(paths: str | Path | Sequence[str | Path], id: str = "id", time: s
     for frame in frames[1:]:
         joined = joined.merge(frame, on=keys, how="outer", sort=False)
     return joined
+
+
+@contextmanager
+def about(path: str | Path | Sequence[str | Path]) -> Iterator[None]:
+    """Name the file(s) ``path`` in a :class:`~polymodal.DataError` raised inside, unless it does already."""
+    name = str(path) if isinstance(path, (str, Path)) else ", ".join(map(str, path))
+    try:
+        yield
+    except DataError as error:
+        if name in str(error):
+            raise
+        raise DataError(f"{name}: {error}") from None
+
+
+def check_output(path: str | Path, option: str) -> Path:
+    """Refuse, before any work, an output file of a type polymodal cannot write (or Parquet
+    without pyarrow) or at a place it cannot write to; ``option`` names it in the error."""
+    path = Path(path)
+    try:
+        kind = _format(path)
+    except DataError as error:
+        raise DataError(f"{option} {error}") from None
+    if kind == ".parquet":
+        _pyarrow(path)
+    return check_writable(path, option)
 
 
 def write_frame(frame: pd.DataFrame, path: str | Path, like: str | Path | None = None,

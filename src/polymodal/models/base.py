@@ -331,6 +331,8 @@ class Model(nn.Module):
             raise ValueError(f"{type(self).__name__}.impute: the model defines no density to importance-sample, so "
                              f"samples must be 0, got {samples!r}")
         batch = batch.to(self.device)
+        if len(batch) == 0:  # nothing to fill, and the networks cannot take zero rows
+            return Batch(batch.schema, batch.values, {k: torch.ones_like(m) for k, m in batch.observed.items()})
         if samples:
             draws = self.importance(batch, samples, chunk)
             w = draws.weights  # [K, B]
@@ -485,9 +487,15 @@ class PerModality(Model):
 
     def __init__(self, schema: Schema, config: Any = None, **kwargs: Any):
         super().__init__(schema, config, **kwargs)
-        c = self.config
-        self.encoders = ModalityDict({m.name: Encoder(m, c.latent_dim, c.hidden, c.channels, self.max_var) for m in schema})
-        self.decoders = ModalityDict({m.name: Decoder(m, c.latent_dim, c.hidden, c.channels) for m in schema})
+        c, d = self.config, self.code_dim
+        self.encoders = ModalityDict({m.name: Encoder(m, d, c.hidden, c.channels, self.max_var) for m in schema})
+        self.decoders = ModalityDict({m.name: Decoder(m, d, c.hidden, c.channels) for m in schema})
+
+    @property
+    def code_dim(self) -> int:
+        """The width of an encoder's Gaussian and of a decoder's input: ``latent_dim``, unless a
+        modality's code holds more than the shared latent (MMVAE+'s private one)."""
+        return self.config.latent_dim
 
     @property
     def max_var(self) -> float | None:
@@ -497,6 +505,12 @@ class PerModality(Model):
     def experts(self, batch: Batch) -> Gaussian:
         """``[M, B, D]``: each modality's encoder on its values, each run once."""
         return stack([self.encoders[name](batch.values[name]) for name in self.schema.names])
+
+    def product(self, experts: Gaussian, present: Tensor) -> Gaussian:
+        """``[B, D]``: the product of the ``present`` ``[M, B]`` experts without a prior expert;
+        the prior for a sample with none."""
+        prior = self.prior((experts.shape[1],))
+        return (experts.masked(present).prod(0) * prior.masked(~present.any(0))).gaussian()
 
     def observation(self, name: str, z: Tensor) -> Observation:
         """p(x_m | z) of modality ``name`` at latents ``z`` ``[..., D]``."""
