@@ -35,18 +35,20 @@ test: dev
 
 bench: dev
 	$(PY) -m pip install -e ".[bench]"
-	$(PY) benchmarks/digits.py
-	$(PY) benchmarks/speed.py
-	$(PY) benchmarks/speed.py --busy
+	$(PY) -m benchmarks.digits
+	$(PY) -m benchmarks.speed
+	$(PY) -m benchmarks.speed --busy
 	$(MAKE) bench-env
-	$(BENCH)/bin/python benchmarks/against_multivae.py --compile
-	$(PY) benchmarks/start.py
-	$(PY) benchmarks/tabular.py
-	$(PY) benchmarks/cli_impute.py
-	$(PY) benchmarks/spirals.py --weak
+	$(BENCH)/bin/python -m benchmarks.against_multivae --compile
+	$(PY) -m benchmarks.start
+	$(PY) -m benchmarks.tabular
+	$(PY) -m benchmarks.cli_impute
+	$(PY) -m benchmarks.spirals --weak
+	$(PY) -m benchmarks.results
 
 # The comparison libraries live only here, never in .venv. MultiVae comes without its torchvision
-# dependency (no CPU build installs beside torch 2.13.0); benchmarks/stubs stands in for it.
+# dependency (no CPU build installs beside torch 2.13.0); the benchmark loads the stand-in in
+# benchmarks/stubs just before importing MultiVae (benchmarks/stubs/__init__.py).
 BENCH := .venv-bench
 $(BENCH)/.installed: pyproject.toml
 	test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)

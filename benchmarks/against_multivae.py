@@ -19,33 +19,28 @@ free); MVAE's products at batch 4096 and 16384 (their rate as a fraction of peak
 2048 x 2048 fp32 product for this core's peak. ``--compile`` adds each polymodal model with
 its loss through ``torch.compile`` (the first epoch, which compiles, is not timed).
 
-Needs MultiVae, installed only in the benchmark's own environment (``make bench-env``; its
-import of torchvision is served by the stand-in in ``benchmarks/stubs``, since no CPU
-torchvision installs here):
+Needs MultiVae, installed only in the benchmark's own environment (``make bench-env``); where
+no torchvision is installed (no CPU build installs beside torch 2.13.0), its import of
+torchvision is served by the stand-in in ``benchmarks/stubs``, loaded just before MultiVae:
 
-    .venv-bench/bin/python benchmarks/against_multivae.py [--epochs 10] [--models MVAE MoPoE MMVAE] [--k 10] [--compile]
+    .venv-bench/bin/python -m benchmarks.against_multivae [--epochs 10] [--models MVAE MoPoE MMVAE] [--k 10] [--compile]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 from functools import partial
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent / "stubs"))
-sys.path.insert(0, str(Path(__file__).parent))
-
-from speed import case  # noqa: E402
-
-import polymodal as pm  # noqa: E402
-from polymodal.training import Adam  # noqa: E402
+import polymodal as pm
+from benchmarks.results import Run, record_options
+from benchmarks.speed import case
+from benchmarks.stubs import use_torchvision_stand_in
+from polymodal.training import Adam
 
 LATENT, BATCH = 8, 128
 
@@ -77,6 +72,7 @@ def polymodal_models(k: int) -> dict:
 
 
 def multivae_models(k: int) -> dict:
+    use_torchvision_stand_in()
     from multivae.models import MMVAE, MVAE, MMVAEConfig, MoPoE, MoPoEConfig, MVAEConfig
 
     return {
@@ -88,6 +84,7 @@ def multivae_models(k: int) -> dict:
 
 
 def multivae_batches(batch: pm.Batch, order: torch.Tensor):
+    use_torchvision_stand_in()
     from multivae.data.datasets import IncompleteDataset
 
     for start in range(0, len(order), BATCH):
@@ -163,7 +160,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10, help="MMVAE's draws per component (MultiVae's default)")
     parser.add_argument("--compile", action="store_true", help="also each polymodal model with its loss through torch.compile")
     parser.add_argument("--large", type=int, nargs="*", default=[4096, 16384], help="batch sizes for the products' rate")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
+    run = Run("against_multivae", args, title="polymodal against MultiVae on the same work", libraries=["multivae", "pythae"],
+              description="3 Gaussian modalities (5, 10, 20 features), N = 4096, batch 128, latent 8, 30% of b and c "
+                          "missing; the same networks (MultiVae's defaults) and estimators on both sides, Adam in the same "
+                          "loop, one thread, every side's epochs interleaved (the first, which warms up and compiles, "
+                          "not timed).")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     batch = case()
@@ -192,28 +194,34 @@ def main() -> None:
              multivae_batches: next(multivae_batches(batch, torch.arange(BATCH)))}
     peak = peak_flops()
     steps = -(-len(batch) // BATCH)
-    report = {"case": "3 Gaussian modalities (5, 10, 20), N=4096, batch 128, latent 8, 30% of b and c missing",
-              "epochs": args.epochs, "mmvae_k": args.k, "peak_gflops": round(peak / 1e9, 1)}
+    table = "training speed"
+    run.table(table, f"{args.epochs} epochs; MMVAE with K = {args.k}; samples/s: the median epoch's (min and max: the "
+                     "slowest and fastest epoch's); the GEMM floor: the step's matrix products alone")
+    run.note(f"this core's peak: {peak / 1e9:.1f} GFLOP/s (a 2048 x 2048 fp32 product)")
     for name, side in sides.items():
         call = side["model"].loss if name.startswith("polymodal") else side["model"]
         shapes = linear_shapes(partial(call, first[side["batches"]]))
         step = statistics.median(side["times"]) / steps
-        report[name] = {"params": side["params"], "samples_per_s": round(len(batch) / statistics.median(side["times"])),
-                        "range": [round(len(batch) / max(side["times"])), round(len(batch) / min(side["times"]))],
-                        "step_ms": round(1e3 * step, 3), "mflops_per_step": round(step_flops(shapes) / 1e6, 1)}
+        cells = {"params": side["params"], "samples/s": len(batch) / statistics.median(side["times"]),
+                 "samples/s, min": len(batch) / max(side["times"]), "samples/s, max": len(batch) / min(side["times"]),
+                 "step (ms)": 1e3 * step, "MFLOPs per step": step_flops(shapes) / 1e6}
         if name.startswith("polymodal"):
             floor = gemm_floor(shapes)
-            report[name].update(gemm_floor_ms=round(1e3 * floor, 3), step_over_floor=round(step / floor, 2))
+            cells.update({"GEMM floor (ms)": 1e3 * floor, "step over floor": step / floor})
+        for column, value in cells.items():
+            run.add(table, row=name, column=column, value=value)
         if name == "polymodal MVAE":
             for rows in args.large:  # the same products at a larger batch: what fraction of peak they reach
                 scaled = [(r * rows // BATCH, i, o) for r, i, o in shapes]
-                report[f"MVAE products at batch {rows} over peak"] = round(step_flops(scaled) / gemm_floor(scaled, 5) / peak, 2)
-    for name in list(sides):
+                run.add("MVAE's products over peak", row=f"batch {rows}", column="fraction of peak",
+                        value=step_flops(scaled) / gemm_floor(scaled, 5) / peak)
+    speeds = run.values(table)
+    for name in sides:
         if name.startswith("polymodal"):
             kind = name.split()[1].rstrip(",")
-            ratio = report[name]["samples_per_s"] / report[f"MultiVae {kind}"]["samples_per_s"]
-            report[f"{name} over MultiVae {kind}"] = round(ratio, 2)
-    print(json.dumps(report, indent=1))
+            run.add("polymodal over MultiVae", row=name, column="samples/s ratio",
+                    value=speeds[name]["samples/s"][0] / speeds[f"MultiVae {kind}"]["samples/s"][0])
+    run.save()
 
 
 if __name__ == "__main__":

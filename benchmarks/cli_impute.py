@@ -9,7 +9,7 @@ same files. Scores on the removed cells only: RMSE of min-max scaled values (eac
 scaled by the range of its true values), and the library's NRMSE (RMSE / std per column,
 averaged over columns). The column mean is given for scale.
 
-    .venv/bin/python benchmarks/cli_impute.py [--rate 0.3] [--seed 0] [--steps N]
+    python -m benchmarks.cli_impute [--rate 0.3] [--seed 0] [--steps N]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, SimpleImputer
 
+from benchmarks.results import Run, record_options
 from polymodal.metrics import nrmse
 
 POLYMODAL = [sys.executable, "-m", "polymodal"]
@@ -46,39 +47,46 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, help="most training steps (default: the Imputer's, sized to the table)")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
     truth = sklearn.datasets.load_breast_cancer(as_frame=True).frame.drop(columns="target")
     removed = np.random.default_rng(args.seed).random(truth.shape) < args.rate
+    run = Run("cli_impute", args, title="polymodal impute --fit on a CSV with holes",
+              description=f"scikit-learn's breast cancer table ({truth.shape[0]} rows x {truth.shape[1]} columns) with "
+                          f"{removed.mean():.1%} of its cells removed completely at random, written as a CSV and filled "
+                          "by each imputer from the file; scored on the removed cells.")
     folder = Path(tempfile.mkdtemp(prefix="cli-impute-"))
     source = folder / "breast_cancer_holes.csv"
     truth.mask(removed).to_csv(source, index=False)
-    print(f"breast cancer: {truth.shape[0]} rows x {truth.shape[1]} columns, {removed.mean():.1%} of cells removed "
-          f"(MCAR, seed {args.seed}), {source}")
 
+    table = "imputers"
+    run.table(table, "wall time includes reading and writing the files; polymodal's includes starting Python "
+                     "(measured alone as `polymodal --help`)")
     start = time.perf_counter()
     subprocess.run([*POLYMODAL, "--help"], check=True, capture_output=True)
-    startup = time.perf_counter() - start
-    rows = []
+    run.add(table, row="`polymodal --help` (Python start, imports)", column="wall time (s)",
+            value=time.perf_counter() - start, seed=args.seed)
+    filled = {}
     start = time.perf_counter()
     steps = [] if args.steps is None else ["--steps", str(args.steps)]
     command = [*POLYMODAL, "impute", "--fit", str(source), "-o", str(folder / "polymodal.csv"), *steps,
                "--seed", str(args.seed), "--quiet"]
     subprocess.run(command, check=True)
-    rows.append(("polymodal impute --fit (auto)", time.perf_counter() - start, pd.read_csv(folder / "polymodal.csv")))
+    name = "polymodal impute --fit (auto)"
+    run.add(table, row=name, column="wall time (s)", value=time.perf_counter() - start, seed=args.seed)
+    filled[name] = pd.read_csv(folder / "polymodal.csv")
     for name, imputer in {"IterativeImputer": IterativeImputer(random_state=args.seed), "column mean": SimpleImputer()}.items():
         start = time.perf_counter()
         frame = pd.read_csv(source)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            filled = pd.DataFrame(imputer.fit_transform(frame), columns=frame.columns)
-        filled.to_csv(folder / f"{name}.csv", index=False)
-        rows.append((name, time.perf_counter() - start, pd.read_csv(folder / f"{name}.csv")))
-    print(f"\n(`polymodal --help` alone, Python start and imports: {startup:.1f} s)\n")
-    print("| imputer | wall time (s) | RMSE, min-max scaled | NRMSE (RMSE / std) |")
-    print("|---|---|---|---|")
-    for name, seconds, filled in rows:
-        scaled, normalised = scores(filled, truth, removed)
-        print(f"| {name} | {seconds:.1f} | {scaled:.4f} | {normalised:.3f} |")
+            pd.DataFrame(imputer.fit_transform(frame), columns=frame.columns).to_csv(folder / f"{name}.csv", index=False)
+        run.add(table, row=name, column="wall time (s)", value=time.perf_counter() - start, seed=args.seed)
+        filled[name] = pd.read_csv(folder / f"{name}.csv")
+    for name, frame in filled.items():
+        scaled, normalised = scores(frame, truth, removed)
+        run.add(table, row=name, column="RMSE, min-max scaled", value=scaled, seed=args.seed)
+        run.add(table, row=name, column="NRMSE (RMSE / std)", value=normalised, seed=args.seed)
+    run.save()
 
 
 if __name__ == "__main__":

@@ -7,21 +7,21 @@ with the same networks, weights and warm-up (their own defaults otherwise), agai
 first baseline a user would try: logistic regression on the labelled images alone. Mean and
 SD over seeds.
 
-    .venv/bin/python benchmarks/digits.py [--seeds 0 1 2] [--epochs 300] [--models JMVAE MVTCAE "MMVAE+"]
+    python -m benchmarks.digits [--seeds 0 1 2] [--epochs 300] [--models JMVAE MVTCAE "MMVAE+"]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 
 import torch
 from sklearn.linear_model import LogisticRegression
 
 import polymodal as pm
+from benchmarks.results import Run, record_options
 from polymodal.metrics import cross_modal
+
+ACCURACY, MSE = "label accuracy from the image", "image MSE from the label"
 
 
 def logistic_regression(train: pm.Batch, test: pm.Batch) -> float:
@@ -49,38 +49,30 @@ def fit(name: str, train: pm.Batch, test: pm.Batch, epochs: int, seed: int) -> d
     return cross_modal(model, test)
 
 
-def summary(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--paired", type=float, nargs="+", default=[1.0, 0.1])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    args = parser.parse_args()
-    rows: dict[str, dict[str, list[float]]] = {}
-    start = time.perf_counter()
+    args = record_options(parser).parse_args()
+    run = Run("digits", args, title="Labels from images on the digits",
+              description="scikit-learn's digits as image + label; a fraction of the training pairs complete, the rest "
+                          "split into image-only and label-only samples; scored on the test split (posterior mean).")
+    run.table(ACCURACY, "argmax of the decoded label; higher is better")
+    run.table(MSE, "lower is better")
     for paired in args.paired:
         column = f"{paired:.0%} paired"
         for seed in args.seeds:
             train, test = pm.load_digits(paired=paired, seed=seed)
-            rows.setdefault("logistic regression (labelled images)", {}).setdefault(column, []).append(
-                logistic_regression(train, test)
-            )
+            run.add(ACCURACY, row="logistic regression (labelled images)", column=column,
+                    value=logistic_regression(train, test), seed=seed)
             for name in args.models:
                 scores = fit(name, train, test, args.epochs, seed)
-                rows.setdefault(name, {}).setdefault(column, []).append(scores["label_accuracy_from_image"])
-                rows.setdefault(f"{name}: image MSE from label", {}).setdefault(column, []).append(scores["image_mse_from_label"])
-            print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
-    columns = [f"{p:.0%} paired" for p in args.paired]
-    print(f"\nseeds {args.seeds}, {args.epochs} epochs, {time.perf_counter() - start:.0f} s")
-    print("| model | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for name, row in rows.items():
-        print(f"| {name} | " + " | ".join(summary(row[c]) for c in columns) + " |")
+                run.add(ACCURACY, row=name, column=column, value=scores["label_accuracy_from_image"], seed=seed)
+                run.add(MSE, row=name, column=column, value=scores["image_mse_from_label"], seed=seed)
+            print(f"{column}, seed {seed} done", flush=True)
+    run.save()
 
 
 if __name__ == "__main__":

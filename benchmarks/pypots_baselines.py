@@ -20,7 +20,9 @@ benchmark-only virtual environment, never the project's ``.venv``:
     /work/venv-pypots/bin/pip install pypots aeon
     /work/venv-pypots/bin/pip install --no-deps -e .  # polymodal itself (or PYTHONPATH=src)
 
-    nice /work/venv-pypots/bin/python benchmarks/pypots_baselines.py [--epochs 100] [--threads 1]
+    nice /work/venv-pypots/bin/python -m benchmarks.pypots_baselines [--epochs 100] [--threads 1]
+
+The figures go to ``benchmarks/figures/pypots_<task>.png``.
 
 100 epochs (PyPOTS' default) take about a minute on one core, 500 about five. Keep one torch
 thread on a shared machine: with two, BRITS' step-by-step RNN ran more than 25 times slower
@@ -30,18 +32,14 @@ while another job held the other core.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import sequences  # noqa: E402  (the benchmark's own data, tasks and score)
-
-import polymodal as pm  # noqa: E402
+import polymodal as pm
+from benchmarks import sequences  # the benchmark's own data, tasks and score
+from benchmarks.results import Run, record_options
 
 SENSORS = sequences.SENSORS
 
@@ -72,15 +70,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="*", default=["SAITS", "BRITS"], choices=["SAITS", "BRITS"])
-    parser.add_argument("--figures", default="benchmarks/figures", help="one figure per task: pypots_<task>.png")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
 
-    import pypots
     from pygrinder import mcar
     from pypots.utils.random import set_random_seed
 
+    run = Run("pypots_baselines", args, title="PyPOTS' SAITS and BRITS on the BasicMotions tasks",
+              libraries=["pypots", "pygrinder"],
+              description="The tasks, masks and scores of the sequence models' benchmark on BasicMotions; each model "
+                          "trains on the 32 training sequences, validated on the 8 held out with 50% of their entries "
+                          "removed, and imputes the corrupted test inputs.")
     torch.set_num_threads(args.threads)
-    start = time.perf_counter()
     train, valid, test = sequences.data()
     x_train = to_array(train)
     x_valid = to_array(valid)
@@ -89,34 +89,29 @@ def main() -> None:
     val_set = {"X": np.asarray(mcar(x_valid, p=0.5), dtype=np.float32), "X_ori": x_valid}
     corrupted = sequences.tasks(test)
 
-    results: dict[str, dict[str, float]] = {}
-    fills: dict[str, dict] = {}
-    seconds: dict[str, float] = {}
+    results: dict[str, dict] = {}
+    training: dict[str, dict[str, float]] = {}
     for name in args.models:
         set_random_seed(args.seed)
         model = build(name, args.epochs)
         begin = time.perf_counter()
         model.fit({"X": x_train}, val_set)
-        seconds[name] = time.perf_counter() - begin
-        results[name], fills[name] = {}, {"fills": {}}
+        training[name] = {"training (s)": time.perf_counter() - begin}
+        if getattr(model, "best_epoch", None) is not None:
+            training[name]["best validation epoch"] = model.best_epoch
+        results[name] = {"tasks": {}, "fills": {}}
         for task, (inputs, scored) in corrupted.items():
             imputed = from_array(np.asarray(model.predict({"X": to_array(inputs)})["imputation"]))
-            results[name][task] = sequences.mse(imputed, test, scored)
-            fills[name]["fills"][task] = {sensor: x[sequences.SHOWN : sequences.SHOWN + 1] for sensor, x in imputed.items()}
-        print(f"{name}: trained in {seconds[name]:.0f} s ({args.epochs} epochs), best validation MSE at epoch "
-              f"{getattr(model, 'best_epoch', '?')}", flush=True)
-    wall = time.perf_counter() - start
-    for path in sequences.figures(fills, test, Path(args.figures), prefix="pypots"):
-        print(f"figure: {path}")
-
-    print()
-    print("| method | " + " | ".join(f"{t} (MSE)" for t in sequences.TASKS) + " |")
-    print("|---|" + "---|" * len(sequences.TASKS))
-    for name, row in results.items():
-        print(f"| {name} | " + " | ".join(f"{row[t]:.3f}" for t in sequences.TASKS) + " |")
-    print()
-    print(f"pypots {pypots.__version__}, torch {torch.__version__}, {args.epochs} epochs, seed {args.seed}, "
-          f"torch threads {args.threads}; wall time {wall:.0f} s")
+            results[name]["tasks"][task] = sequences.mse(imputed, test, scored)
+            results[name]["fills"][task] = {sensor: x[sequences.SHOWN : sequences.SHOWN + 1] for sensor, x in imputed.items()}
+        print(f"{name} done", flush=True)
+    sequences.record(run, results, args.seed)
+    run.table("training", f"{args.epochs} epochs, {args.threads} torch thread(s)")
+    for name, cells in training.items():
+        for column, value in cells.items():
+            run.add("training", row=name, column=column, value=value, seed=args.seed)
+    sequences.figures(run, results, test, stem="pypots")
+    run.save()
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ Activity (one per sequence) from the accelerometer alone and from both: the mode
 ``predict`` (per-step class probabilities averaged over the steps, then argmax); the
 baseline is a logistic regression on each channel's mean and SD over the sequence.
 
-    .venv/bin/python benchmarks/sequences.py [--epochs 300] [--workers 2] [--out runs/sequences]
-    .venv/bin/python benchmarks/sequences.py --profile    # where a BFVI training step spends its time
+    python -m benchmarks.sequences [--epochs 300] [--workers 2] [--out runs/sequences]
+    python -m benchmarks.sequences --profile    # where a BFVI training step spends its time (printed, no record)
+
+Checkpoints go to ``--out``; the figures (one per task) to ``benchmarks/figures/sequences_<task>.png``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import torch
 from sklearn.linear_model import LogisticRegression, RidgeCV
 
 import polymodal as pm
+from benchmarks.results import Run, record_options
 from polymodal import missing
 
 SENSORS = ("accel", "gyro")
@@ -65,6 +68,7 @@ MODELS = {
 }
 SHOWN = 20  # the test sequence of the figures, the first of the walking ones
 TASKS = ("50% deleted", "burst 20", "gyro from accel", "accel from gyro", "fwd extra 25%")
+MSE, ACCURACY = "MSE on the scored entries", "activity accuracy"
 
 
 def data() -> tuple[pm.Batch, pm.Batch, pm.Batch]:
@@ -167,7 +171,7 @@ def trainer(model, epochs: int, seed: int, out: Path | None = None) -> pm.Traine
                       patience=epochs, seed=seed, out=out, checkpoint_every=25, progress=False)
 
 
-def run(name: str, epochs: int, out: str, seed: int = 0) -> dict:
+def evaluate(name: str, epochs: int, out: str, seed: int = 0) -> dict:
     """Train one model (resuming its checkpoint) and score it on every task."""
     torch.set_num_threads(1)
     train, valid, test = data()
@@ -209,45 +213,42 @@ def baselines(train: pm.Batch, test: pm.Batch) -> dict[str, dict]:
     return rows
 
 
-def table(results: dict[str, dict]) -> str:
-    columns = [*TASKS, "activity from accel", "activity from both"]
-    lines = ["| method | " + " | ".join(f"{c} (MSE)" if c in TASKS else f"{c} (accuracy)" for c in columns) + " |",
-             "|---|" + "---|" * len(columns)]
-    for name, r in results.items():
-        cells = [f"{r['tasks'][c]:.3f}" if c in r["tasks"] else "–" for c in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def targets(results: dict[str, dict]) -> list[str]:
-    """The issue's targets, read off the table."""
-    bfvi = results["BFVI"]["tasks"]
-    base = {n: r["tasks"] for n, r in results.items() if n not in MODELS}
-    lines = []
+def targets(run: Run) -> None:
+    """The targets, read off the record's table, as notes."""
+    scores = run.values(MSE)
+    bfvi = {task: value[0] for task, value in scores["BFVI"].items()}
+    base = {n: {task: value[0] for task, value in row.items()} for n, row in scores.items() if n not in MODELS}
     linear = base["linear interpolation"]["burst 20"]
-    lines.append(f"burst 20: BFVI {bfvi['burst 20']:.3f} vs linear interpolation {linear:.3f}: "
-                 + ("met" if bfvi["burst 20"] < linear else "NOT met"))
+    run.note(f"burst 20: BFVI {bfvi['burst 20']:.3f} against linear interpolation {linear:.3f}: "
+             + ("met" if bfvi["burst 20"] < linear else "not met"))
     best = min((t["gyro from accel"], n) for n, t in base.items() if "gyro from accel" in t)
-    lines.append(f"gyro from accel: BFVI {bfvi['gyro from accel']:.3f} vs best baseline {best[1]} {best[0]:.3f}: "
-                 + ("met" if bfvi["gyro from accel"] < best[0] else "NOT met"))
+    run.note(f"gyro from accel: BFVI {bfvi['gyro from accel']:.3f} against the best baseline, {best[1]}, {best[0]:.3f}: "
+             + ("met" if bfvi["gyro from accel"] < best[0] else "not met"))
     best = min((t["50% deleted"], n) for n, t in base.items() if "50% deleted" in t)
     ratio = bfvi["50% deleted"] / best[0]
-    lines.append(f"50% deleted: BFVI {bfvi['50% deleted']:.3f} = {ratio:.2f}x best baseline {best[1]} {best[0]:.3f}: "
-                 + ("met" if ratio <= 1.2 else "NOT met") + " (target 1.2x)")
-    return lines
+    run.note(f"50% deleted: BFVI {bfvi['50% deleted']:.3f} = {ratio:.2f}x the best baseline, {best[1]}, {best[0]:.3f}: "
+             + ("met" if ratio <= 1.2 else "not met") + " (target 1.2x)")
 
 
-def figures(results: dict[str, dict], test: pm.Batch, folder: Path, prefix: str = "sequences") -> list[Path]:
-    """One figure per task, ``folder/{prefix}_{task}.png``: test sequence ``SHOWN``, truth
-    against every method's fill (``results[method]["fills"][task][sensor]``, ``[1, T, 3]``),
-    each sensor's first axis; the scored steps shaded."""
+def record(run: Run, results: dict[str, dict], seed: int | None) -> None:
+    """Each method's task scores into the run's tables (``results[method]["tasks"]``)."""
+    captions = {MSE: "standardised units; lower is better", ACCURACY: "one activity per test sequence; higher is better"}
+    for name, r in results.items():
+        for task, value in r["tasks"].items():
+            table = MSE if task in TASKS else ACCURACY
+            run.table(table, captions[table])
+            run.add(table, row=name, column=task, value=value, seed=seed)
+
+
+def figures(run: Run, results: dict[str, dict], test: pm.Batch, stem: str = "sequences") -> None:
+    """One figure per task, ``benchmarks/figures/{stem}_{task}.png``, into the run: test
+    sequence ``SHOWN``, truth against every method's fill (``results[method]["fills"][task][sensor]``,
+    ``[1, T, 3]``), each sensor's first axis; the scored steps shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
     for task, (_, scored) in tasks(test).items():
         fig, axes = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
         for ax, name in zip(axes, SENSORS):
@@ -264,11 +265,10 @@ def figures(results: dict[str, dict], test: pm.Batch, folder: Path, prefix: str 
         axes[0].legend(ncol=5, fontsize=7, loc="upper left")
         axes[1].set_xlabel("step")
         fig.tight_layout()
-        path = folder / f"{prefix}_{task.replace(' ', '_').replace('%', 'pc')}.png"
+        path = run.figure_path(f"{stem}_{task.replace(' ', '_').replace('%', 'pc')}")
         fig.savefig(path, dpi=90)
         plt.close(fig)
-        paths.append(path)
-    return paths
+        run.figure(path, f"{task}: test sequence {SHOWN}, the truth against each method's fill")
 
 
 def profile(steps: int = 20) -> None:
@@ -305,33 +305,34 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/sequences")
-    parser.add_argument("--figures", default="benchmarks/figures")
     parser.add_argument("--profile", action="store_true", help="profile training steps instead")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
     if args.profile:
         profile()
         return
-    start = time.perf_counter()
+    run = Run("sequences", args, title="Sequence models on BasicMotions",
+              description="BFVI and the RNN-inference variants against simple baselines on a smart watch's "
+                          "accelerometer and gyroscope: 32 training sequences (8 held out for the best epoch), 40 test "
+                          "sequences corrupted per task; MSE on the deleted entries, activity accuracy per sequence.")
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        pending = {name: pool.apply_async(run, (name, args.epochs, args.out, args.seed)) for name in args.models}
+        pending = {name: pool.apply_async(evaluate, (name, args.epochs, args.out, args.seed)) for name in args.models}
         results = {name: p.get() for name, p in pending.items()}
-    wall = time.perf_counter() - start
     train, _, test = data()
     results.update(baselines(train, test))
-    print(table(results))
-    print()
+    record(run, results, args.seed)
     if "BFVI" in results:
-        print("\n".join(targets(results)))
+        targets(run)
+    run.table("training", f"{args.epochs} epochs, {args.workers} workers, 2 steps of 16 per epoch")
     for name in args.models:
-        r = results[name]
-        print(f"{name}: training {r['train_s']:.0f} s, {r['epoch_s']:.3f} s per epoch (median, 2 steps of 16), "
-              f"best validation loss at epoch {r['best_epoch']}")
-    print(f"wall time: {wall:.0f} s with {args.workers} workers, {args.epochs} epochs")
+        cells = {"training (s)": results[name]["train_s"], "epoch (s, median)": results[name]["epoch_s"],
+                 "best validation epoch": results[name]["best_epoch"]}
+        for column, value in cells.items():
+            run.add("training", row=name, column=column, value=value, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({k: {**v, "fills": None} for k, v in results.items()}, indent=1))
-    for path in figures(results, test, Path(args.figures)):
-        print(f"figure: {path}")
+    figures(run, results, test)
+    run.save()
 
 
 if __name__ == "__main__":

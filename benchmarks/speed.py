@@ -5,19 +5,20 @@ latent 8, one hidden layer of 512 units in every encoder and decoder, 30% of mod
 and c missing per sample. Reports the median training throughput (samples/s) over epochs
 for each intra-op thread setting, measured in the same run.
 
-    .venv/bin/python benchmarks/speed.py [--epochs 5] [--threads 1 2]
+    python -m benchmarks.speed [--epochs 5] [--threads 1 2]            # record default
+    python -m benchmarks.speed --busy                                  # record busy
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import statistics
 
 import torch
 
 import polymodal as pm
+from benchmarks.results import Run, record_options
 
 
 def case(n: int = 4096, seed: int = 0) -> pm.Batch:
@@ -47,18 +48,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--subsets", type=int, default=1, help="k random subsets per step")
     parser.add_argument("--busy", action="store_true", help="keep another core busy while measuring")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
+    run = Run("speed", args, title="MVAE training speed" + (", another core busy" if args.busy else ""),
+              description="3 Gaussian modalities (5, 10, 20 features), N = 4096, batch 128, latent 8, hidden 512, "
+                          f"30% of b and c missing; {args.subsets} random subset(s) per step.",
+              name=args.record or ("busy" if args.busy else None))
+    run.table("throughput", "median samples/s over the epochs after the first; higher is better")
     batch = case()
     burner = multiprocessing.Process(target=spin, daemon=True) if args.busy else None
     if burner:
         burner.start()
     try:
-        results = {f"threads={t}": round(throughput(batch, t, args.epochs, args.subsets)) for t in args.threads}
+        for t in args.threads:
+            run.add("throughput", row="MVAE", column=f"threads={t}", value=throughput(batch, t, args.epochs, args.subsets))
     finally:
         if burner:
             burner.terminate()
-    print(json.dumps({"case": "3 modalities (5, 10, 20), N=4096, batch 128, latent 8, hidden 512",
-                      "subsets": args.subsets, "other_core_busy": args.busy, "samples_per_s": results}, indent=1))
+    run.save()
 
 
 if __name__ == "__main__":

