@@ -8,9 +8,12 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 
@@ -18,12 +21,12 @@ from .config import ConfigError
 from .data import Batch, DataError, concat
 from .datasets import load_digits
 from .datasets.digits import digits_schema
-from .datasets.files import read_frame, sequence_file, write_frame
+from .datasets.files import FrameWriter, read_chunks, read_frame, sample_rows, sequence_file, write_frame
 from .evaluation import draw_imputations, evaluate
 from .metrics import cross_modal
 from .models import MVAE
 from .persistence import TRANSFORM, ModelFileError, load, load_transform
-from .progress import chunked
+from .progress import chunked, counted
 from .tables import SequenceSchema, Transform
 from .training import Trainer
 
@@ -95,6 +98,12 @@ def fit(args: argparse.Namespace) -> None:
     print(f"run written to {out}/ (model/, history.csv, scores.json, report.html)")
 
 
+# impute reads, fills and writes a table this many rows at a time (a multiple of 256, see Imputer.transform_chunks).
+CHUNK_ROWS = 1 << 16
+# impute --fit fits the Imputer on a uniform sample of at most this many rows of the file.
+FIT_ROWS = 200_000
+
+
 def impute(args: argparse.Namespace) -> None:
     """Fill the missing cells of a file with a saved model, or with one fitted on the file."""
     if args.fit:
@@ -102,8 +111,9 @@ def impute(args: argparse.Namespace) -> None:
     if len(args.paths) != 2:
         raise ConfigError("impute: give MODEL_DIR and IN (or --fit IN -o OUT to fit a model on IN itself)")
     folder, source = model_folder(args.paths[0]), args.paths[1]
-    if not (folder / "config.json").is_file() and (folder / "imputer.json").is_file():
-        return impute_blend(args, folder, source)
+    if (folder / "imputer.json").is_file() or not (folder / TRANSFORM).is_file() or \
+            not isinstance(load_transform(folder), SequenceSchema):
+        return impute_table(args, folder, source)
     model, transform = load(folder), load_transform(folder)
     frame, batch = read(transform, source)
     options = {} if args.samples is None else {"samples": args.samples}
@@ -123,30 +133,47 @@ def impute(args: argparse.Namespace) -> None:
     print(f"imputed table written to {out}")
 
 
-def impute_blend(args: argparse.Namespace, folder: Path, source: str) -> None:
-    """``impute`` with an Imputer saved with several candidates (``model="auto"``): its blend fills, its sampler draws."""
+def impute_table(args: argparse.Namespace, folder: Path, source: str) -> None:
+    """``impute`` of a table with a saved Imputer (or a model `fit` on a table): the file is
+    read, filled and written ``CHUNK_ROWS`` rows at a time, so it may be larger than memory."""
     from .imputer import load_imputer
 
     imputer = load_imputer(folder)
-    imputer.set_params(random_state=args.seed, progress=not args.quiet,
-                       **({} if args.samples is None else {"samples": args.samples}))
-    frame = read_frame(source)
-    columns = [str(c) for c in imputer.tables_.columns_]
-    absent = [c for c in columns if c not in frame.columns]
-    if absent:
-        raise DataError(f"{source}: the imputer's columns {absent} are missing; it fills {columns}")
+    if args.samples is not None:
+        imputer.set_params(samples=args.samples)
+    elif not (folder / "imputer.json").is_file():  # a fitted model's own default: its posterior mean, or 100 to draw
+        imputer.set_params(samples=100 if args.draws else 0)
+    imputer.set_params(random_state=args.seed, progress=not args.quiet)
+    chunks = checked_columns(read_chunks(source, CHUNK_ROWS), imputer.tables_.columns_, source)
     out = output_path(args.output, source, "imputed")
-    kept = frame.drop(columns=columns)
     if args.draws:
-        for k, table in enumerate(imputer.sample(frame[columns], args.draws)):
-            write_frame(kept.join(table)[list(frame.columns)], out.with_name(f"{out.stem}.draw{k + 1}{out.suffix}"), source)
+        paths = [out.with_name(f"{out.stem}.draw{k + 1}{out.suffix}") for k in range(args.draws)]
+        with ExitStack() as files:
+            writers = [files.enter_context(FrameWriter(path, source)) for path in paths]
+            for tables in imputer.sample_chunks(chunks, args.draws):
+                for writer, table in zip(writers, tables):
+                    writer.write(table)
         print(f"{args.draws} imputations written to {out.with_name(f'{out.stem}.draw*{out.suffix}')}")
         return
-    write_frame(kept.join(imputer.transform(frame[columns]))[list(frame.columns)], out, source)
+    with FrameWriter(out, source) as writer:
+        for table in imputer.transform_chunks(chunks):
+            writer.write(table)
     print(f"imputed table written to {out}")
 
 
+def checked_columns(chunks: Iterator[pd.DataFrame], columns: list, source: str) -> Iterator[pd.DataFrame]:
+    """The chunks of ``source``, checked for the columns an imputer fills."""
+    for chunk in chunks:
+        absent = [c for c in columns if c not in chunk.columns]
+        if absent:
+            raise DataError(f"{source}: the imputer's columns {absent} are missing; it fills {columns}")
+        yield chunk
+
+
 def impute_fit(args: argparse.Namespace) -> None:
+    """``impute --fit``: an Imputer fitted on a uniform sample of at most ``FIT_ROWS`` rows of
+    the file (one pass to draw it, the whole file when it is smaller), then a second pass that
+    fills the file chunk by chunk."""
     from .imputer import Imputer
 
     if len(args.paths) != 1 or not args.output:
@@ -155,12 +182,15 @@ def impute_fit(args: argparse.Namespace) -> None:
     if sequence_file(source):
         raise ConfigError(f"impute --fit fills tables, and {source} holds sequences [N, T, F]; train a sequence model "
                           "(mdmm or dks) with `polymodal fit CONFIG.yaml`, then `polymodal impute RUN_DIR IN`")
-    frame = read_frame(source)
-    ids = [c for c in frame.columns if c == args.id]
-    values = frame.drop(columns=ids)
+    sample = sample_rows(counted(read_chunks(source, CHUNK_ROWS), "read", not args.quiet), FIT_ROWS, args.seed)
+    ids = [c for c in sample.columns if c == args.id]
     options = {"steps": args.steps, "samples": 1000 if args.samples is None else args.samples}
-    imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options).fit(values)
-    write_frame(frame[ids].join(imputer.transform(values))[list(frame.columns)], args.output, source)
+    imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options)
+    imputer.fit(sample.drop(columns=ids))
+    del sample
+    with FrameWriter(args.output, source) as writer:
+        for table in imputer.transform_chunks(read_chunks(source, CHUNK_ROWS)):
+            writer.write(table)
     if args.save:
         imputer.save(args.save)
         print(f"imputer saved to {args.save}/")

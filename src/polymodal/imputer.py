@@ -35,7 +35,6 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
-from tqdm.auto import tqdm
 
 from . import __version__
 from .candidates import BLOCK, KINDS, Candidate, GaussianCandidate, IterativeCandidate, ModelCandidate
@@ -46,6 +45,7 @@ from .files import CONFIG, FORMAT, ModelFileError, replace_folder, write_json
 from .models import MODELS
 from .models.dmm import DeepMarkovModel
 from .persistence import TRANSFORM, load_transform, read_json
+from .progress import counted
 from .tables import TableSchema, _frame
 from .training import resolve_device, seed_stream, torch_threads
 
@@ -408,14 +408,12 @@ class Imputer(TransformerMixin, BaseEstimator):
         a table larger than memory is filled chunk by chunk, with a bar counting rows."""
         check_is_fitted(self, "model_")
         start = 0
-        with tqdm(desc="impute", unit="row", disable=not self.progress, leave=False) as bar:
-            for frame in frames:
-                batch = self.tables_.transform(frame)
-                with self._random_stream():
-                    fills = {name: self._fill(c, batch, self.samples, start) for name, c in self.models_.items()}
-                yield self.tables_.fill(frame, self._combine(fills, batch))
-                start += len(frame)
-                bar.update(len(frame))
+        for frame in counted(frames, "impute", self.progress):
+            batch = self.tables_.transform(frame)
+            with self._random_stream():
+                fills = {name: self._fill(c, batch, self.samples, start) for name, c in self.models_.items()}
+            yield self.tables_.fill(frame, self._combine(fills, batch))
+            start += len(frame)
 
     def sample(self, X: Any, draws: int = 10) -> list[pd.DataFrame] | np.ndarray:
         """``draws`` multiple imputations of ``X`` from the model's posterior predictive, for
@@ -434,12 +432,9 @@ class Imputer(TransformerMixin, BaseEstimator):
         conditional normal: exact draws from its posterior predictive.
         """
         frame = self._input(X)
-        tables: list[list[pd.DataFrame]] = [[] for _ in range(draws)]
-        for chunk in self.sample_chunks((frame.iloc[start : start + CHUNK_ROWS]
-                                         for start in range(0, len(frame), CHUNK_ROWS)), draws):
-            for k, table in enumerate(chunk):
-                tables[k].append(table)
-        out = [pd.concat(t) if len(t) > 1 else t[0] for t in tables]
+        chunks = list(self.sample_chunks((frame.iloc[start : start + CHUNK_ROWS]
+                                          for start in range(0, len(frame), CHUNK_ROWS)), draws))
+        out = [pd.concat([c[k] for c in chunks]) if len(chunks) > 1 else chunks[0][k] for k in range(draws)]
         return out if isinstance(X, pd.DataFrame) else np.stack([t.to_numpy() for t in out])
 
     def sample_chunks(self, frames: Iterable[pd.DataFrame], draws: int) -> Iterator[list[pd.DataFrame]]:
@@ -449,14 +444,12 @@ class Imputer(TransformerMixin, BaseEstimator):
         if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or draws < 1:
             raise ConfigError(f"Imputer.sample: draws must be an integer >= 1, got {draws!r}")
         start = 0
-        with tqdm(desc="sample", unit="row", disable=not self.progress, leave=False) as bar:
-            for frame in frames:
-                batch = self.tables_.transform(frame)
-                with self._random_stream():
-                    drawn = self.model_.sample(batch, draws, max(self.samples, 1), self.random_state * 1_000_003 + start)
-                yield [self.tables_.fill(frame, d) for d in drawn]
-                start += len(frame)
-                bar.update(len(frame))
+        for frame in counted(frames, "sample", self.progress):
+            batch = self.tables_.transform(frame)
+            with self._random_stream():
+                drawn = self.model_.sample(batch, draws, max(self.samples, 1), self.random_state * 1_000_003 + start)
+            yield [self.tables_.fill(frame, d) for d in drawn]
+            start += len(frame)
 
     def predictive_std(self, X: Any, draws: int = 200) -> pd.DataFrame | np.ndarray:
         """Per cell, the standard deviation of the posterior predictive p(x_u | x_o), estimated
@@ -598,15 +591,16 @@ def _read_imputer(path: Path, columns: list[str], device: str) -> tuple[Imputer,
         raise corrupt(f"candidates of unknown kinds {unknown}; known kinds {sorted(KINDS)}")
     if sampler not in kinds:
         raise corrupt(f"the sampler {sampler!r} is not one of its candidates {sorted(kinds)}")
-    if sorted(map(str, weights.index)) != sorted(map(str, columns)) or not set(weights.columns) <= set(kinds):
-        raise corrupt(f"weights for columns {list(weights.index)} and candidates {list(weights.columns)}; the table "
+    used = [name for name in weights.columns if (weights[name] > 0).any()]
+    if sorted(map(str, weights.index)) != sorted(map(str, columns)) or not set(used) <= set(kinds):
+        raise corrupt(f"weights for columns {list(weights.index)} and candidates {used}; the table "
                       f"has columns {columns} and the candidates are {sorted(kinds)}")
     weights = weights.reindex(columns)
     if not np.isfinite(weights.to_numpy()).all() or (weights < 0).any().any() or \
             not np.allclose(weights.sum(axis=1), 1.0):
         raise corrupt("each column's weights must be non-negative numbers that sum to 1")
     choice = choice.reindex(columns)
-    if not choice.isin(list(kinds)).all():
+    if not choice.isin(list(weights.columns)).all():
         raise corrupt(f"the choice per column {choice.to_dict()} names candidates it does not have")
     known = Imputer().get_params()  # a folder saved by an older version may name options since removed
     imputer = Imputer(**{**{k: v for k, v in params.items() if k in known}, "device": device})
@@ -614,9 +608,8 @@ def _read_imputer(path: Path, columns: list[str], device: str) -> tuple[Imputer,
         imputer._check_params()
     except ConfigError as error:
         raise corrupt(str(error)) from None
-    candidates = {name: KINDS[kind].load(path.parent / name, device) for name, kind in kinds.items()
-                  if name == sampler or (name in weights.columns and (weights[name] > 0).any())}
-    imputer.models_ = {name: candidates[name] for name in weights.columns if (weights[name] > 0).any()}
+    candidates = {name: KINDS[kinds[name]].load(path.parent / name, device) for name in {*used, sampler}}
+    imputer.models_ = {name: candidates[name] for name in used}
     imputer.model_, imputer.sampler_ = candidates[sampler], sampler
     imputer.weights_, imputer.choice_, imputer.validation_scores_ = weights, choice, scores
     return imputer, names

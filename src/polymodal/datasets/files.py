@@ -8,20 +8,24 @@
   (what PyPOTS uses); those are read as long format with ``id`` and ``time`` numbered from 0,
   and written back as ``[N, T, F]`` under the same name.
 
+A table larger than memory is read ``rows`` rows at a time by :func:`read_chunks` and written
+chunk by chunk by :class:`FrameWriter` (CSV and Parquet; an NPZ array is read and written whole).
+
 Parquet needs ``pyarrow`` (``pip install polymodal[parquet]``). Several files are joined on
 their ``id`` column (and ``time`` for sequences) by :func:`read_files`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..data import DataError
-from ..files import atomic_write
+from ..files import atomic_path, atomic_write
 
 FORMATS = (".csv", ".parquet", ".npz")
 
@@ -140,3 +144,103 @@ def sequence_file(path: str | Path) -> bool:
     """Whether ``path`` is an NPZ file of sequences ``[N, T, F]``."""
     path = Path(path)
     return path.suffix.lower() == ".npz" and path.is_file() and _npz_array(path)[1].ndim == 3
+
+
+def read_chunks(path: str | Path, rows: int) -> Iterator[pd.DataFrame]:
+    """A table file as consecutive frames of ``rows`` rows (the last may be shorter), read
+    one at a time: CSV by pandas' chunked reader, Parquet batch by batch; the frames are what
+    :func:`read_frame` reads, split (a CSV column's type is inferred per chunk, so a column of
+    whole numbers with holes only in some chunks is int in the others)."""
+    path = Path(path)
+    kind = _format(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    if kind == ".csv":
+        with pd.read_csv(path, float_precision="round_trip", chunksize=rows) as reader:
+            yield from reader
+        return
+    if kind == ".npz":
+        frame = read_frame(path)
+        for start in range(0, len(frame), rows):
+            yield frame.iloc[start : start + rows]
+        return
+    _pyarrow(path)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    ranged = '"kind": "range"' in (parquet.schema_arrow.metadata or {}).get(b"pandas", b"").decode()
+    pending, start = [], 0
+
+    def frame(batches: list) -> pd.DataFrame:
+        out = pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas()
+        return out.set_axis(pd.RangeIndex(start, start + len(out))) if ranged else out
+
+    for batch in parquet.iter_batches(batch_size=rows):  # batches end at row groups: gathered into whole chunks
+        pending.append(batch)
+        while sum(len(b) for b in pending) >= rows:
+            table = pa.Table.from_batches(pending, schema=parquet.schema_arrow)
+            pending = [b for b in table.slice(rows).to_batches() if len(b)]
+            yield frame(table.slice(0, rows).to_batches())
+            start += rows
+    if pending:
+        yield frame(pending)
+
+
+class FrameWriter:
+    """Write a table chunk by chunk into ``path`` in the format of its suffix, atomically (the
+    file appears whole when the ``with`` block ends without an error): CSV appends rows,
+    Parquet adds a row group per chunk, NPZ gathers the chunks and writes them at the end. The
+    file holds what :func:`write_frame` writes for the chunks' concatenation."""
+
+    def __init__(self, path: str | Path, like: str | Path | None = None):
+        self.path, self.like = Path(path), like
+        self.kind = _format(self.path)
+        if self.kind == ".parquet":
+            _pyarrow(self.path)
+        self._stack = ExitStack()
+        self._writer, self._frames = None, []
+
+    def __enter__(self) -> FrameWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.kind != ".npz":
+            self._tmp = self._stack.enter_context(atomic_path(self.path))
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.kind == ".csv":
+            frame.to_csv(self._tmp, index=False, mode="a" if self._writer else "w", header=self._writer is None)
+            self._writer = True
+        elif self.kind == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=not isinstance(frame.index, pd.RangeIndex))
+            if self._writer is None:
+                self._writer = self._stack.enter_context(pq.ParquetWriter(self._tmp, table.schema))
+            self._writer.write_table(table.cast(self._writer.schema))
+        else:
+            self._frames.append(frame)
+
+    def __exit__(self, *error) -> None:
+        self._stack.__exit__(*error)
+        if self.kind == ".npz" and error[0] is None:
+            write_frame(pd.concat(self._frames), self.path, self.like)
+
+
+def sample_rows(frames: Iterable[pd.DataFrame], rows: int, seed: int = 0) -> pd.DataFrame:
+    """A uniform sample of at most ``rows`` rows of a table read in chunks, in the table's
+    order (the whole table when it has no more rows): each row gets a seeded uniform key, and
+    the rows of the ``rows`` smallest keys are kept as the chunks go by, so memory holds at
+    most ``rows`` rows and a chunk."""
+    rng = np.random.default_rng(seed)
+    kept, keys = None, np.empty(0)
+    for frame in frames:
+        kept = frame if kept is None else pd.concat([kept, frame])
+        keys = np.concatenate([keys, rng.random(len(frame))])
+        if len(kept) > rows:
+            chosen = np.sort(np.argpartition(keys, rows)[:rows])
+            kept, keys = kept.iloc[chosen], keys[chosen]
+    if kept is None:
+        raise DataError("empty table: no rows")
+    return kept
