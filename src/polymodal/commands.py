@@ -184,7 +184,7 @@ def impute_fit(args: argparse.Namespace) -> None:
                           "(mdmm or dks) with `polymodal fit CONFIG.yaml`, then `polymodal impute RUN_DIR IN`")
     sample = sample_rows(counted(read_chunks(source, CHUNK_ROWS), "read", not args.quiet), FIT_ROWS, args.seed)
     ids = [c for c in sample.columns if c == args.id]
-    options = {"steps": args.steps, "samples": 1000 if args.samples is None else args.samples}
+    options = {"steps": args.steps, **({} if args.samples is None else {"samples": args.samples})}
     imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options)
     imputer.fit(sample.drop(columns=ids))
     del sample
