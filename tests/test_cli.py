@@ -1,5 +1,6 @@
 """End to end: every command on small files the test writes itself, checking what comes back."""
 
+import json
 import subprocess
 import sys
 
@@ -104,11 +105,37 @@ def test_evaluate_scores_any_table(table_run, capsys, tmp_path):
                "--seed", "1", "--samples", "20", "--json", scores, "--quiet")
     assert code == 0
     printed = capsys.readouterr().out
-    assert "nrmse" in printed and "accuracy" in printed and "log_likelihood" in printed
+    assert printed.splitlines()[0].split() == ["modality", "entries", "metric", "model", "mean", "mode", "log_likelihood"]
     values = yaml.safe_load(scores.read_text())
     assert set(values) == {"a", "b", "c", "d", "kind"} and 0 < values["a"]["nrmse"] < 1.0
     assert values["kind"]["accuracy"] > 0.8 and abs(values["kind"]["accuracy"] + values["kind"]["pfc"] - 1) < 1e-9
+    assert values["a"]["nrmse"] < values["a"]["baselines"]["mean"]["nrmse"] and values["a"]["worse_than"] == []
+    assert values["kind"]["pfc"] < values["kind"]["baselines"]["mode"]["pfc"]
     assert run("evaluate", root / "run", root / "train.csv", "--mechanism", "mnar", "--quiet") == 0
+
+
+def test_fit_and_impute_fit_end_with_the_scores_beside_the_baselines(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2))
+    frame = pd.DataFrame({"u": x[:, 0], "v": x[:, 0] + 0.1 * x[:, 1]}).mask(rng.random((80, 2)) < 0.2)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    config = {"data": {"train": "t.csv"}, "model": {"name": "miwae"}, "trainer": {"epochs": 2, "progress": False},
+              "evaluate": {"samples": 5}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert run("fit", tmp_path / "run.yaml", "--out", tmp_path / "run", "--quiet") == 0
+    out = capsys.readouterr().out.splitlines()
+    scores = json.loads((tmp_path / "run" / "scores.json").read_text())
+    header = out.index(next(line for line in out if line.startswith("modality")))
+    assert out[header].split() == ["modality", "entries", "metric", "model", "mean", "log_likelihood"]
+    for line in out[header + 1 : header + 3]:
+        name, entries, key, model, mean, _ = line.split()
+        assert int(entries) == scores[name]["entries"] and key == "nrmse"
+        assert model.endswith("!") == bool(scores[name]["worse_than"])
+        assert float(mean) == pytest.approx(scores[name]["baselines"]["mean"]["nrmse"], rel=1e-3)
+    assert out[-1].startswith("run written to")
+    assert run("impute", "--fit", tmp_path / "t.csv", "-o", tmp_path / "f.csv", "--model", "gaussian", "--quiet") == 0
+    out = capsys.readouterr().out
+    assert "held-out score" in out and "mean/mode" in out and "imputed table written" in out
 
 
 def test_info_and_report(table_run, capsys):
@@ -332,3 +359,82 @@ def test_impute_fit_fits_on_a_sample_of_a_large_file(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(sample, frame.drop(columns="id").loc[sample.index])
     filled = read_frame(tmp_path / "y.csv")
     assert len(filled) == 700 and not filled.isna().any().any() and filled["id"].tolist() == frame["id"].tolist()
+
+
+def survey_csv(path, n=60, seed=0):
+    """A CSV as R writes MASS::survey-like data: `NA` for missing cells, the exercise level
+    `None`, whole-number columns with holes, a column with one category."""
+    rng = np.random.default_rng(seed)
+    rows = ["Exer,Pulse,Smoke,only,Month,Wind"]
+    for i in range(n):
+        pulse = "NA" if i % 7 == 3 else str(60 + int(rng.integers(0, 40)))
+        smoke = "NA" if i % 11 == 5 else ["Never", "Occas", "Heavy"][i % 3]
+        month = "" if i % 5 == 2 else str(5 + i % 5)
+        wind = "NA" if i % 9 == 4 else f"{rng.uniform(2, 20):.1f}"
+        rows.append(f"{['None', 'Some', 'Freq'][i % 3]},{pulse},{smoke},{'' if i % 6 == 1 else 'yes'},{month},{wind}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_data_comes_back_as_it_went_in(tmp_path, capsys):
+    source = survey_csv(tmp_path / "survey.csv")
+    given = pd.read_csv(source, keep_default_na=False, dtype=str)
+    assert run("impute", "--fit", source, "-o", tmp_path / "out.csv", "--steps", "5", "--samples", "10",
+               "--na-values", "NA", "--save", tmp_path / "imputer", "--quiet") == 0
+    notes = capsys.readouterr().err
+    assert "note: column 'Exer': the categories ['None'] are kept as data" in notes and "Traceback" not in notes
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, dtype=str)
+    assert list(out.columns) == list(given.columns) and (out != "").all().all() and (out != "NA").all().all()
+    assert out["Exer"].equals(given["Exer"]) and (out["only"] == "yes").all()
+    for column in ("Pulse", "Month"):  # whole numbers stay whole, written without ".0"
+        assert out[column].str.fullmatch(r"\d+").all(), column
+    kept = given["Wind"] != "NA"
+    assert out.loc[kept, "Wind"].equals(given.loc[kept, "Wind"])
+    assert run("impute", tmp_path / "imputer", source, "-o", tmp_path / "again.csv", "--quiet") == 0  # its markers kept
+    assert pd.read_csv(tmp_path / "again.csv", keep_default_na=False, dtype=str).equals(out)
+
+    config = write_config(tmp_path / "survey.yaml", "survey.csv", model="mvae", trainer={"epochs": 3, "progress": False},
+                          na_values=["NA"])
+    assert run("fit", config, "--out", tmp_path / "run", "--quiet") == 0
+    # the model's markers come with it; sampling a one-class column could draw its phantom class
+    assert run("impute", tmp_path / "run", source, "-o", tmp_path / "mi.csv", "--draws", "3", "--quiet") == 0
+    for k in (1, 2, 3):
+        draw = pd.read_csv(tmp_path / f"mi.draw{k}.csv", keep_default_na=False, dtype=str)
+        assert (draw["only"] == "yes").all() and draw["Exer"].equals(given["Exer"]) and (draw != "NA").all().all()
+    for target, pattern in (("only", r"yes"), ("Month", r"\d+"), ("Exer", r"None|Some|Freq")):
+        assert run("predict", tmp_path / "run", source, "--target", target, "-o", tmp_path / "p.csv", "--quiet") == 0
+        assert pd.read_csv(tmp_path / "p.csv", keep_default_na=False, dtype=str)[target].str.fullmatch(pattern).all()
+
+
+# (name, file content, command line after the file, message): each exits 2 with one line naming the file, column or option.
+BAD_FILES = [
+    ("repeated column", "a,b,a\n1,2,3\n2,3,4\n", ["impute", "--fit"], r"bad\.csv: columns \['a'\] appear more than once"),
+    ("ISO date column", "Date,x\n1973-05-01,1\n1973-05-02,\n1973-05-03,3\n", ["impute", "--fit"],
+     r"column 'Date' holds dates such as '1973-05-01'"),
+    ("NA without --na-values", "Ozone,x\n41,1\nNA,2\n12,3\n", ["impute", "--fit"], r"column 'Ozone'.*--na-values NA"),
+    ("None in a numeric column with --na-values NA", "Ozone,x\n41,1\nNone,2\nNA,3\n", ["impute", "--fit", "--na-values", "NA"],
+     r"column 'Ozone'.*\['None'\].*--na-values None"),
+    ("repeated column for predict", "a,b,a\n1,2,3\n", ["predict", "RUN", "--target", "a"], r"bad\.csv: columns \['a'\]"),
+    ("repeated column for evaluate", "a,a\n1,2\n", ["evaluate", "RUN"], r"bad\.csv: columns \['a'\] appear"),
+    ("repeated column for impute", "x,x\n1,2\n", ["impute", "RUN"], r"bad\.csv: columns \['x'\] appear"),
+    ("data.na_values as text", "a,b\n1,2\n", ["fit", {"na_values": "NA"}], r"data\.na_values: expected a list.*got 'NA'"),
+    ("data.na_values null", "a,b\n1,2\n", ["fit", {"na_values": [None]}], r"data\.na_values: expected a list.*\[None\]"),
+    ("a repeated column in a fit", "a,b,b\n1,2,3\n2,3,4\n", ["fit", {}], r"bad\.csv: columns \['b'\] appear"),
+]
+
+
+@pytest.mark.parametrize("content, argv, message", [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES])
+def test_bad_files_are_one_line_naming_the_file_column_or_option(tmp_path, table_run, capsys, content, argv, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content)
+    command, *rest = argv
+    if command == "fit":
+        argv = ["fit", write_config(tmp_path / "c.yaml", "bad.csv", **rest[0]), "--out", tmp_path / "run"]
+    elif rest[:1] == ["--fit"]:
+        argv = [command, "--fit", bad, "-o", tmp_path / "out.csv", *rest[1:]]
+    else:
+        argv = [command, table_run[0] / "run", bad, *rest[1:]]
+    assert run(*argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and __import__("re").search(message, err), err
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "run").exists()

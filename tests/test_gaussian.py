@@ -12,8 +12,10 @@ from polymodal.gaussian import (
     NONNEGATIVE,
     POSITIVE,
     Gaussian,
+    Mixture,
     NonPositivePrecisionError,
     debug,
+    iw_bound,
     kl_divergence,
     log_mean_exp,
     moment_match,
@@ -274,3 +276,74 @@ def test_natural_parameters_round_trip(seed, e, b, d):
     assert_gaussian_close(experts.natural.gaussian(), experts)
     precision = (1 / experts.var).sum(0)
     torch.testing.assert_close(experts.natural.prod(0).gaussian().var, 1 / precision)
+
+
+def normal_pdf(x, mean, var):
+    return math.exp(-0.5 * (x - mean) ** 2 / var) / math.sqrt(2 * math.pi * var)
+
+
+def test_mixture_log_prob_uniform_weighted_and_masked_against_hand():
+    components = Gaussian(T([[[0.0], [1.0]], [[2.0], [-1.0]]]), T([[[1.0], [0.5]], [[4.0], [2.0]]]))  # [C=2, B=2, 1]
+    z = T([[0.5], [0.3]])
+    uniform = [0.5 * (normal_pdf(0.5, 0.0, 1.0) + normal_pdf(0.5, 2.0, 4.0)),
+               0.5 * (normal_pdf(0.3, 1.0, 0.5) + normal_pdf(0.3, -1.0, 2.0))]
+    torch.testing.assert_close(Mixture(components).log_prob(z), T(uniform).log())
+    weights = T([[0.2, 0.9], [0.6, 0.3]])  # not normalised: 1/4 and 3/4, 3/4 and 1/4
+    weighted = [0.25 * normal_pdf(0.5, 0.0, 1.0) + 0.75 * normal_pdf(0.5, 2.0, 4.0),
+                0.75 * normal_pdf(0.3, 1.0, 0.5) + 0.25 * normal_pdf(0.3, -1.0, 2.0)]
+    torch.testing.assert_close(Mixture(components, weights).log_prob(z), T(weighted).log())
+    use = T([[True, False], [False, False]])  # the first sample uses its first component; the second none: all
+    masked = [normal_pdf(0.5, 0.0, 1.0), uniform[1]]
+    torch.testing.assert_close(Mixture(components, use=use).log_prob(z), T(masked).log())
+    torch.testing.assert_close(Mixture(components, weights, use).log_prob(z), T([masked[0], weighted[1]]).log())
+    draws = T([[[0.5], [0.3]], [[1.0], [1.0]]])  # leading sample axes broadcast
+    assert Mixture(components).log_prob(draws).shape == (2, 2)
+
+
+def test_mixture_samples_and_moment_matching():
+    torch.manual_seed(0)
+    components = Gaussian(T([[0.0, 1.0], [4.0, -1.0]]), T([[1.0, 0.25], [0.5, 1.0]]))  # [C=2, D=2], no batch
+    mixture = Mixture(components, T([0.25, 0.75]))
+    z = mixture.sample((40000,))
+    matched = mixture.matched()
+    assert z.shape == (40000, 2)
+    torch.testing.assert_close(matched.mean, T([3.0, -0.5]))
+    torch.testing.assert_close(matched.var, T([0.25 * 1 + 0.75 * 0.5 + 0.25 * 9 + 0.75 * 1, 0.25 * 0.25 + 0.75 + 0.75]))
+    torch.testing.assert_close(z.mean(0), matched.mean, atol=0.03, rtol=0)
+    torch.testing.assert_close(z.var(0), matched.var, atol=0.06, rtol=0)
+    batch = mixture.expand(3)
+    assert batch.shape == (3, 2) and batch.sample((5,)).shape == (5, 3, 2)
+    torch.testing.assert_close(batch.log_prob(z[:3]), mixture.log_prob(z[:3]))
+
+
+def test_mixture_draws_only_used_components_and_matches_otherwise():
+    components = Gaussian(T([[[0.0]], [[100.0]]]), T([[[1e-4]], [[1e-4]]]))  # [C=2, B=1, 1]
+    used = Mixture(components, use=T([[False], [True]]))
+    assert (used.sample((50,)) > 50).all()
+    prior = Gaussian.standard((1,))
+    nothing = Mixture(components, use=T([[False], [False]])).matched(prior)
+    torch.testing.assert_close(nothing.mean, T([[0.0]]))
+    torch.testing.assert_close(nothing.var, T([[1.0]]))
+    mean = T([[[0.0]], [[1.0]]], requires_grad=True)
+    Mixture(Gaussian(mean, torch.ones(2, 1, 1))).rsample((4,)).sum().backward()
+    assert mean.grad.sum() == 4  # reparameterised within the chosen component
+
+
+def test_iw_bound_is_log_mean_exp_and_dreg_changes_only_the_gradient():
+    mean = torch.zeros(3, 1, requires_grad=True)  # the proposal's parameter; its log-density is held fixed in log_w
+
+    def bound(dreg):
+        torch.manual_seed(0)
+        z = mean + torch.randn(5, 3, 1)
+        log_w = (-((z - 1.0) ** 2) + (z - mean.detach()) ** 2).sum(-1)  # log p - log q, up to constants
+        value = iw_bound(log_w, z if dreg else None)
+        return value, torch.autograd.grad(value.sum(), mean)[0], z.detach(), log_w.detach()
+
+    plain, g_plain, z, log_w = bound(False)
+    dreg, g_dreg, _, _ = bound(True)
+    w = torch.softmax(log_w, 0)
+    torch.testing.assert_close(plain, log_mean_exp(log_w, 0))
+    torch.testing.assert_close(dreg, plain)
+    d_log_w = -2 * (z - 1.0) + 2 * (z - mean.detach())  # d log w / d z, q's parameters fixed
+    torch.testing.assert_close(g_plain, (w.unsqueeze(-1) * d_log_w).sum(0))
+    torch.testing.assert_close(g_dreg, (w.unsqueeze(-1) ** 2 * d_log_w).sum(0))

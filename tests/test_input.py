@@ -140,6 +140,51 @@ TABLES = [
 ]
 
 
+# Files as read_frame reads them, then TableSchema: (name, file name, content, message).
+FILES = [
+    ("a repeated CSV column", "x.csv", "a,b,a\n1,2,3\n", r"x\.csv: columns \['a'\] appear more than once"),
+    ("two repeated CSV columns", "x.csv", "a,b,a,b,c\n1,2,3,4,5\n", r"x\.csv: columns \['a', 'b'\] appear more"),
+    ("repeated NPZ columns", "x.npz", {"data": np.zeros((2, 2)), "columns": np.array(["a", "a"])},
+     r"x\.npz: columns \['a'\] appear more than once"),
+    ("ISO dates", "x.csv", "Date,x\n1973-05-01,1\n1973-05-02,2\n", r"column 'Date' holds dates such as '1973-05-01'"),
+    ("ISO dates with holes", "x.csv", "x,Date\n1,1973-05-01\n2,\n3,1973-05-03\n", r"column 'Date' holds dates"),
+    ("date and time", "x.csv", "when,x\n2024-01-31 12:00:00,1\n2024-02-01 00:30:00,2\n", r"column 'when' holds dates"),
+    ("ISO T times", "x.csv", "when,x\n2024-01-31T12:00,1\n2024-02-01T00:30,2\n", r"column 'when' holds dates"),
+    ("ISO times with a zone", "x.csv", "when,x\n2024-01-31T12:00:00Z,1\n2024-02-01T00:30:00+02:00,2\n",
+     r"column 'when' holds dates"),
+    ("an empty CSV", "x.csv", "", r"x\.csv: the file is empty"),
+    ("NA in a numeric column", "x.csv", "Ozone,x\n41,1\nNA,2\n12,3\n", r"column 'Ozone'.*\['NA'\].*--na-values NA"),
+    ("None in a numeric column", "x.csv", "Ozone,x\n41,1\nNone,2\n12,3\n", r"column 'Ozone'.*--na-values None"),
+    ("null in a numeric column", "x.csv", "Ozone,x\n4.5,1\nnull,2\n", r"column 'Ozone'.*na_values=\['null'\]"),
+    ("a dash in a numeric column", "x.csv", "Ozone,x\n4.5,1\n-,2\n", r"column 'Ozone'.*--na-values -"),
+    ("two markers in a numeric column", "x.csv", "Ozone,x\n4.5,1\nNA,2\n?,3\n", r"column 'Ozone'.*--na-values NA,\?"),
+]
+
+
+def write_file(path, content):
+    if isinstance(content, dict):
+        np.savez(path, **content)
+    else:
+        path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize("name, content, message", [c[1:] for c in FILES], ids=[c[0] for c in FILES])
+def test_files_refuse_repeated_names_dates_and_unnamed_markers(tmp_path, name, content, message):
+    path = write_file(tmp_path / name, content)
+    with pytest.raises(pm.DataError, match=message):
+        pm.TableSchema().fit(pm.read_frame(path))
+
+
+@pytest.mark.parametrize("read", [lambda: pm.TableSchema(na_values="NA").fit(table()),
+                                  lambda: pm.read_frame("x.csv", na_values="NA"),
+                                  lambda: pm.SequenceSchema(na_values="NA").fit(table().assign(id=0, time=range(6)))],
+                         ids=["TableSchema", "read_frame", "SequenceSchema"])
+def test_named_markers_must_be_a_list(read):
+    with pytest.raises(pm.DataError, match=r"na_values must be a list of markers, got the string 'NA'"):
+        read()
+
+
 @pytest.mark.parametrize("options, message", [
     ({"categorical": "colour"}, r"categorical must be a list of column names, got the string 'colour'"),
     ({"groups": {"ab": "a"}}, r"groups \['ab'\]: each group must be a list"),
@@ -535,6 +580,33 @@ def test_writes_are_fsynced_before_the_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), replace(a, b))[1])
     atomic_write(tmp_path / "f", lambda p: p.write_text("x"))
     assert events == ["fsync", "replace", "fsync"] if os.name == "posix" else ["fsync", "replace"]
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for a test, restoring the old one after."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def test_new_files_follow_the_umask_and_overwritten_files_keep_their_mode(tmp_path, umask):
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    umask(0o022)
+    pm.write_frame(table(), tmp_path / "out.csv")
+    assert mode(tmp_path / "out.csv") == 0o644
+    (tmp_path / "out.csv").chmod(0o640)
+    pm.write_frame(table(), tmp_path / "out.csv")
+    assert mode(tmp_path / "out.csv") == 0o640
+    model = pm.MIWAE(SCHEMA, latent_dim=2, hidden=(4,))
+    model.save(tmp_path / "model")
+    assert mode(tmp_path / "model") == 0o755 and {mode(p) for p in (tmp_path / "model").iterdir()} == {0o644}
+    umask(0o077)
+    atomic_write(tmp_path / "private", lambda p: p.write_text("x"))
+    assert mode(tmp_path / "private") == 0o600
+    (tmp_path / "private").chmod(0o444)  # read-only: still replaced, and still read-only
+    atomic_write(tmp_path / "private", lambda p: p.write_text("y"))
+    assert mode(tmp_path / "private") == 0o444 and (tmp_path / "private").read_text() == "y"
 
 
 # --- the command line ----------------------------------------------------------------------------

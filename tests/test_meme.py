@@ -212,8 +212,22 @@ def test_prior_is_the_equal_mixture_of_both_pseudo_sample_mixtures():
         for v in (0.3, -1.2)
     ]
     torch.testing.assert_close(model.log_prior(z), torch.tensor(by_hand))
-    samples = model.sample_prior(4000)
-    assert abs(float(samples.mean()) - (0 + 0.5 + 0 + 1) / 4) < 0.06
+    samples = model.prior((4000,)).sample()
+    assert samples.shape == (4000, 1) and abs(float(samples.mean()) - (0 + 0.5 + 0 + 1) / 4) < 0.06
+    torch.testing.assert_close(model.prior(()).matched().mean, samples.mean(0), atol=0.06, rtol=0)
+
+
+def test_without_pairs_fitting_warns_and_predict_refuses():
+    data = small_data(8)
+    model = pm.MEME(data.schema, latent_dim=2, hidden=(8,), pseudo_samples=2)
+    halves = torch.arange(8) < 4
+    unpaired = data.with_observed({"a": data.observed["a"] & halves[:, None], "b": data.observed["b"] & ~halves})
+    with pytest.warns(pm.NeverObservedWarning, match="no pairs"):
+        pm.Trainer(model, epochs=1, batch_size=8, progress=False).fit(unpaired)
+    with pytest.raises(ValueError, match="cannot predict 'b'.*no pairs"):
+        model.predict(data, "b")
+    model.observe(pm.missing.paired_split(data, 0.5))
+    assert model.predict(data, "b").shape == (8,)
 
 
 def test_categorical_partner_has_its_classes_as_pseudo_samples():
@@ -263,6 +277,7 @@ def digit_styles_pair(names, paired):
     return pm.missing.paired_split(keep[0], paired, torch.Generator().manual_seed(0)), keep[1], y_train, y_test
 
 
+@pytest.mark.slow
 def test_thirty_epochs_on_hand_and_label_give_cross_coherence_far_above_chance():
     from sklearn.linear_model import LogisticRegression
 

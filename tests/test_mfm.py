@@ -72,6 +72,7 @@ def test_surrogate_is_used_exactly_for_samples_missing_an_input():
     torch.testing.assert_close(zero_fill, model.decode(full)["y"].mean)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("surrogate", ["mask", "pattern"])
 def test_training_learns_the_label_and_the_missing_input(surrogate):
     train, test = toy(256, seed=0), toy(200, seed=1)
@@ -191,6 +192,7 @@ def test_refusals():
     np.testing.assert_array_equal(filled.values["a"][10:].numpy(), toy(30).values["a"][10:].numpy())
 
 
+@pytest.mark.slow
 def test_digit_styles_short_run_beats_chance():
     train, test, _, y_test = pm.load_digit_styles(label=True)
     torch.manual_seed(0)

@@ -14,7 +14,8 @@ def test_components_are_the_products_over_each_samples_power_set():
     batch = tiny(2)
     model = pm.MoPoE(batch.schema, latent_dim=2, hidden=(8,))
     mixed = batch.with_observed({"c": torch.tensor([True, False])})  # sample 0 has a, b, c; sample 1 a, b
-    products, valid = model.components(mixed)
+    q = model.proposal(mixed)
+    products, valid = q.components, q.use
     assert model.subsets.shape == (7, 3)
     assert valid[:, 0].all() and int(valid[:, 1].sum()) == 3  # {a}, {b}, {a, b}
     assert not valid[model.subsets[:, 2], 1].any()

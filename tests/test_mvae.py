@@ -200,6 +200,7 @@ def test_unknown_config_key_and_weight_raise():
         pm.MVAE(schema, weights={"z": 2.0})
 
 
+@pytest.mark.slow
 def test_mvae_learns_digits_with_a_fixed_seed():
     train, test = pm.load_digits()
     model = pm.MVAE(train.schema, latent_dim=16, hidden=(128,), weights={"label": 50.0}, cross=True)

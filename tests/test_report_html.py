@@ -1,18 +1,22 @@
 """report.html as a reader sees it: rendered by headless Chromium, images and all."""
 
+import json
+import re
 import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 from matplotlib.image import imread
 
 import polymodal as pm
-from polymodal.evaluation import evaluate
-from polymodal.report import write_report
+from polymodal.evaluation import FEW, Evaluation, evaluate, hold_out
+from polymodal.report import Units, missingness_figure, scatter_figure, sequence_figure, write_report
 from polymodal.run import fit, parse_config
+from polymodal.tables import SequenceSchema, TableSchema
 
 CHROMIUM = shutil.which("chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -71,3 +75,71 @@ def test_image_data_gets_reconstructions_and_cross_generations(tmp_path):
     page = write_report(tmp_path / "run", evaluation).read_text()
     assert "Images: reconstructions and cross generation" in page and "Missingness pattern" in page
     assert page.count("data:image/png;base64,") == 2 and 0 < evaluation.scores["image"]["nrmse"] < 10
+
+
+def cells(page, css):
+    """Per column of the report's per-column table, the text of its cells of class ``css``."""
+    return dict(re.findall(rf"<tr data-column='([^']*)'>.*?<td class='{css}'>([^<]*)</td>", page))
+
+
+def test_every_column_has_its_scores_counts_and_baselines(table_report):
+    page = table_report.read_text()
+    scores = json.loads((table_report.parent / "scores.json").read_text())
+    counts = cells(page, "entries")
+    assert set(counts) == {"a", "b", "c", "group"}
+    assert {c: int(n) for c, n in counts.items()} == {c: s["entries"] for c, s in scores.items()}
+    notes = cells(page, "note")
+    assert all(("too few" in notes[c]) == (scores[c]["entries"] < FEW) for c in counts)
+    assert all(("worse than" in notes[c]) == bool(scores[c]["worse_than"]) for c in counts)
+    assert "<th>mean</th>" in page and "<th>mode</th>" in page
+
+
+def test_categorical_columns_get_a_confusion_table(table_report):
+    page = table_report.read_text()
+    scores = json.loads((table_report.parent / "scores.json").read_text())
+    table = re.search(r"<table class='confusion' data-column='group'>(.*?)</table>", page).group(1)
+    assert re.findall(r"<th>(up|down)</th>", table) == ["down", "up", "down", "up"]
+    counts = [int(n) for n in re.findall(r"<td class='[a-z]*'>(\d+)</td>", table)]
+    assert len(counts) == 4 and sum(counts) == scores["group"]["entries"]
+    assert counts[0] + counts[3] == round(scores["group"]["accuracy"] * scores["group"]["entries"])
+
+
+def hidden_half(truth, seed=0):
+    return hold_out(truth, 0.5, seed=seed)
+
+
+def test_scatter_plots_show_every_column_in_its_units():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 14)) * np.arange(1, 15) * 100 + 1000, columns=[f"c{j}" for j in range(14)])
+
+    tables = TableSchema().fit(frame)
+    truth = tables.transform(frame)
+    held = hidden_half(truth)
+    fig = scatter_figure(Evaluation(truth, held, truth, {}), Units(tables))
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().split()[0] for ax in panels] == list(frame.columns)  # all 14, not the first 12
+    for ax, column in zip(panels, frame.columns):
+        hidden = ~held.observed[column].numpy()
+        np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 0], frame[column].to_numpy()[hidden], atol=1e-3)
+        assert ax.get_title() == f"{column} ({hidden.sum()} hidden)"
+
+
+def test_sequences_show_every_feature_and_padding_is_not_missing():
+    rows = []
+    for i, length in enumerate((8, 5, 3)):  # sequences 1 and 2 are padded after their end
+        t = np.arange(length)
+        rows.append(pd.DataFrame({"id": i, "time": t, "x": 10.0 * t, "y": -5.0 * t + i, "z": 100 + t ** 2}))
+    frame = pd.concat(rows, ignore_index=True)
+    frame.loc[3, "y"] = np.nan  # one cell missing inside sequence 0
+    schema = SequenceSchema(groups={"pos": ["x", "y"]}).fit(frame)
+    truth = schema.transform(frame)
+    held = hidden_half(truth)
+    evaluation = Evaluation(truth, held, truth, {})
+    fig = sequence_figure(evaluation, n=3, units=Units(schema))
+    assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["x", "y", "z"]
+    truth_line = fig.axes[3 * 2 + 1].lines[0]  # z of sequence 1, in its units
+    assert truth_line.get_ydata().tolist() == pytest.approx([100 + s**2 for s in range(5)])
+    state = missingness_figure(evaluation, units=Units(schema)).axes[0].images[0].get_array()
+    assert state.shape == (3 * 8, 3)
+    assert (state[8 + 5 : 16] == 0).all() and (state[16 + 3 :] == 0).all()  # padding: its own colour
+    assert (state == 1).sum() == 1 and state[3, 1] == 1  # the one cell missing in the data

@@ -105,3 +105,95 @@ def test_a_category_dtype_declares_levels_the_training_rows_miss():
     assert tables.categories_["k"] == ["a", "b", "c"] and tables.schema_["k"].num_classes == 3
     test = pd.DataFrame({"k": pd.Series(["c", None], dtype=kind), "x": [1.0, np.nan]})
     assert tables.transform(test).values["k"].tolist() == [2, 0]
+
+
+def survey():
+    """Like R's MASS::survey: the exercise level "None" is data, a numeric column has holes."""
+    return pd.DataFrame({
+        "Exer": ["None", "Some", "Freq", "None", "Some", None],
+        "Pulse": [70.0, np.nan, 80.0, 64.0, np.nan, 72.0],
+        "Smoke": ["Never", "Heavy", "NA", "Never", "Occas", "Never"],
+    })
+
+
+def test_text_that_looks_missing_is_data_unless_named():
+    table = survey()
+    with pytest.warns(UserWarning) as caught:
+        tables = pm.TableSchema().fit(table)
+    assert [str(w.message).split(" are kept")[0] for w in caught] == [
+        "column 'Exer': the categories ['None']", "column 'Smoke': the categories ['NA']"]
+    assert str(caught[0].message).endswith("(on the command line: --na-values None)")
+    assert tables.categories_["Exer"] == ["Freq", "None", "Some"]
+    assert tables.transform(table).observed["Exer"].tolist() == [True] * 5 + [False]
+    with pytest.warns(UserWarning, match=r"column 'Exer'"):
+        named = pm.TableSchema(na_values=["NA"]).fit(table)
+    assert named.categories_["Smoke"] == ["Heavy", "Never", "Occas"]
+    batch = named.transform(table)
+    assert batch.observed["Smoke"].tolist() == [True, True, False, True, True, True]
+    filled = named.fill(table, named.transform(table.fillna({"Pulse": 70.0})).with_observed(
+        {k: torch.ones_like(v) for k, v in batch.observed.items()}))
+    assert filled["Smoke"][2] in {"Heavy", "Never", "Occas"} and filled["Exer"][:5].tolist() == table["Exer"][:5].tolist()
+    assert (filled["Exer"] == "None").sum() == 2  # the level None is never overwritten
+
+
+def test_markers_of_any_type_and_their_config():
+    import json
+
+    from polymodal.tables import transform_from_config
+
+    table = pd.DataFrame({"a": [1.5, -999.0, 3.0, 4.0], "b": ["x", "?", "y", "x"]})
+    tables = pm.TableSchema(na_values=["?", -999]).fit(table)
+    assert tables.min_["a"] == 1.5 and tables.categories_["b"] == ["x", "y"]
+    back = transform_from_config(json.loads(json.dumps(tables.config())))
+    assert back.na_values == ["?", -999] and back.transform(table).observed["a"].tolist() == [True, False, True, True]
+
+
+def test_integer_columns_come_back_whole_in_their_dtype():
+    table = pd.DataFrame({
+        "Month": [5.0, 6.0, np.nan, 9.0],  # an integer column with a hole, as pandas reads it
+        "count": pd.array([1, None, 3, 4], dtype="Int64"),
+        "Wind": [7.4, np.nan, 12.6, 8.0],
+    })
+    tables = pm.TableSchema().fit(table)
+    assert tables.integers_ == ["Month", "count"]
+    batch = tables.transform(table)
+    guess = {"Month": 0.55, "count": 0.4, "Wind": 0.5}  # scaled: Month 6.65, count 2.2, Wind 10.0
+    values = {k: torch.where(batch.observed[k], batch.values[k], torch.tensor(v)) for k, v in guess.items()}
+    filled = tables.fill(table, pm.Batch(batch.schema, values, {k: torch.ones_like(v) for k, v in batch.observed.items()}))
+    assert filled["Month"].tolist() == [5.0, 6.0, 7.0, 9.0] and filled["count"].tolist() == [1, 2, 3, 4]
+    assert filled["Wind"][1] == pytest.approx(10.0) and (filled.dtypes == table.dtypes).all()
+
+
+def test_a_one_class_column_is_filled_with_its_class():
+    table = pd.DataFrame({"only": ["yes", None, "yes", None], "x": [1.0, 2.0, np.nan, 4.0]})
+    tables = pm.TableSchema().fit(table)
+    assert tables.categories_["only"] == ["yes"] and tables.schema_["only"].num_classes == 2
+    batch = tables.transform(table)
+    phantom = batch.values["only"].masked_fill(~batch.observed["only"], 1)  # the class no cell has
+    values = {**batch.values, "only": phantom}
+    filled = tables.fill(table, pm.Batch(batch.schema, values, {k: torch.ones_like(v) for k, v in batch.observed.items()}))
+    assert filled["only"].tolist() == ["yes"] * 4
+
+
+@pytest.mark.parametrize("cells", [["1973-05-01", "1973-05-02", None], ["2024-01-31 12:00", "2024-02-01T08:30:15", None]])
+def test_text_dates_are_refused_unless_named_categorical(cells):
+    table = pd.DataFrame({"Date": cells, "x": [1.0, 2.0, 3.0]})
+    with pytest.raises(pm.DataError, match=r"column 'Date' holds dates such as .*days since the first date"):
+        pm.TableSchema().fit(table)
+    assert pm.TableSchema(categorical=["Date"]).fit(table).categories_["Date"] == cells[:2]
+    not_a_date = table.assign(Date=["1973-05-01", "1973-13-45", None])  # shaped like a date, no such day
+    assert pm.TableSchema().fit(not_a_date).schema_["Date"].categorical
+
+
+@pytest.mark.parametrize("model", ["auto", "mvae"])
+def test_the_imputer_fills_a_one_class_column_and_keeps_integers_whole(model):
+    rng = np.random.default_rng(0)
+    n = 40
+    table = pd.DataFrame({"x": rng.normal(size=n), "Month": rng.integers(5, 10, n).astype(float),
+                          "only": pd.Series(["yes"] * n, dtype="str")})
+    table = table.mask(rng.random(table.shape) < 0.25)
+    imputer = pm.Imputer(model=model, steps=3, samples=10, validation=0.0).fit(table)
+    for filled in [imputer.transform(table), *imputer.sample(table, 3)]:
+        assert (filled["only"] == "yes").all() and (filled.dtypes == table.dtypes).all()
+        assert (filled["Month"] % 1 == 0).all() and filled["Month"].notna().all()
+        assert filled["x"].notna().all()

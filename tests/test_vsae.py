@@ -68,6 +68,7 @@ def test_imputation_never_changes_observed_entries():
                 assert filled.observed[name].all()
 
 
+@pytest.mark.slow
 def test_vsae_learns_to_impute_from_the_other_columns():
     tables, batch, truth, observed = fitted_tables()
     torch.manual_seed(0)
@@ -84,6 +85,7 @@ def test_vsae_learns_to_impute_from_the_other_columns():
     assert np.mean(big == truth.numpy()["big"][~observed[:, 5]]) > 0.8
 
 
+@pytest.mark.slow
 def test_generated_masks_follow_the_training_missing_rate():
     table, holes, _ = correlated_table(rate=0.6)
     tables = pm.TableSchema().fit(holes)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def fraction(text: str) -> float:
@@ -30,6 +31,11 @@ def fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text}")
     return value
+
+
+def markers(text: str) -> list[str]:
+    """An argparse type: comma-separated missing-value markers."""
+    return text.split(",")
 
 
 def device(text: str) -> str:
@@ -77,8 +83,9 @@ def parser() -> argparse.ArgumentParser:
                 "  polymodal impute --fit IN -o OUT           fit an Imputer on IN itself, then fill IN\n\n"
                 "--draws K writes K multiple imputations, OUT.draw1 ... OUT.drawK, each sampled from the model\n"
                 "given the observed cells (sampling importance resampling).",
-                usage="polymodal impute MODEL_DIR IN [-o OUT] [--draws K] [--samples S] [--seed S]\n"
-                      "       polymodal impute --fit IN -o OUT [--model NAME] [--steps N] [--save DIR] [--id COLUMN]")
+                usage="polymodal impute MODEL_DIR IN [-o OUT] [--draws K] [--samples S] [--seed S] [--na-values A,B]\n"
+                      "       polymodal impute --fit IN -o OUT [--model NAME] [--steps N] [--save DIR] [--id COLUMN]"
+                      " [--na-values A,B]")
     p.add_argument("paths", nargs="+", metavar="PATH", help="MODEL_DIR and IN, or with --fit only IN")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: IN.imputed with IN's suffix)")
     p.add_argument("--draws", type=int, default=0, metavar="K", help="write K multiple imputations")
@@ -116,6 +123,12 @@ def parser() -> argparse.ArgumentParser:
                    help="importance samples per imputation (default 100; 0, from the posterior mean, for MFM)")
     p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
 
+    for name in ("impute", "predict", "evaluate"):
+        commands.choices[name].add_argument(
+            "--na-values", type=markers, default=[], metavar="A,B",
+            help="text that marks a missing cell besides an empty cell and NaN, e.g. NA,None (default: none; "
+                 "a model fitted with markers also uses its own)")
+
     p = command("info", "info", "describe a saved model",
                 "Print the model, its modalities and data columns, options, version, size and training summary.")
     p.add_argument("folder", metavar="MODEL_DIR", help="a saved model folder or a run folder")
@@ -143,7 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     from . import commands
 
     try:
-        getattr(commands, args.run)(args)
+        with warnings.catch_warnings():  # a warning is one line: a note, not a traceback-like location
+            warnings.showwarning = lambda message, *_, **__: print(f"polymodal {args.command}: note: {message}",
+                                                                   file=sys.stderr)
+            getattr(commands, args.run)(args)
     except commands.ERRORS as error:
         if args.debug:
             raise

@@ -22,7 +22,7 @@ from .data import Batch, DataError, concat
 from .datasets import load_digits
 from .datasets.digits import digits_schema
 from .datasets.files import FrameWriter, read_chunks, read_frame, sample_rows, sequence_file, write_frame
-from .evaluation import draw_imputations, evaluate
+from .evaluation import FEW, baseline_fills, baseline_scores, draw_imputations, evaluate, metric, worse
 from .metrics import cross_modal
 from .models import MVAE
 from .persistence import TRANSFORM, ModelFileError, load, load_transform
@@ -34,6 +34,46 @@ from .training import Trainer
 def report(scores: dict[str, float]) -> None:
     print(f"label accuracy from images alone: {scores['label_accuracy_from_image']:.3f}")
     print(f"image MSE from labels alone:     {scores['image_mse_from_label']:.4f}")
+
+
+def score_lines(scores: dict[str, dict]) -> tuple[list[str], str | None]:
+    """A table of scores beside their baselines, one line per modality (! marks a score
+    worse than a baseline), and a one-line warning naming those, if any."""
+    baselines = list(dict.fromkeys(b for s in scores.values() for b in s.get("baselines", {})))
+    likelihood = any("log_likelihood" in s for s in scores.values())
+    rows = [["modality", "entries", "metric", "model", *baselines, *(["log_likelihood"] if likelihood else [])]]
+    for name, s in scores.items():
+        key = metric(s)
+        found = s.get("baselines", {})
+        rows.append([name, str(s["entries"]), key, f"{s[key]:.4g}" + ("!" if s.get("worse_than") else ""),
+                     *(f"{found[b][key]:.4g}" if b in found else "" for b in baselines),
+                     *([f"{s['log_likelihood']:.4g}" if "log_likelihood" in s else ""] if likelihood else [])])
+    lines = aligned(rows, left=(0,))
+    flagged = [f"{name} ({metric(s)} {s[metric(s)]:.4g}; " + ", ".join(f"{b} {s['baselines'][b][metric(s)]:.4g}"
+                                                                     for b in s["worse_than"]) + ")"
+               for name, s in scores.items() if s.get("worse_than")]
+    few = [name for name, s in scores.items() if s["entries"] < FEW]
+    if few:
+        lines.append(f"note: fewer than {FEW} hidden entries scored in {few}: chance moves their scores much")
+    warning = None
+    if flagged:
+        warning = (f"warning: the model imputes the hidden entries worse than a simple baseline on the same entries "
+                   f"(marked !): {'; '.join(flagged)}")
+    return lines, warning
+
+
+def aligned(rows: list[list[str]], left: tuple[int, ...]) -> list[str]:
+    """Rows of cells as lines of aligned columns: those at ``left`` flush left, the others (numbers) right."""
+    widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) if j in left else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip()
+            for r in rows]
+
+
+def show(lines: list[str], warning: str | None) -> None:
+    """Lines to stdout, a warning to stderr."""
+    print("\n".join(lines))
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -69,11 +109,13 @@ def model_folder(path: str) -> Path:
     return folder / "model" if (folder / "model" / "config.json").is_file() else folder
 
 
-def read(transform: Transform, path: str, absent: tuple[str, ...] = ()):
-    """A file as the model's transform reads it: the frame and its batch. Columns named in
-    ``absent`` may be missing from the file (they are then missing for every sample)."""
+def read(transform: Transform, path: str, na_values: list[str], absent: tuple[str, ...] = ()):
+    """A file as the model's transform reads it: the frame and its batch, with the model's and
+    ``na_values``' missing-value markers. Columns named in ``absent`` may be missing from the
+    file (they are then missing for every sample)."""
     sequence = isinstance(transform, SequenceSchema)
-    frame = read_frame(path, transform.id, transform.time) if sequence else read_frame(path)
+    markers = [*map(str, transform.na_values), *na_values]
+    frame = read_frame(path, transform.id, transform.time, markers) if sequence else read_frame(path, na_values=markers)
     given = frame.assign(**{c: np.nan for c in absent if c not in frame.columns})
     return frame, transform.transform(given)
 
@@ -95,6 +137,10 @@ def fit(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     out = args.out or config.trainer.get("out") or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     fit_run(config, out, resume=args.resume, progress=not args.quiet)
+    if config.evaluate is not None:
+        print(f"scores on {config.evaluate.mask_rate:.0%} hidden entries of the "
+              f"{'test' if config.data.test else 'validation'} data, beside simple baselines (lower is better):")
+        show(*score_lines(json.loads((Path(out) / "scores.json").read_text())))
     print(f"run written to {out}/ (model/, history.csv, scores.json, report.html)")
 
 
@@ -115,7 +161,7 @@ def impute(args: argparse.Namespace) -> None:
             not isinstance(load_transform(folder), SequenceSchema):
         return impute_table(args, folder, source)
     model, transform = load(folder), load_transform(folder)
-    frame, batch = read(transform, source)
+    frame, batch = read(transform, source, args.na_values)
     options = {} if args.samples is None else {"samples": args.samples}
     out = output_path(args.output, source, "imputed")
     if args.draws:
@@ -144,7 +190,8 @@ def impute_table(args: argparse.Namespace, folder: Path, source: str) -> None:
     elif not (folder / "imputer.json").is_file():  # a fitted model's own default: its posterior mean, or 100 to draw
         imputer.set_params(samples=100 if args.draws else 0)
     imputer.set_params(random_state=args.seed, progress=not args.quiet)
-    chunks = checked_columns(read_chunks(source, CHUNK_ROWS), imputer.tables_.columns_, source)
+    markers = [*map(str, imputer.tables_.na_values), *args.na_values]
+    chunks = checked_columns(read_chunks(source, CHUNK_ROWS, markers), imputer.tables_.columns_, source)
     out = output_path(args.output, source, "imputed")
     if args.draws:
         paths = [out.with_name(f"{out.stem}.draw{k + 1}{out.suffix}") for k in range(args.draws)]
@@ -182,19 +229,73 @@ def impute_fit(args: argparse.Namespace) -> None:
     if sequence_file(source):
         raise ConfigError(f"impute --fit fills tables, and {source} holds sequences [N, T, F]; train a sequence model "
                           "(mdmm or dks) with `polymodal fit CONFIG.yaml`, then `polymodal impute RUN_DIR IN`")
-    sample = sample_rows(counted(read_chunks(source, CHUNK_ROWS), "read", not args.quiet), FIT_ROWS, args.seed)
-    ids = [c for c in sample.columns if c == args.id]
-    options = {"steps": args.steps, **({} if args.samples is None else {"samples": args.samples})}
-    imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options)
-    imputer.fit(sample.drop(columns=ids))
+    chunks = counted(read_chunks(source, CHUNK_ROWS, args.na_values), "read", not args.quiet)
+    sample = sample_rows(chunks, FIT_ROWS, args.seed)
+    values = sample.drop(columns=[c for c in sample.columns if c == args.id])
     del sample
+    options = {"steps": args.steps, **({} if args.samples is None else {"samples": args.samples})}
+    imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options).fit(values)
+    show(*imputer_lines(imputer, values))
+    del values
     with FrameWriter(args.output, source) as writer:
-        for table in imputer.transform_chunks(read_chunks(source, CHUNK_ROWS)):
+        for table in imputer.transform_chunks(read_chunks(source, CHUNK_ROWS, args.na_values)):
             writer.write(table)
     if args.save:
+        imputer.tables_.na_values = args.na_values  # saved with it, so that `impute DIR IN` reads IN alike
         imputer.save(args.save)
         print(f"imputer saved to {args.save}/")
     print(f"imputed table written to {args.output}")
+
+
+def held_out_cells(imputer, values) -> tuple[Batch, Batch, dict[str, dict[str, torch.Tensor]]] | None:
+    """The cells a fitted :class:`~polymodal.Imputer` held out of ``values`` (its training
+    table) to score and blend its candidates, drawn as its ``fit`` draws them: the held-out
+    rows, the same rows with those cells hidden, and the baselines' fills of the rows from
+    every cell the imputer trained on. None if it held out none."""
+    rows, truth, hidden, held = imputer.validation_split(imputer.tables_.transform(values))
+    if truth is None:
+        return None
+    return truth, hidden, {n: {b: v[held] for b, v in f.items()} for n, f in baseline_fills(rows).items()}
+
+
+def imputer_lines(imputer, values) -> tuple[list[str], str | None]:
+    """What ``impute --fit`` fitted: per column its held-out cells, the blend's score on them
+    beside the column mean's (mode's), and the candidates' weights; the overall held-out
+    score; and a one-line warning naming the columns where the blend is worse than the
+    baseline, if any."""
+    cells = held_out_cells(imputer, values)
+    if cells is None or np.isnan(imputer.validation_score_):
+        candidates = ", ".join(imputer.weights_.columns)
+        return [f"imputer: {candidates}; no cells could be held out to score it"], None
+    truth, hidden, fills = cells
+    found = baseline_scores(truth, hidden, fills)
+    names = list(imputer.weights_.columns)
+    rows = [["column", "held-out cells", "metric", "imputer", "mean/mode", *names, "chose"]]
+    flagged, baselines = [], []
+    for column, score in imputer.validation_scores_.items():
+        m = truth.schema[column]
+        key, baseline = ("pfc", "mode") if m.categorical else ("nrmse", "mean")
+        value = found[column][baseline][key] if column in found else float("nan")
+        if not np.isnan(score):
+            baselines.append(value)
+        bad = worse(score, value)
+        if bad:
+            flagged.append(f"{column} ({key} {score:.4g}; {baseline} {value:.4g})")
+        entries = int((truth.observed[column] & ~hidden.observed[column]).sum())
+        rows.append([str(column), str(entries), key, f"{score:.4g}" + ("!" if bad else ""), f"{value:.4g}",
+                     *(f"{imputer.weights_.loc[column, n]:.1f}" for n in names), str(imputer.choice_[column])])
+    lines = aligned(rows, left=(0, len(rows[0]) - 1))
+    overall = np.nanmean(baselines)
+    few = [str(r[0]) for r in rows[1:] if int(r[1]) < FEW]
+    if few:
+        lines.append(f"note: fewer than {FEW} held-out cells in {few}: chance moves their scores much")
+    lines.insert(0, f"imputer: held-out score {imputer.validation_score_:.4g} (mean over columns; column mean/mode "
+                    f"{overall:.4g}; lower is better); candidates' weights per column:")
+    warning = None
+    if flagged:
+        warning = ("warning: the imputer fills held-out cells worse than the column's mean or mode (marked !): "
+                   + "; ".join(flagged))
+    return lines, warning
 
 
 def predict(args: argparse.Namespace) -> None:
@@ -209,7 +310,7 @@ def predict(args: argparse.Namespace) -> None:
         raise DataError(f"--inputs {unknown} are not modalities of the model; it has {model.schema.names}")
     tables = transform.tables_ if isinstance(transform, SequenceSchema) else transform
     columns = tables.modality_columns_[args.target]
-    frame, batch = read(transform, args.data, absent=tuple(columns))
+    frame, batch = read(transform, args.data, args.na_values, absent=tuple(columns))
     parts = chunked(lambda part: model.predict(batch.select(part), args.target, inputs).cpu(), len(batch),
                     progress=not args.quiet, desc="predict")
     values = dict(batch.values)
@@ -239,16 +340,12 @@ def evaluate_command(args: argparse.Namespace) -> None:
         _, test = load_digits()
         report(cross_modal(model, test))
         return
-    _, batch = read(load_transform(folder), args.data)
+    _, batch = read(load_transform(folder), args.data, args.na_values)
     samples = (100 if model.has_density else 0) if args.samples is None else args.samples
     result = evaluate(model, batch, args.mask_rate, args.mechanism, args.seed, samples, progress=not args.quiet)
     if not result.scores:
         raise DataError(f"{args.data}: nothing was hidden to score (no observed entries, or --mask-rate 0)")
-    metrics = list(dict.fromkeys(k for s in result.scores.values() for k in s))
-    width = max(len(n) for n in result.scores) + 2
-    print("modality".ljust(width) + "".join(f"{m:>16}" for m in metrics))
-    for name, s in result.scores.items():
-        print(name.ljust(width) + "".join(f"{s[m]:>16.4g}" if m in s else " " * 16 for m in metrics))
+    show(*score_lines(result.scores))
     if args.json:
         Path(args.json).write_text(json.dumps(result.scores, indent=2))
 

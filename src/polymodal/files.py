@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     left by an earlier kill (``.NAME.*.tmp``) are removed first (each file polymodal writes has
     one writer: rank 0 under DDP). The file is fsynced before the
     rename and the folder after it, so that a power cut cannot leave an empty ``path``.
+    A new file gets the mode that ``open`` would give it (0644 under the usual umask 022),
+    an overwritten one keeps its mode: ``mkstemp``'s private 0600 would survive the rename.
     """
     path = Path(path)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
@@ -48,6 +51,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _mode(path))  # last: a writer may replace the file, and a read-only mode stops the fsync
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -90,6 +94,14 @@ def replace_folder(folder: str | Path, write: Callable[[Path], Any], marks: tupl
         os.replace(tmp, folder)
     _fsync_folder(folder.parent)
     return folder
+def _mode(path: Path) -> int:
+    """The permission bits for writing ``path``: its own if it exists, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # the only way to read the umask is to set it
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -15,6 +15,10 @@ positive. Products that include a proper Gaussian and no quotient are positive b
 construction and are never checked; the others are checked where that costs no device
 synchronisation (tensors on the CPU), or everywhere inside :func:`debug`. On an accelerator
 outside :func:`debug`, an improper quotient gives NaN, which the trainer reports.
+
+A :class:`Mixture` of such Gaussians (uniform or weighted, with components masked per batch
+element) is the other distribution a model's prior or proposal can be; :func:`iw_bound` is
+the importance-weighted bound of log-weights, with DReG's gradient as an option.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 from torch import Tensor
 
 LOG_2PI = math.log(2 * math.pi)
+POINT_VAR = 1e-8  # the variance of a Gaussian that stands for a point (a deterministic code)
 
 
 class NonPositivePrecisionError(ValueError):
@@ -44,6 +49,12 @@ class Gaussian:
     @classmethod
     def standard(cls, shape: tuple[int, ...], device=None, dtype=None) -> Gaussian:
         return cls(torch.zeros(shape, device=device, dtype=dtype), torch.ones(shape, device=device, dtype=dtype))
+
+    @classmethod
+    def point(cls, mean: Tensor) -> Gaussian:
+        """A point mass at ``mean``, as a Gaussian of variance :data:`POINT_VAR`: the posterior of a
+        deterministic encoder, so that the task API and the metrics that read means work."""
+        return cls(mean, torch.full_like(mean, POINT_VAR))
 
     @property
     def std(self) -> Tensor:
@@ -233,7 +244,101 @@ def log_mean_exp(x: Tensor, dim: int = 0) -> Tensor:
     return torch.logsumexp(x, dim) - math.log(x.shape[dim])
 
 
-def mixture_log_prob(components: Gaussian, z: Tensor) -> Tensor:
-    """log (1/N) sum_i N(z; mean_i, var_i) of the uniform mixture of ``components`` ``[N, D]``,
-    for latents ``z`` ``[..., D]``: ``[...]`` (a VampPrior-style mixture prior)."""
-    return log_mean_exp(components.log_prob(z.unsqueeze(-2)), -1)
+def iw_bound(log_w: Tensor, z: Tensor | None = None) -> Tensor:
+    """The importance-weighted bound log 1/K sum_k w_k of log-weights ``log_w`` ``[K, ...]``.
+
+    Given ``z`` ``[K, ..., D]``, the reparameterised draws that ``log_w`` was computed at with the
+    proposal's parameters held fixed (detached) inside log q, the value is the same and the
+    gradient the doubly reparameterised one (DReG; Tucker et al., 2019): with the normalised
+    weights w~_k, the generative model gets the IWAE gradient sum_k w~_k grad log w_k, and the
+    proposal only the path through z with the weights squared, sum_k w~_k^2 (d log w_k / d z_k)
+    (d z_k / d phi). Its variance vanishes where the proposal is the exact posterior, which the
+    IWAE gradient's does not (its score term grows with K). The gradient reaching the proposal
+    through ``z`` is reweighted, so ``z`` should feed this bound only."""
+    bound = log_mean_exp(log_w, 0)
+    if z is None or not z.requires_grad:
+        return bound
+    w = torch.softmax(log_w, 0).detach()
+    z.register_hook(lambda grad: w.unsqueeze(-1) * grad)  # the path through z: weights squared with the next line's
+    surrogate = (w * log_w).sum(0)
+    return bound.detach() + surrogate - surrogate.detach()
+
+
+@dataclass
+class Mixture:
+    """A mixture of diagonal Gaussians, like ``torch.distributions.MixtureSameFamily``: the
+    ``components`` ``[C, *batch, D]`` along the leading axis, ``weights`` ``[C, *batch]`` (uniform
+    when omitted; need not be normalised) and ``use`` ``[C, *batch]``, the components each batch
+    element mixes (all when omitted). A batch element that uses none is the mixture of all, so
+    that it stays finite; :meth:`matched` can put another Gaussian there.
+
+    Draws pick a component by its weight, then sample it: ``rsample`` is reparameterised within
+    the chosen component (the choice itself has no gradient)."""
+
+    components: Gaussian
+    weights: Tensor | None = None
+    use: Tensor | None = None
+
+    @property
+    def shape(self) -> torch.Size:
+        """The batch and event shape, without the component axis."""
+        return self.components.shape[1:]
+
+    @property
+    def mask(self) -> Tensor:
+        """``[C, *batch]``: the components in use, all of them where a batch element uses none."""
+        if self.use is None:
+            return torch.ones(self.components.shape[:-1], dtype=torch.bool, device=self.components.mean.device)
+        return self.use | ~self.use.any(0)
+
+    @property
+    def probs(self) -> Tensor:
+        """``[C, *batch]``: the normalised weights of the used components."""
+        w = self.mask.to(self.components.mean.dtype)
+        if self.weights is not None:
+            w = w * self.weights
+        return w / w.sum(0)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log sum_c pi_c N(z; mean_c, var_c) for latents ``z`` ``[..., *batch, D]``: ``[..., *batch]``."""
+        axis = 1 - self.components.mean.dim()  # the component axis of the components' log-densities
+        log_q = self.components.log_prob(z.unsqueeze(axis - 1))  # [..., C, *batch]
+        if self.weights is None:
+            mask = self.mask
+            return torch.logsumexp(log_q.masked_fill(~mask, -math.inf), axis) - mask.sum(0).log()
+        return torch.logsumexp(log_q + self.probs.log(), axis)
+
+    def rsample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        """Draws ``sample_shape + self.shape``: for each, a component by its weight, then a
+        reparameterised sample of it."""
+        c, d = self.components.shape[0], self.components.shape[-1]
+        k = math.prod(sample_shape)
+        w = self.mask.float() if self.weights is None else self.mask * self.weights
+        pick = torch.multinomial(w.reshape(c, -1).T.clamp_min(1e-12), k, replacement=True).T  # [k, n]
+        index = pick.unsqueeze(-1).expand(k, -1, d)
+        mean, var = self.components.mean.reshape(c, -1, d), self.components.var.reshape(c, -1, d)
+        chosen = Gaussian(mean.gather(0, index), var.gather(0, index))
+        return chosen.rsample().reshape(*sample_shape, *self.shape)
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def matched(self, otherwise: Gaussian | None = None) -> Gaussian:
+        """The Gaussian of the mixture's mean and (diagonal) variance per batch element;
+        ``otherwise`` (broadcast to the batch) where an element uses no component."""
+        matched = moment_match(self.components, self.probs)
+        if otherwise is None or self.use is None:
+            return matched
+        return where(self.use.any(0), matched, otherwise.expand(*matched.shape))
+
+    def expand(self, *shape: int) -> Mixture:
+        """The same mixture for every element of a batch of ``shape``: ``[C, *shape, D]``."""
+        c, d = self.components.shape[0], self.components.shape[-1]
+        lead = (c, *[1] * len(shape))
+
+        def grow(x: Tensor | None, *event: int) -> Tensor | None:
+            return None if x is None else x.reshape(*lead, *event).expand(c, *shape, *event)
+
+        return Mixture(Gaussian(grow(self.components.mean, d), grow(self.components.var, d)), grow(self.weights),
+                       grow(self.use))

@@ -44,14 +44,13 @@ from .data import Batch
 from .evaluation import hold_out, imputation_scores
 from .files import CONFIG, FORMAT, ModelFileError, replace_folder, write_json
 from .models import MODELS
-from .models.dmm import DeepMarkovModel
 from .persistence import TRANSFORM, load_transform, read_json
 from .progress import counted
 from .tables import TableSchema, _frame
 from .training import resolve_device, seed_stream, torch_threads
 
 # The models a table can be imputed with: those of static data.
-TABLE_MODELS = sorted(name for name, cls in MODELS.items() if not issubclass(cls, DeepMarkovModel))
+TABLE_MODELS = sorted(name for name, cls in MODELS.items() if cls.data != "sequences")
 # Candidates fitted on the table's cells as one array (numeric columns only): the Gaussian
 # mixture fitted by EM, and scikit-learn's IterativeImputer with its default BayesianRidge
 # ("iterative") and with ExtraTreesRegressor (a MissForest-like).
@@ -198,7 +197,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         self.tables_ = TableSchema(categorical=self.categorical, groups=self.groups, numeric=self.numeric).fit(frame)
         batch = self.tables_.transform(frame)
         names = self._fitted_candidates(batch)
-        rows, truth, hidden = self._hold_out(batch)
+        rows, truth, hidden, _ = self.validation_split(batch)
         fitted, fills, self.histories_ = {}, {}, {}
         for name in names:
             score = None
@@ -234,16 +233,16 @@ class Imputer(TransformerMixin, BaseEstimator):
         self.validation_score_ = float(self.validation_scores_.mean()) if truth is not None else math.nan
         return self
 
-    def _hold_out(self, batch: Batch) -> tuple[Batch, Batch | None, Batch | None]:
-        """The rows to train on (every row, the held-out cells hidden), and the validation rows
-        as they are (``truth``) and with their held-out cells hidden (``hidden``); ``None``
-        twice when nothing is held out. The validation rows train too, without their held-out
-        cells: the models learn from every row (lower NRMSE on 5 of 6 tables and seeds,
-        benchmarks/RESULTS.md)."""
+    def validation_split(self, batch: Batch) -> tuple[Batch, Batch | None, Batch | None, torch.Tensor]:
+        """The rows to train on (every row, the held-out cells hidden), the validation rows as
+        they are (``truth``) and with their held-out cells hidden (``hidden``), and their
+        positions in ``batch``; ``None`` twice (and no positions) when nothing is held out. The
+        validation rows train too, without their held-out cells: the models learn from every
+        row (lower NRMSE on 5 of 6 tables and seeds, benchmarks/RESULTS.md)."""
         order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(self.random_state))
         held = min(int(self.validation * len(batch)), VALIDATION_ROWS) if self.patience is not None and self.holdout > 0 else 0
         if not held:
-            return batch, None, None
+            return batch, None, None, order[:0]
         truth = batch.select(order[:held])
         hidden = hold_out(truth, self.holdout, "mcar", self.random_state)
         # a column whose every observed cell was held out would have nothing to learn from: it keeps them
@@ -251,12 +250,12 @@ class Imputer(TransformerMixin, BaseEstimator):
         hidden = truth.with_observed({n: hidden.observed[n] for n in batch.schema.names
                                       if (elsewhere[n] | hidden.observed[n].any(0)).all()})
         if all(bool((truth.observed[n] == hidden.observed[n]).all()) for n in batch.schema.names):
-            return batch, None, None  # nothing hidden: no score to watch
+            return batch, None, None, order[:0]  # nothing hidden: no score to watch
         masks = {}
         for n in batch.schema.names:
             masks[n] = batch.observed[n].clone()
             masks[n][order[:held]] = hidden.observed[n]
-        return batch.with_observed(masks), truth, hidden
+        return batch.with_observed(masks), truth, hidden, order[:held]
 
     def _blend(self, fills: dict[str, Batch], truth: Batch, hidden: Batch) -> pd.DataFrame:
         """Per column, the weights of the candidates whose fills are averaged, chosen on the

@@ -44,18 +44,20 @@ import torch
 from torch import Tensor
 
 from .data import DataError
+from .progress import bar
 
 
 class GaussianMixture:
     """``components`` Gaussians with full covariances, fitted by EM (at most ``iters`` steps,
     until the mean log-likelihood per row changes by less than ``tol``; with a ridge, EM
     climbs the penalised likelihood, so the plain one may fall) to an array with NaN for
-    missing cells. ``seed`` seeds the k-means start of several components."""
+    missing cells. ``seed`` seeds the k-means start of several components; ``progress``
+    shows a bar counting EM steps."""
 
     def __init__(self, components: int = 1, ridge: float = 0.01, iters: int = 100, tol: float = 1e-3,
-                 seed: int = 0, device: str | torch.device = "cpu"):
+                 seed: int = 0, device: str | torch.device = "cpu", progress: bool = False):
         self.components, self.ridge, self.iters, self.tol = components, ridge, iters, tol
-        self.seed, self.device = seed, torch.device(device)
+        self.seed, self.device, self.progress = seed, torch.device(device), progress
 
     def fit(self, x: np.ndarray, start: GaussianMixture | None = None) -> GaussianMixture:
         """EM from ``start``'s parameters (a mixture of as many components fitted to the same
@@ -72,12 +74,15 @@ class GaussianMixture:
             members = self._start(filled)  # hard k-means responsibilities [K, n]
             self._maximise(members.sum(1), members @ filled, torch.einsum("kn,np,nq->kpq", members, filled, filled))
         self.log_likelihoods_ = []
+        steps = bar(self.iters, f"EM ({self.components} components)", "step", self.progress)
         for _ in range(self.iters):
             statistics, log_p = self._expect(x)
             self._maximise(*statistics)
             self.log_likelihoods_.append(log_p / len(x))
+            steps.update()
             if len(self.log_likelihoods_) > 1 and abs(self.log_likelihoods_[-1] - self.log_likelihoods_[-2]) < self.tol:
                 break
+        steps.close()
         return self
 
     def _start(self, filled: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ from . import __version__
 from .config import ConfigError
 from .files import CONFIG, FORMAT, TENSORS, ModelFileError
 from .modalities import Schema
-from .models.base import MODELS, Model
+from .models.base import MODELS, Model, Seen
 from .tables import Transform, transform_from_config
 
 TRANSFORM = "transform.json"
@@ -86,6 +86,8 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
     saved, state = read_folder(folder)
     try:
         kind, schema, config = saved["model"], saved["schema"], saved["config"]
+        seen = saved.get("seen")  # what the training data observed; folders of older versions lack it
+        seen = None if seen is None else Seen(dict(seen["counts"]), int(seen["complete"]))
     except (KeyError, TypeError) as error:
         raise ModelFileError(f"{folder / CONFIG} is corrupt: {error!r}") from None
     if kind not in MODELS:
@@ -103,6 +105,7 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
         model.load_state_dict(state)
     except RuntimeError as error:
         raise ModelFileError(f"{folder}: weights do not fit the config: {error}") from None
+    model.seen = seen
     return model.to(device).eval()
 
 

@@ -17,9 +17,10 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from .data import Batch  # noqa: E402
-from .evaluation import Evaluation  # noqa: E402
+from .evaluation import FEW, Evaluation, column_scores, features, metric  # noqa: E402
 from .files import atomic_write  # noqa: E402
 from .models.base import Model  # noqa: E402
+from .tables import SequenceSchema, Transform  # noqa: E402
 
 
 def _grid(axes_row, images, title: str) -> None:
@@ -115,25 +116,56 @@ def _png(fig) -> str:
 
 def _flat(batch: Batch, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Values and masks of one modality as ``[rows, features]`` (time steps as rows)."""
-    mod = batch.schema[name]
-    width = mod.size
-    return batch.values[name].float().reshape(-1, width).numpy(), batch.observed[name].reshape(-1, width).numpy()
+    return features(batch, name).astype(np.float32), features(batch, name, batch.observed[name])
 
 
-def scatter_figure(evaluation: Evaluation, most: int = 12):
-    """Per numeric feature (of at most ``most``): imputed against true value on the hidden entries."""
-    panels = []
+class Units:
+    """The user's names and units of each modality's features, from the run's data
+    transform: column names, numeric values unscaled, categories by name. Without a
+    transform (a model trained on tensors), features are ``name[j]`` in the model's values."""
+
+    def __init__(self, transform: Transform | None = None):
+        self.tables = transform.tables_ if isinstance(transform, SequenceSchema) else transform
+
+    def columns(self, name: str, size: int) -> list[str]:
+        if self.tables is None:
+            return [name] if size == 1 else [f"{name}[{j}]" for j in range(size)]
+        return [str(c) for c in self.tables.modality_columns_[name]]
+
+    def values(self, name: str, x: np.ndarray) -> np.ndarray:
+        """``[rows, features]`` of modality ``name`` in the columns' units."""
+        if self.tables is None:
+            return x
+        cols = self.tables.modality_columns_[name]
+        if cols[0] in self.tables.categories_:
+            return x
+        return x * np.array([self.tables.scale_[c] for c in cols]) + np.array([self.tables.min_[c] for c in cols])
+
+    def categories(self, name: str, classes: int) -> list[str]:
+        if self.tables is None:
+            return [str(k) for k in range(classes)]
+        return [str(c) for c in self.tables.categories_[self.tables.modality_columns_[name][0]]]
+
+
+def _hidden_columns(evaluation: Evaluation, units: Units, categorical: bool):
+    """Per feature of the modalities of one kind with hidden entries: its column name, and
+    the true and imputed values there in the column's units (codes for categories)."""
     for mod in evaluation.truth.schema:
-        if mod.categorical or len(mod.shape) > 1:
+        if mod.categorical != categorical or (not categorical and len(mod.shape) > 1):
             continue
         truth, seen = _flat(evaluation.truth, mod.name)
         _, kept = _flat(evaluation.held, mod.name)
         guess, _ = _flat(evaluation.imputed, mod.name)
-        for j in range(truth.shape[1]):
+        truth, guess = units.values(mod.name, truth), units.values(mod.name, guess)
+        for j, column in enumerate(units.columns(mod.name, mod.size)):
             hidden = seen[:, j] & ~kept[:, j]
             if hidden.any():
-                panels.append((mod.name if truth.shape[1] == 1 else f"{mod.name}[{j}]", truth[hidden, j], guess[hidden, j]))
-    panels = panels[:most]
+                yield mod, column, truth[hidden, j], guess[hidden, j]
+
+
+def scatter_figure(evaluation: Evaluation, units: Units | None = None):
+    """Per numeric column: imputed against true value on the hidden entries, in the column's units."""
+    panels = [(column, true, guess) for _, column, true, guess in _hidden_columns(evaluation, units or Units(), False)]
     if not panels:
         return None
     cols = min(4, len(panels))
@@ -145,31 +177,64 @@ def scatter_figure(evaluation: Evaluation, most: int = 12):
         low, high = float(min(true.min(), guess.min())), float(max(true.max(), guess.max()))
         ax.plot([low, high], [low, high], color="0.7", lw=1)
         ax.scatter(true, guess, s=6, alpha=0.7)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(f"{name} ({len(true)} hidden)", fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.supxlabel("true value (scaled)", fontsize=9)
+    fig.supxlabel("true value" if units and units.tables is not None else "true value (model's scale)", fontsize=9)
     fig.supylabel("imputed", fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def missingness_figure(evaluation: Evaluation, rows: int = 120):
-    """Which entries of the first ``rows`` samples (steps) were observed, hidden for scoring, or missing."""
+def confusion_tables(evaluation: Evaluation, units: Units | None = None) -> str:
+    """Per categorical column, an HTML table counting its hidden entries by true category
+    (rows) and imputed category (columns); the diagonal holds the right ones."""
+    units, parts = units or Units(), []
+    for mod, column, true, guess in _hidden_columns(evaluation, units, True):
+        names = units.categories(mod.name, mod.num_classes)
+        counts = np.zeros((len(names), len(names)), dtype=int)
+        np.add.at(counts, (true.astype(int), guess.astype(int)), 1)
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in names)
+        body = "".join(f"<tr><th>{html.escape(c)}</th>" + "".join(
+            f"<td class='{'right' if i == j else ''}'>{counts[i, j]}</td>" for j in range(len(names))) + "</tr>"
+            for i, c in enumerate(names))
+        parts.append(f"<table class='confusion' data-column='{html.escape(column)}'><caption>{html.escape(column)}: "
+                     f"{len(true)} hidden entries, {int(np.trace(counts))} imputed right</caption>"
+                     f"<tr><th>true \\ imputed</th>{head}</tr>{body}</table>")
+    return "".join(parts)
+
+
+def _inside(batch: Batch) -> np.ndarray:
+    """``[B, T]``: the steps of each sequence from its first to its last step with any
+    observed entry; the others are padding of a shorter sequence (all True for static data)."""
+    lead = 2 if any(m.sequential for m in batch.schema) else 1
+    seen = torch.stack([batch.observed[m.name].reshape(*batch.observed[m.name].shape[:lead], -1).any(-1)
+                        for m in batch.schema]).any(0)
+    if lead == 1:
+        return np.ones(len(batch), dtype=bool)
+    return (seen.cummax(1).values & seen.flip(1).cummax(1).values.flip(1)).numpy()
+
+
+def missingness_figure(evaluation: Evaluation, rows: int = 120, units: Units | None = None):
+    """Which entries of the first ``rows`` samples (steps) were observed, hidden for scoring,
+    or missing; the padding after (or before) a shorter sequence is shown as such."""
+    units = units or Units()
     names = [m.name for m in evaluation.truth.schema if len(m.shape) <= 1]
     if not names:
         return None
     seen = np.concatenate([_flat(evaluation.truth, n)[1][:rows] for n in names], 1)
     kept = np.concatenate([_flat(evaluation.held, n)[1][:rows] for n in names], 1)
-    state = np.where(kept, 2, np.where(seen, 1, 0))
-    widths = [evaluation.truth.schema[n].size for n in names]
+    inside = _inside(evaluation.truth).reshape(-1)[:rows, None]
+    state = np.where(kept, 3, np.where(seen, 2, np.where(inside, 1, 0)))
+    columns = [c for n in names for c in units.columns(n, evaluation.truth.schema[n].size)]
     fig, ax = plt.subplots(figsize=(min(1.0 + 0.35 * state.shape[1], 12), 3.6))
-    colours = matplotlib.colors.ListedColormap(["#d9534f", "#f0ad4e", "#337ab7"])
-    ax.imshow(state, aspect="auto", interpolation="nearest", cmap=colours, vmin=0, vmax=2)
-    ticks = np.cumsum([0, *widths[:-1]])
-    ax.set_xticks(ticks, names, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("sample" if not any(m.sequential for m in evaluation.truth.schema) else "step (sequences one after another)")
-    handles = [matplotlib.patches.Patch(color=c, label=t) for c, t in
-               zip(colours.colors, ["missing in the data", "hidden for scoring", "observed"])]
+    colours = matplotlib.colors.ListedColormap(["#eeeeee", "#d9534f", "#f0ad4e", "#337ab7"])
+    ax.imshow(state, aspect="auto", interpolation="nearest", cmap=colours, vmin=0, vmax=3)
+    ax.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=7)
+    sequences = any(m.sequential for m in evaluation.truth.schema)
+    ax.set_ylabel("step (sequences one after another)" if sequences else "sample")
+    labels = ["padding (outside the sequence)", "missing in the data", "hidden for scoring", "observed"]
+    shown = [k for k in range(4) if (state == k).any() or k > 0]
+    handles = [matplotlib.patches.Patch(color=colours.colors[k], label=labels[k]) for k in shown]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
@@ -199,33 +264,41 @@ def image_figure(model: Model, evaluation: Evaluation, n: int = 8):
     return fig
 
 
-def _first(x: torch.Tensor) -> torch.Tensor:
-    """``[N, T, ...]`` to ``[N, T]``: the first feature of a vector modality at each step."""
-    return x.reshape(*x.shape[:2], -1)[..., 0]
-
-
-def sequence_figure(evaluation: Evaluation, n: int = 4, features: int = 3):
-    """The first ``n`` sequences: per numeric feature, the truth, the observed points the
-    model saw, the hidden points and the imputation."""
-    names = [m.name for m in evaluation.truth.schema if m.sequential and not m.categorical][:features]
-    if not names:
+def sequence_figure(evaluation: Evaluation, n: int = 4, units: Units | None = None):
+    """The first ``n`` sequences: per numeric feature of every sequential modality (one row
+    each, labelled with its column), the truth, the observed points the model saw, the hidden
+    points and the imputation within the sequence, in the column's units."""
+    units = units or Units()
+    features = []
+    for mod in evaluation.truth.schema:
+        if mod.sequential and not mod.categorical and len(mod.shape) <= 1:
+            for j, column in enumerate(units.columns(mod.name, mod.size)):
+                features.append((mod.name, j, column))
+    if not features:
         return None
     n = min(n, len(evaluation.truth))
-    fig, axes = plt.subplots(len(names), n, figsize=(3.0 * n, 2.2 * len(names)), squeeze=False)
-    for row, name in zip(axes, names):
-        truth, seen = _first(evaluation.truth.values[name].float()), _first(evaluation.truth.observed[name])
-        kept, guess = _first(evaluation.held.observed[name]), _first(evaluation.imputed.values[name].float())
-        t = torch.arange(truth.shape[1])
+    steps = evaluation.truth.values[features[0][0]].shape[1]
+
+    def series(batch: Batch, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Values in the columns' units and masks of the first ``n`` sequences, ``[n, T, features]``."""
+        x, mask = (part[name][:n].reshape(n * steps, -1).numpy() for part in (batch.values, batch.observed))
+        return units.values(name, x.astype(float)).reshape(n, steps, -1), mask.reshape(n, steps, -1)
+
+    fig, axes = plt.subplots(len(features), n, figsize=(3.0 * n, 2.0 * len(features)), squeeze=False)
+    inside = _inside(evaluation.truth)[:n]
+    t = np.arange(steps)
+    for row, (name, j, column) in zip(axes, features):
+        (truth, seen), (guess, _), (_, kept) = (series(b, name) for b in (evaluation.truth, evaluation.imputed,
+                                                                          evaluation.held))
         for i, ax in enumerate(row):
-            x, s, k, g = truth[i], seen[i], kept[i], guess[i]
-            span = slice(int(t[s].min()), int(t[s].max()) + 1) if s.any() else slice(0, 0)  # not the padding
+            x, s, k, g, span = truth[i, :, j], seen[i, :, j], kept[i, :, j], guess[i, :, j], inside[i]
             ax.plot(t[s], x[s], color="0.75", lw=1, label="truth")
-            ax.plot(t[span], g[span], color="C1", lw=1.2, label="imputed")
+            ax.plot(t[span], g[span], color="C1", lw=1.2, label="imputed")  # not in the padding
             ax.scatter(t[k], x[k], s=6, color="k", label="observed", zorder=3)
             ax.scatter(t[s & ~k], x[s & ~k], s=12, facecolors="none", edgecolors="C3", label="hidden", zorder=3)
             ax.tick_params(labelsize=7)
             ax.set_title(f"sequence {i}", fontsize=8)
-        row[0].set_ylabel(name)
+        row[0].set_ylabel(column)
     axes[0][-1].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
@@ -245,20 +318,60 @@ def _history_figure(history: list[dict[str, float]]):
     return fig
 
 
-def _table(scores: dict[str, dict[str, float]]) -> str:
-    metrics = list(dict.fromkeys(k for s in scores.values() for k in s))
-    head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
+def _number(value: float) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.4g}"
+
+
+def _table(scores: dict[str, dict]) -> str:
+    """Per modality: the entries scored, the imputation's score beside each baseline's (a
+    score worse than a baseline's marked), and the held-out log-likelihood if there is one."""
+    baselines = list(dict.fromkeys(b for s in scores.values() for b in s.get("baselines", {})))
+    likelihood = any("log_likelihood" in s for s in scores.values())
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["entries", "metric", "model", *baselines,
+                                                          *(["log-likelihood"] if likelihood else [])])
     rows = []
     for name, s in scores.items():
-        cells = "".join(f"<td>{s[m]:.4g}</td>" if m in s else "<td></td>" for m in metrics)
-        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
-    return f"<table><tr><th>modality</th>{head}</tr>{''.join(rows)}</table>"
+        key = metric(s)
+        bad = bool(s.get("worse_than"))
+        cells = [str(s["entries"]), key]
+        model = f"<td class='{'worse' if bad else ''}'>{_number(s[key])}{' !' if bad else ''}</td>"
+        found = s.get("baselines", {})
+        tail = [_number(found[b][key]) if b in found else "" for b in baselines]
+        tail += [_number(s.get("log_likelihood"))] if likelihood else []
+        rows.append(f"<tr><th>{html.escape(name)}</th>" + "".join(f"<td>{c}</td>" for c in cells) + model
+                    + "".join(f"<td>{c}</td>" for c in tail) + "</tr>")
+    return f"<table class='scores'><tr><th>modality</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _column_table(records: list[dict]) -> str:
+    """Per column: the hidden entries scored (a note where fewer than ``FEW``), the
+    imputation's score beside each baseline's, a score worse than a baseline's marked."""
+    baselines = list(dict.fromkeys(k for r in records for k in r["baselines"]))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["modality", "entries", "metric", "model", *baselines, "note"])
+    rows = []
+    for r in records:
+        bad = bool(r["worse_than"])
+        note = []
+        if bad:
+            note.append(f"worse than {' and '.join(r['worse_than'])}")
+        if r["entries"] < FEW:
+            note.append(f"only {r['entries']} entries: too few for the score to mean much")
+        rows.append(f"<tr data-column='{html.escape(str(r['column']))}'><th>{html.escape(str(r['column']))}</th>"
+                    f"<td>{html.escape(r['modality'])}</td><td class='entries'>{r['entries']}</td><td>{r['metric']}</td>"
+                    f"<td class='{'worse' if bad else ''}'>{_number(r['model'])}{' !' if bad else ''}</td>"
+                    + "".join(f"<td>{_number(r['baselines'].get(b))}</td>" for b in baselines)
+                    + f"<td class='note'>{html.escape('; '.join(note))}</td></tr>")
+    return f"<table class='columns'><tr><th>column</th>{head}</tr>{''.join(rows)}</table>"
 
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-pre{background:#f6f6f6;padding:.8em;font-size:.8em;overflow:auto}img{max-width:100%}"""
+pre{background:#f6f6f6;padding:.8em;font-size:.8em;overflow:auto}img{max-width:100%}
+td.worse{color:#b00;font-weight:bold}td.right{font-weight:bold}td.note{text-align:left;color:#555}
+table.confusion{display:inline-table;margin:0 1.5em 1em 0;vertical-align:top}
+caption{font-size:.9em;text-align:left;white-space:nowrap}
+p.warning{color:#b00}"""
 
 
 def history(run: str | Path) -> list[dict[str, float]]:
@@ -272,7 +385,7 @@ def write_report(run: str | Path, evaluation: Evaluation | None = None) -> Path:
     (plots embedded as PNG) with the config, the loss curves, the scores per modality and
     pictures that fit the data. ``evaluation`` is the run's scoring (see
     :func:`polymodal.run.rescore`); without it the page has no scores or pictures."""
-    from .persistence import load  # persistence knows every model: only needed here
+    from .persistence import TRANSFORM, load, load_transform  # persistence knows every model: only needed here
 
     run = Path(run)
     model = load(run / "model")
@@ -287,11 +400,26 @@ def write_report(run: str | Path, evaluation: Evaluation | None = None) -> Path:
         parts.append(f'<h2>Training</h2><img alt="loss curves" src="data:image/png;base64,{_png(_history_figure(records))}">')
     if evaluation is not None:
         e = evaluation
-        parts.append("<h2>Scores on hidden entries</h2>" + _table(e.scores))
-        figures = {"Imputed against true values (hidden entries)": scatter_figure(e),
-                   "Missingness pattern": missingness_figure(e),
+        units = Units(load_transform(run / "model") if (run / "model" / TRANSFORM).is_file() else None)
+        parts.append("<h2>Scores on hidden entries</h2><p>Lower is better: NRMSE (RMSE over the column's standard "
+                     "deviation) for numeric columns, PFC (the fraction imputed wrong) for categorical ones, beside "
+                     "simple baselines on the same entries: the column's mean or mode in tables, linear interpolation "
+                     "and the last observation carried forward in sequences.</p>" + _table(e.scores))
+        flagged = [name for name, s in e.scores.items() if s.get("worse_than")]
+        if flagged:
+            parts.append(f"<p class='warning'>! The model imputes {html.escape(', '.join(flagged))} worse than a simple "
+                         "baseline.</p>")
+        labels = {m.name: units.columns(m.name, m.size) for m in e.truth.schema}
+        columns = [r for r in column_scores(e, labels) if len(e.truth.schema[r["modality"]].shape) <= 1]  # not pixels
+        if columns:
+            parts.append("<h2>Scores per column</h2>" + _column_table(columns))
+        confusion = confusion_tables(e, units)
+        if confusion:
+            parts.append("<h2>Categorical columns: true against imputed category (hidden entries)</h2>" + confusion)
+        figures = {"Imputed against true values (hidden entries)": scatter_figure(e, units),
+                   "Missingness pattern": missingness_figure(e, units=units),
                    "Images: reconstructions and cross generation": image_figure(model, e),
-                   "Sequences: observed, hidden and imputed": sequence_figure(e)}
+                   "Sequences: observed, hidden and imputed": sequence_figure(e, units=units)}
         for title, fig in figures.items():
             if fig is not None:
                 parts.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '

@@ -4,7 +4,7 @@ The config has five sections; every key is checked, and an unknown one is an err
 names it, says where it is and suggests the nearest valid key (``polymodal config MODEL``
 prints every key with its default)::
 
-    data:      train (a file, or files joined on id), test, validation, id, time
+    data:      train (a file, or files joined on id), test, validation, id, time, na_values
     schema:    columns (per column: numeric, categorical or drop), groups, numeric
     model:     name, options (the model's config)
     trainer:   the Trainer's options
@@ -47,6 +47,7 @@ class DataSection:
     validation: float = 0.2
     id: str = "id"
     time: str | None = None
+    na_values: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -133,6 +134,9 @@ def parse_config(raw: Any, base: Path = Path(".")) -> RunConfig:
             setattr(data, key, absolute[0] if isinstance(paths, str) else absolute)
     if not 0 <= data.validation < 1:
         raise ConfigError(f"data.validation: a fraction in [0, 1), got {data.validation}")
+    if not isinstance(data.na_values, list) or not all(isinstance(v, str) for v in data.na_values):
+        raise ConfigError(f"data.na_values: expected a list of text markers such as [NA, '?'] (quote null, true and "
+                          f"numbers), got {data.na_values!r}")
     schema = sections.get("schema", SchemaSection())
     for column, kind in schema.columns.items():
         if kind not in KINDS:
@@ -166,9 +170,8 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def for_sequences(cls: type[Model]) -> bool:
-    """Whether a model is one for sequences: the deep Markov models (MDMM, DKS), the ones
-    that extrapolate; every other model is for static data."""
-    return hasattr(cls, "extrapolate")
+    """Whether a model is one for sequences (as its class declares: MDMM, DKS)."""
+    return cls.data == "sequences"
 
 
 def _yaml_value(value: Any) -> str:
@@ -201,6 +204,7 @@ def example_config(model: str) -> str:
         "  validation: 0.2        # fraction of training samples held out (early stopping, scores)",
         "  id: id                 # the column joining several files; the sequence id in long format",
         f"  time: {'time' if sequences else 'null':<16} # long-format sequences: the time column (NPZ [N, T, F]: not needed)",
+        "  na_values: []          # text marking missing cells besides empty cells and NaN, e.g. [NA, '?']",
         "schema:                  # inferred: numeric columns Gaussian, categorical and string columns categorical",
         "  columns: {}            # per column: numeric, categorical or drop, e.g. {grade: categorical, name: drop}",
         "  groups: {}             # numeric columns as one vector modality, e.g. {blood: [systolic, diastolic]}",
@@ -232,8 +236,8 @@ def make_transform(config: RunConfig, frame: pd.DataFrame, sequences: bool) -> t
     inferred = TableSchema().fit(frame[values]).categories_
     categorical = [c for c in values if (c in inferred or s.columns.get(c) == "categorical") and s.columns.get(c) != "numeric"]
     if sequences:
-        return SequenceSchema(keys[0], keys[1], categorical, s.groups or None, s.numeric), keys + values
-    return TableSchema(categorical, s.groups or None, s.numeric), values
+        return SequenceSchema(keys[0], keys[1], categorical, s.groups or None, s.numeric, d.na_values), keys + values
+    return TableSchema(categorical, s.groups or None, s.numeric, d.na_values), values
 
 
 def read_data(config: RunConfig, paths: str | list[str]) -> tuple[pd.DataFrame, bool]:
@@ -241,7 +245,7 @@ def read_data(config: RunConfig, paths: str | list[str]) -> tuple[pd.DataFrame, 
     d = config.data
     listed = [paths] if isinstance(paths, str) else paths
     sequences = d.time is not None or any(sequence_file(p) for p in listed)
-    return read_files(listed, d.id, (d.time or "time") if sequences else None), sequences
+    return read_files(listed, d.id, (d.time or "time") if sequences else None, d.na_values), sequences
 
 
 def split(config: RunConfig, batch: Batch) -> tuple[Batch, Batch | None]:

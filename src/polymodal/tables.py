@@ -11,19 +11,29 @@ in the original units, categories and dtypes.
 The categories of a column are those observed in training and, for a ``category`` dtype,
 every category it declares (so a level that the training rows happen to miss is still known).
 
+Missing cells are those pandas reads as missing (NaN, ``None``, ``pd.NA``, ``NaT``) and the
+cells equal to one of ``na_values``, the markers the user names (none by default). A category
+that looks like a marker (``"None"``, ``"NA"``, ``"null"``, ...) is kept, with a warning that
+names the column and the value: R's ``MASS::survey`` has the exercise level ``"None"``.
+
 Which columns are categorical: those named in ``categorical``, and those whose dtype says so:
 ``category``, ``bool`` / ``boolean``, and text (``object``, and pandas 3's ``str`` /
 ``string``). An ``object`` column that holds only numbers is numeric. Numeric dtypes,
-nullable ``Int64`` / ``Float64`` included, are numeric; an integer column comes back from
-``inverse_transform`` rounded, in its dtype.
+nullable ``Int64`` / ``Float64`` included, are numeric. An integer column, one of an integer
+dtype or a float column whose observed training values are all whole numbers (pandas reads
+an integer column with holes as float), comes back from ``inverse_transform`` rounded, in
+its dtype. A categorical column with one category is filled with it (its modality has a
+second class that no cell has: a categorical likelihood needs two).
 
 Documented behaviour for degenerate input, each a :class:`~polymodal.DataError` naming the
 column: a column with no observed value in the training table (nothing can be learned about
 it, not even its scale); a text column that mixes numbers with other text, such as a ``"?"``
-marking missing cells (replace those with NaN, e.g. ``read_csv(na_values=["?"])``, or name
-the column in ``categorical``); infinite values; date or time columns (convert them to
-numbers or text first). Rows with every cell missing are allowed (a model imputes them from
-the prior). A numeric column with a single observed value is scaled by 1.
+marking missing cells (name it in ``na_values``, or name the column in ``categorical``);
+infinite values; date or time columns, and text columns of ISO dates such as
+``"1973-05-01"`` (convert them to numbers such as days since the first date, or drop them;
+a text column named in ``categorical`` is kept as categories). Rows with every cell missing
+are allowed (a model imputes them from the prior). A numeric column with a single observed
+value is scaled by 1.
 
 :class:`SequenceSchema` does the same for sequences in long format (one row per sequence
 ``id`` and ``time`` step): every value column becomes a sequential modality, scaled and
@@ -36,7 +46,10 @@ so a saved model reads and writes new files in the units and categories it was t
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -48,6 +61,20 @@ from .likelihoods import Gaussian, Likelihood, make_likelihood
 from .modalities import Modality, Schema
 
 DATES = ("datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "period")
+# Text that reads as a date: ISO 8601 days, optionally with a time of day and a time zone.
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
+# Text that other tools write for a missing cell (pandas' default na_values and a few more):
+# a category spelled so is kept, with a warning.
+LOOKS_MISSING = frozenset({
+    "", "#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>", "n/a", "na", "nan",
+    "null", "none", "nil", "missing", "?",
+})
+
+
+def repeated(names: Iterable[Any]) -> list:
+    """The names that appear more than once, in order of first appearance."""
+    counts = Counter(names)
+    return [name for name, count in counts.items() if count > 1]
 
 
 def _is_number(value: Any) -> bool:
@@ -61,6 +88,18 @@ def _parses(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _iso_dates(observed: pd.Series) -> bool:
+    """Whether every observed cell is text that reads as an ISO date (the first cell decides cheaply)."""
+    if not len(observed) or not isinstance(observed.iloc[0], str) or not ISO_DATE.fullmatch(observed.iloc[0]):
+        return False
+    if not observed.map(lambda v: isinstance(v, str) and ISO_DATE.fullmatch(v) is not None).all():
+        return False
+    try:  # utc: cells of different time zones are dates too
+        return bool(pd.to_datetime(observed, format="ISO8601", errors="coerce", utc=True).notna().all())
+    except (ValueError, OverflowError):
+        return False
 
 
 def _is_categorical(column: Any, series: pd.Series, named: set[str]) -> bool:
@@ -77,6 +116,12 @@ def _is_categorical(column: Any, series: pd.Series, named: set[str]) -> bool:
         )
     if str(column) in named or isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype):
         return True
+    if _iso_dates(observed):
+        raise DataError(
+            f"column {column!r} holds dates such as {observed.iloc[0]!r}, which polymodal does not model: convert "
+            "them to numbers (such as days since the first date) or drop the column; naming it in categorical=[...] "
+            "makes each date a category"
+        )
     if not (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
         return False
     odd = observed[~observed.map(lambda v: isinstance(v, (str, bool, np.bool_, numbers.Real))).to_numpy(dtype=bool)]
@@ -92,8 +137,9 @@ def _is_categorical(column: Any, series: pd.Series, named: set[str]) -> bool:
         odd = list(dict.fromkeys(observed[other].tolist()))[:5]
         raise DataError(
             f"column {column!r}: {int((numeric | text_numbers).sum())} of {len(observed)} observed cells are numbers "
-            f"and the others are {odd}: replace values that mark missing cells with NaN (e.g. read_csv(na_values="
-            f"{[str(v) for v in odd]})), or name the column in categorical=[...] to treat every value as a category"
+            f"and the others are {odd}: if those mark missing cells, name them as missing-value markers (na_values="
+            f"{[str(v) for v in odd]}; on the command line --na-values {','.join(map(str, odd))}), or name the "
+            "column in categorical=[...] to treat every value as a category"
         )
     return True
 
@@ -112,13 +158,19 @@ def _numbers(column: Any, series: pd.Series) -> np.ndarray:
     return values
 
 
-def _restore(values: list | np.ndarray, dtype: Any) -> pd.Series:
-    """``values`` in a column's original ``dtype``: integers rounded, NaN kept where the dtype
-    cannot hold it (a numpy int or bool column then stays float or object)."""
+def _integer_dtype(dtype: Any) -> bool:
+    return pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def _restore(values: list | np.ndarray, dtype: Any, whole: bool = False) -> pd.Series:
+    """``values`` in a column's original ``dtype``: rounded if ``whole`` (an integer column),
+    NaN kept where the dtype cannot hold it (a numpy int or bool column then stays float or object)."""
     series = pd.Series(values, dtype=float if isinstance(values, np.ndarray) else object)
-    if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+    if whole:
+        series = series.round()
+    if _integer_dtype(dtype):
         info = np.iinfo(dtype.numpy_dtype if isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype)
-        series = series.round().clip(info.min, info.max)  # an imputation below 0 must not wrap round in a uint
+        series = series.clip(info.min, info.max)  # an imputation below 0 must not wrap round in a uint
     holds_missing = isinstance(dtype, pd.api.extensions.ExtensionDtype) or dtype.kind in "fO"
     if holds_missing or not series.isna().any():
         series = series.astype(dtype)
@@ -142,6 +194,7 @@ class TableSchema:
 
     ``groups`` maps a modality name to a list of numeric columns that form one vector
     modality; every other column is a modality of its own, named after the column.
+    ``na_values`` lists the values that mark missing cells besides NaN (e.g. ``["?", -999]``).
     """
 
     def __init__(
@@ -149,10 +202,20 @@ class TableSchema:
         categorical: Sequence[str] | None = None,
         groups: Mapping[str, Sequence[str]] | None = None,
         numeric: str | dict | Likelihood | None = None,
+        na_values: Sequence[Any] = (),
     ):
         self.categorical = categorical
         self.groups = groups
         self.numeric = numeric
+        self.na_values = na_values
+
+    def unmark(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with the cells equal to one of ``na_values`` missing."""
+        if isinstance(self.na_values, (str, bytes)):
+            raise DataError(f"na_values must be a list of markers, got the string {self.na_values!r}")
+        if not len(self.na_values):
+            return frame
+        return frame.mask(frame.isin(list(self.na_values)))
 
     def fit(self, table: Any) -> TableSchema:
         if isinstance(self.categorical, str):
@@ -160,13 +223,13 @@ class TableSchema:
         bare = [name for name, cols in (self.groups or {}).items() if isinstance(cols, str)]
         if bare:
             raise DataError(f"groups {bare}: each group must be a list of column names, not a string")
-        frame = _frame(table)
+        frame = self.unmark(_frame(table))
         if len(frame) == 0:
             raise DataError("empty table: no rows")
         self.columns_ = list(frame.columns)
-        repeated = list(dict.fromkeys(c for c in map(str, self.columns_) if list(map(str, self.columns_)).count(c) > 1))
-        if repeated:
-            raise DataError(f"columns {repeated} appear more than once; each column needs its own name")
+        twice = repeated(map(str, self.columns_))
+        if twice:
+            raise DataError(f"columns {twice} appear more than once; each column needs its own name")
         unknown = sorted(set(self.categorical or ()) - set(map(str, self.columns_)))
         if unknown:
             raise DataError(f"categorical columns {unknown} are not in the table; it has {self.columns_}")
@@ -176,6 +239,7 @@ class TableSchema:
         self.categories_: dict[str, list] = {}
         self.min_: dict[str, float] = {}
         self.scale_: dict[str, float] = {}
+        self.integers_: list = []
         self.dtypes_ = {c: frame[c].dtype for c in self.columns_}
         named = set(map(str, self.categorical or ()))
         for c in self.columns_:
@@ -184,10 +248,17 @@ class TableSchema:
                 declared = isinstance(series.dtype, pd.CategoricalDtype)
                 values = series.cat.categories if declared else series.dropna().unique()
                 self.categories_[c] = sorted(values.tolist(), key=str)
+                marks = [v for v in self.categories_[c] if isinstance(v, str) and v.strip().lower() in LOOKS_MISSING]
+                if marks:
+                    warnings.warn(f"column {c!r}: the categories {marks} are kept as data, not as missing cells; if "
+                                  f"they mark missing cells, name them in na_values=[...] (on the command line: "
+                                  f"--na-values {','.join(marks)})", stacklevel=2)
             else:
                 values = _numbers(c, series)
                 low, high = np.nanmin(values), np.nanmax(values)
                 self.min_[c], self.scale_[c] = float(low), float(high - low) if high > low else 1.0
+                if _integer_dtype(series.dtype) or bool((np.nan_to_num(values) % 1 == 0).all()):
+                    self.integers_.append(c)
         grouped = {c for cols in (self.groups or {}).values() for c in cols}
         for name, cols in (self.groups or {}).items():
             bad = [c for c in cols if c not in self.min_]
@@ -212,7 +283,7 @@ class TableSchema:
     def transform(self, table: Any) -> Batch:
         """The table as a batch: scaled numeric values, category codes, NaN as unobserved."""
         self._check_fitted()
-        frame = _frame(table)
+        frame = self.unmark(_frame(table))
         missing = [c for c in self.columns_ if c not in frame.columns]
         if missing:
             raise DataError(f"the table lacks columns {missing} that the schema was fitted on")
@@ -243,9 +314,9 @@ class TableSchema:
         as are the index and the columns the schema does not model."""
         filled = self.inverse_transform(imputed)
         filled.index = frame.index
-        out = frame.copy()
+        out, unmarked = frame.copy(), self.unmark(frame)
         for c in self.columns_:
-            holes = frame[c].isna()
+            holes = unmarked[c].isna()
             if holes.any():  # where() keeps the column's dtype (nullable Int64, boolean, category)
                 out[c] = frame[c].where(~holes, filled[c])
         return out
@@ -256,7 +327,8 @@ class TableSchema:
         numeric = None if self.numeric is None else make_likelihood(self.numeric).config()
         return {
             "kind": "table", "categorical": self.categorical, "groups": self.groups, "numeric": numeric,
-            "columns": self.columns_, "categories": list(self.categories_.items()),
+            "na_values": list(self.na_values), "columns": self.columns_, "integers": self.integers_,
+            "categories": list(self.categories_.items()),
             "min": list(self.min_.items()), "scale": list(self.scale_.items()),
             "modalities": list(self.modality_columns_.items()), "schema": self.schema_.config(),
             "dtypes": [(c, str(d)) for c, d in self.dtypes_.items()],
@@ -264,7 +336,7 @@ class TableSchema:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TableSchema:
-        tables = cls(config["categorical"], config["groups"], config["numeric"])
+        tables = cls(config["categorical"], config["groups"], config["numeric"], config.get("na_values", ()))
         tables.columns_ = list(config["columns"])
         tables.categories_ = {c: list(v) for c, v in config["categories"]}
         tables.min_ = dict(config["min"])
@@ -273,6 +345,8 @@ class TableSchema:
         tables.schema_ = Schema.from_config(config["schema"])
         tables.dtypes_ = {c: pd.CategoricalDtype(tables.categories_[c]) if d == "category" else pd.api.types.pandas_dtype(d)
                           for c, d in config["dtypes"]}
+        tables.integers_ = list(config["integers"]) if "integers" in config else [  # saved before "integers"
+            c for c in tables.min_ if _integer_dtype(tables.dtypes_[c])]
         return tables
 
     def inverse_transform(self, batch: Batch, nan: bool = False) -> pd.DataFrame:
@@ -287,10 +361,11 @@ class TableSchema:
             values = arrays[name].reshape(len(batch), -1)
             for j, c in enumerate(cols):
                 if c in self.categories_:
-                    cats = self.categories_[c]
-                    out[c] = _restore([cats[int(v)] if np.isfinite(v) else np.nan for v in values[:, j]], self.dtypes_[c])
+                    cats = self.categories_[c]  # min(): a one-class column's phantom second class is that one class
+                    out[c] = _restore([cats[min(int(v), len(cats) - 1)] if np.isfinite(v) else np.nan
+                                       for v in values[:, j]], self.dtypes_[c])
                 else:
-                    out[c] = _restore(values[:, j] * self.scale_[c] + self.min_[c], self.dtypes_[c])
+                    out[c] = _restore(values[:, j] * self.scale_[c] + self.min_[c], self.dtypes_[c], c in self.integers_)
         return pd.DataFrame(out, columns=self.columns_)
 
 
@@ -298,7 +373,7 @@ class SequenceSchema:
     """The modality schema of sequences in long format: one row per ``id`` and ``time``.
 
     Every column other than ``id`` and ``time`` is a sequential modality (``groups`` make
-    vector modalities, ``categorical`` as in :class:`TableSchema`). ``transform`` lays the
+    vector modalities, ``categorical`` and ``na_values`` as in :class:`TableSchema`). ``transform`` lays the
     sequences on the grid of every time value in the table (every integer from the first to
     the last, for an integer ``time`` column): a step without a row is missing,
     and a sequence shorter than the others is padded with unobserved steps. ``fill`` writes
@@ -312,12 +387,14 @@ class SequenceSchema:
         categorical: Sequence[str] | None = None,
         groups: Mapping[str, Sequence[str]] | None = None,
         numeric: str | dict | Likelihood | None = None,
+        na_values: Sequence[Any] = (),
     ):
         self.id = id
         self.time = time
         self.categorical = categorical
         self.groups = groups
         self.numeric = numeric
+        self.na_values = na_values
 
     def _check(self, frame: pd.DataFrame) -> None:
         absent = [c for c in (self.id, self.time) if c not in frame.columns]
@@ -331,7 +408,7 @@ class SequenceSchema:
     def fit(self, frame: pd.DataFrame) -> SequenceSchema:
         self._check(frame)
         rows = frame.drop(columns=[self.id, self.time])
-        self.tables_ = TableSchema(self.categorical, self.groups, self.numeric).fit(rows)
+        self.tables_ = TableSchema(self.categorical, self.groups, self.numeric, self.na_values).fit(rows)
         self.columns_ = self.tables_.columns_
         self.schema_ = Schema(Modality.from_config({**m, "sequential": True}) for m in self.tables_.schema_.config())
         return self
@@ -391,7 +468,7 @@ class SequenceSchema:
         """The long table with a row for every step from each sequence's first to its last
         time; cells of ``frame`` are kept exactly, the others hold ``imputed`` (the batch of
         ``transform(frame)``). Rows come sorted by id (in order of appearance) and time."""
-        grid, _, _ = self._grid(frame)
+        grid, _, _ = self._grid(self.tables_.unmark(frame))
         values = self.inverse_transform(imputed)
         out = grid.reset_index()
         for c in self.columns_:
@@ -407,7 +484,7 @@ class SequenceSchema:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SequenceSchema:
         tables = TableSchema.from_config(config["tables"])
-        sequences = cls(config["id"], config["time"], tables.categorical, tables.groups, tables.numeric)
+        sequences = cls(config["id"], config["time"], tables.categorical, tables.groups, tables.numeric, tables.na_values)
         sequences.tables_, sequences.columns_ = tables, tables.columns_
         sequences.schema_ = Schema(Modality.from_config({**m, "sequential": True}) for m in tables.schema_.config())
         return sequences

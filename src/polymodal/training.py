@@ -1,9 +1,9 @@
 """The Trainer shared by every model.
 
 The trainer owns the loop and the schedules; a model only computes
-``loss(batch, beta=..., **weights)``. Loss weights (the KL weight ``beta`` and any
-per-model weight) follow :class:`Schedule` s from the config and reach the loss as plain
-numbers. Validation uses every weight at its final value, so validation losses are
+``loss(batch, *, beta=..., **weights)``. Loss weights (the KL weight ``beta`` and any
+per-model weight, those the model declares in ``loss_weights``) follow :class:`Schedule` s
+from the config and reach the loss as plain numbers. Validation uses every weight at its final value, so validation losses are
 comparable across epochs.
 
 Reproducibility and exact resume: the random streams of epoch ``e`` (the data order and
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import logging
 import math
 import os
 import pickle
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -234,15 +234,15 @@ class Trainer:
         self.config = config
         defaults = {name: make_config(Schedule, dict(s)) for name, s in model.default_schedules().items()}
         self.schedules = {**defaults, **config.schedules}
-        accepted = inspect.signature(model.loss).parameters
-        unknown = sorted(set(self.schedules) - set(accepted))
-        if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-            raise ConfigError(f"Trainer: {model.name}.loss takes no weights {unknown}; it takes {list(accepted)[1:]}")
+        unknown = sorted(set(self.schedules) - model.loss_weights)
+        if unknown:
+            raise ConfigError(f"Trainer: {model.name}.loss takes no weights {unknown}; it takes {sorted(model.loss_weights)}")
         self.device = resolve_device(config.device)
         if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         self.rank, self.world = _process_group(self.device)
         self.history: list[dict[str, float]] = []
+        self.stopped_early: str | None = None  # why the last fit stopped before its last epoch, if it did
 
     @property
     def out(self) -> Path | None:
@@ -363,6 +363,7 @@ class Trainer:
         """
         c = self.config
         self.check_data("training", train)
+        self.model.observe(train)
         if valid is not None:
             self.check_data("validation", valid)
         if c.patience is not None and valid is None and score is None:
@@ -376,7 +377,7 @@ class Trainer:
             objective = torch.compile(objective)
         optimizer, scheduler = self._optimizer(model)
         state = {"epoch": 0, "step": 0, "best": math.inf, "waited": 0, "best_state": {}}
-        self.history = []
+        self.history, self.stopped_early = [], None
         checkpoint = self._checkpoint_path(resume)
         if checkpoint is not None:
             state = self._restore(checkpoint, model, optimizer, scheduler, override)
@@ -384,7 +385,8 @@ class Trainer:
         writer = self._tensorboard()
         main = self.rank == 0
         show = c.progress and main
-        bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not show, unit="epoch")
+        unit = "step" if steps_per_epoch == 1 else "epoch"  # a full batch: the bar counts steps, and says so
+        bar = tqdm(range(state["epoch"] + 1, c.epochs + 1), desc=model.name, disable=not show, unit=unit)
         first = None  # the first step's loss, the yardstick of divergence
         warned = False
         with torch_threads(c.threads):
@@ -448,6 +450,14 @@ class Trainer:
                     if self.out and (epoch % c.checkpoint_every == 0 or epoch == c.epochs or stop):
                         self._save(state, model, optimizer, scheduler)
                 if stop:
+                    self.stopped_early = (
+                        f"{model.name}: stopped early at {unit} {epoch} of {c.epochs}: the validation "
+                        f"{'score' if score is not None else 'loss'} has not improved on {state['best']:.4g} "
+                        f"for {c.patience} validations (patience); the best validation's weights are kept")
+                    if show:
+                        tqdm.write(self.stopped_early, file=sys.stderr)
+                    else:
+                        log.info(self.stopped_early)
                     break
         if writer is not None:
             writer.close()

@@ -1,6 +1,10 @@
 """Tables and sequences from files: CSV, Parquet and NPZ, read into pandas and written back.
 
-* A table has one row per sample; empty cells or NaN are missing.
+* A table has one row per sample. Missing cells are empty or ``NaN`` (``nan``) in CSV, null
+  in Parquet, NaN in NPZ, and the cells equal to one of ``na_values``: text such as
+  ``"None"`` or ``"NA"`` is data unless named there. Repeated column names are refused.
+* A CSV column whose cells are all whole numbers (``41``, not ``41.0``) with some empty is
+  read as pandas' nullable ``Int64``, so it is written back as whole numbers.
 * Sequences in long format have one row per sequence ``id`` and ``time`` step; a step
   without a row is missing (see :class:`~polymodal.SequenceSchema`).
 * An NPZ file holds one numeric array (any name) and, optionally, ``columns`` (its feature
@@ -26,6 +30,7 @@ import pandas as pd
 
 from ..data import DataError
 from ..files import atomic_path, atomic_write
+from ..tables import repeated
 
 FORMATS = (".csv", ".parquet", ".npz")
 
@@ -55,20 +60,70 @@ def _npz_array(path: Path) -> tuple[str, np.ndarray, list | None]:
         raise DataError(f"{path}: array {names[0]!r} must be numeric [N, F] or [N, T, F], got {array.dtype} {array.shape}")
     if columns is not None and len(columns) != array.shape[-1]:
         raise DataError(f"{path}: 'columns' names {len(columns)} features, the array has {array.shape[-1]}")
+    if columns is not None:
+        _unique(path, columns)
     return names[0], array, columns
 
 
-def read_frame(path: str | Path, id: str = "id", time: str = "time") -> pd.DataFrame:
-    """One file as a DataFrame: a table, or sequences in long format (``id``, ``time``, values)."""
+def _unique(path: Path, columns: Sequence) -> None:
+    twice = repeated(c for c in columns if c != "")  # pandas names blank headers apart: Unnamed: 0, Unnamed: 1
+    if twice:
+        raise DataError(f"{path}: columns {twice} appear more than once; give each column its own name")
+
+
+def _csv_markers(path: Path, na_values: Sequence[str]) -> list[str]:
+    """The texts that mark a missing cell of a CSV file, once its header is checked."""
+    try:
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; a CSV table needs a header of column names") from None
+    _unique(path, header)
+    return ["", "NaN", "nan", *map(str, na_values)]
+
+
+def _masked(frame: pd.DataFrame, na_values: Sequence[str]) -> pd.DataFrame:
+    """A Parquet frame with its text cells equal to one of ``na_values`` missing."""
+    text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c].dtype)]
+    if len(na_values) and text:
+        frame[text] = frame[text].mask(frame[text].isin(list(na_values)))
+    return frame
+
+
+def _holed(frame: pd.DataFrame) -> list:
+    """The float columns with holes whose observed values are all whole numbers."""
+    return [c for c in frame.columns if frame[c].dtype.kind == "f" and frame[c].isna().any()
+            and (frame[c].dropna() % 1 == 0).all() and frame[c].abs().max() < 2**63]
+
+
+def _read_csv(path: Path, na_values: Sequence[str]) -> pd.DataFrame:
+    """A CSV file with only empty cells, ``NaN`` and ``na_values`` missing; whole-number columns
+    with holes as ``Int64``. Repeated names are refused (pandas would rename ``a`` to ``a.1``)."""
+    markers = _csv_markers(path, na_values)
+    # round_trip: pandas 3's default parser can miss the last bit, and observed cells stay exact
+    frame = pd.read_csv(path, float_precision="round_trip", keep_default_na=False, na_values=markers)
+    holed = _holed(frame)
+    if holed:
+        text = pd.read_csv(path, usecols=holed, dtype=str, keep_default_na=False, na_values=markers)
+        for c in holed:
+            if text[c].dropna().str.fullmatch(r"[+-]?\d+").all():
+                frame[c] = text[c].astype("Int64")
+    return frame
+
+
+def read_frame(path: str | Path, id: str = "id", time: str = "time", na_values: Sequence[str] = ()) -> pd.DataFrame:
+    """One file as a DataFrame: a table, or sequences in long format (``id``, ``time``, values).
+    Cells equal to one of ``na_values`` (text, as the file has it) are missing."""
     path = Path(path)
     kind = _format(path)
+    if isinstance(na_values, str):
+        raise DataError(f"na_values must be a list of markers, got the string {na_values!r}")
     if not path.is_file():
         raise DataError(f"no such file: {path}")
-    if kind == ".csv":  # round_trip: pandas 3's default parser can miss the last bit, and observed cells stay exact
-        return pd.read_csv(path, float_precision="round_trip")
+    if kind == ".csv":
+        return _read_csv(path, na_values)
     if kind == ".parquet":
         _pyarrow(path)
-        return pd.read_parquet(path)
+        return _masked(pd.read_parquet(path), na_values)
     _, array, columns = _npz_array(path)
     columns = columns or [f"x{i}" for i in range(array.shape[-1])]
     if array.ndim == 2:
@@ -78,14 +133,15 @@ def read_frame(path: str | Path, id: str = "id", time: str = "time") -> pd.DataF
     return pd.concat([steps, pd.DataFrame(array.reshape(n * t, f), columns=columns)], axis=1)
 
 
-def read_files(paths: str | Path | Sequence[str | Path], id: str = "id", time: str | None = None) -> pd.DataFrame:
+def read_files(paths: str | Path | Sequence[str | Path], id: str = "id", time: str | None = None,
+               na_values: Sequence[str] = ()) -> pd.DataFrame:
     """One file, or several joined on ``id`` (and ``time``, for sequences): every row of every
     file is kept (an outer join), so a sample absent from a file has that file's columns missing."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise DataError("no data files given")
     keys = [id] if time is None else [id, time]
-    frames = [read_frame(p, id, time or "time") for p in paths]
+    frames = [read_frame(p, id, time or "time", na_values) for p in paths]
     if len(frames) == 1:
         return frames[0]
     seen: dict[str, Path] = {}
@@ -146,18 +202,22 @@ def sequence_file(path: str | Path) -> bool:
     return path.suffix.lower() == ".npz" and path.is_file() and _npz_array(path)[1].ndim == 3
 
 
-def read_chunks(path: str | Path, rows: int) -> Iterator[pd.DataFrame]:
+def read_chunks(path: str | Path, rows: int, na_values: Sequence[str] = ()) -> Iterator[pd.DataFrame]:
     """A table file as consecutive frames of ``rows`` rows (the last may be shorter), read
-    one at a time: CSV by pandas' chunked reader, Parquet batch by batch; the frames are what
-    :func:`read_frame` reads, split (a CSV column's type is inferred per chunk, so a column of
-    whole numbers with holes only in some chunks is int in the others)."""
+    one at a time: CSV by pandas' chunked reader, Parquet batch by batch; the frames hold the
+    values that :func:`read_frame` reads, split (a CSV column's type is inferred per chunk: a
+    chunk's column of whole numbers with holes is ``Int64``, even where the file writes them
+    as ``2.0``)."""
     path = Path(path)
     kind = _format(path)
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     if kind == ".csv":
-        with pd.read_csv(path, float_precision="round_trip", chunksize=rows) as reader:
-            yield from reader
+        markers = _csv_markers(path, na_values)
+        with pd.read_csv(path, float_precision="round_trip", keep_default_na=False, na_values=markers,
+                         chunksize=rows) as reader:
+            for frame in reader:
+                yield frame.astype(dict.fromkeys(_holed(frame), "Int64"))
         return
     if kind == ".npz":
         frame = read_frame(path)
@@ -173,7 +233,7 @@ def read_chunks(path: str | Path, rows: int) -> Iterator[pd.DataFrame]:
     pending, start = [], 0
 
     def frame(batches: list) -> pd.DataFrame:
-        out = pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas()
+        out = _masked(pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas(), na_values)
         return out.set_axis(pd.RangeIndex(start, start + len(out))) if ranged else out
 
     for batch in parquet.iter_batches(batch_size=rows):  # batches end at row groups: gathered into whole chunks

@@ -1,6 +1,6 @@
 """Models, one file per method, registered by name in ``MODELS``."""
 
-from .base import MODELS, LossOutput, Model
+from .base import MODELS, LatentConfig, LossOutput, Model, NeverObservedWarning, PerModality
 from .baselines import ZeroFillVAE, ZeroFillVAEConfig
 from .dks import DKS, DKSConfig
 from .mdmm import MDMM, MDMMConfig
@@ -14,7 +14,7 @@ from .vsae import VSAE, VSAEConfig
 
 __all__ = [
     "DKS", "DKSConfig", "MDMM", "MEME", "MEMEConfig", "MDMMConfig", "MFM", "MFMConfig", "MIWAE", "MODELS", "MVAE", "VSAE",
-    "LossOutput",
+    "LatentConfig", "LossOutput", "NeverObservedWarning", "PerModality",
     "MIWAEConfig", "MMVAE", "MMVAEConfig", "MoPoE", "MoPoEConfig",
     "MVAEConfig", "Model", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
 ]

@@ -1,12 +1,21 @@
-"""The task API every model shares, written once.
+"""The model contract and the task API every model shares, written once.
 
-A model implements ``loss``, ``encode`` (the posterior given whatever each sample has)
-and ``decode`` (likelihoods of every modality given latents); ``embed``, ``impute``,
-``predict``, ``generate`` and ``log_likelihood`` are built on those here, as are the two
-pieces every objective shares: the weighted reconstruction term (:meth:`Model.reconstruction`)
-and the importance-sampling path (:meth:`Model.importance_draws`, whose proposal a model
-changes by overriding :meth:`Model.sampler` and whose joint density by :meth:`Model.log_prior`
-or :meth:`Model.log_joint`).
+A model declares on its class what it is: ``data`` (``"static"`` modalities, ``"sequences"``,
+or ``"any"``), ``has_density`` (whether it defines p(x) to importance-sample), ``queries`` (the
+task methods it answers) and ``loss_weights`` (the weights its loss takes, which the trainer may
+schedule). :class:`Model` checks them once: the data kind when a model is built, the queries when
+one is asked, the density before any importance sampling; nothing else asks a model what it is.
+
+A model implements ``loss(batch, *, beta=1.0, **weights)``, ``encode`` (the posterior given
+whatever each sample has) and ``decode`` (likelihoods of every modality given latents);
+``prior`` is a distribution (a :class:`~polymodal.gaussian.Gaussian` or
+:class:`~polymodal.gaussian.Mixture`). ``embed``, ``impute``, ``predict``, ``generate``,
+``log_likelihood`` and ``draw_imputations`` are built on those here, as are the pieces every
+objective shares: the weighted reconstruction term (:meth:`Model.reconstruction`) and the
+importance draws (:meth:`Model.importance`, whose proposal a model changes by overriding
+:meth:`Model.proposal` or :meth:`Model.sampler` and whose joint density by
+:meth:`Model.log_prior` or :meth:`Model.log_joint`). :class:`PerModality` is the shared block of
+the models with one encoder and one decoder per modality, :class:`LatentConfig` their options.
 """
 
 from __future__ import annotations
@@ -14,32 +23,48 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
+import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigError, make_config
+from ..config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, checked, make_config
 from ..data import Batch, DataError
 from ..files import write_folder
-from ..gaussian import Gaussian, log_mean_exp
+from ..gaussian import Gaussian, Mixture, log_mean_exp, stack
 from ..likelihoods import Observation
 from ..modalities import Schema
+from ..nets import Decoder, Encoder
 
 MODELS: dict[str, type[Model]] = {}
 ABSENT = object()  # an argument that check_arguments was not given
 F = TypeVar("F", bound=Callable[..., Any])
+DATA = ("static", "sequences", "any")
+# The task queries of the contract; those that need a density importance-sample the model.
+QUERIES = frozenset({"embed", "reconstruct", "impute", "predict", "generate", "log_likelihood", "draw_imputations"})
+DENSITY_QUERIES = frozenset({"log_likelihood", "draw_imputations"})
+
+
+class NeverObservedWarning(UserWarning):
+    """A model was fitted on data that never observes a modality it models (or, for MEME, never
+    a pair): it learns nothing of it, and ``predict`` of it raises."""
 
 
 def query(method: F) -> F:
-    """A query of a trained model: runs without gradients in eval mode, and gives the model
-    back in the mode it was in."""
+    """A query of a trained model: refused unless the model's ``queries`` declare it; runs
+    without gradients in eval mode, and gives the model back in the mode it was in."""
 
     @functools.wraps(method)
-    def run(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    def run(self: Model, *args: Any, **kwargs: Any) -> Any:
+        if method.__name__ in QUERIES and method.__name__ not in self.queries:
+            why = (" it defines no density: no likelihood estimate, no importance sampling (use samples=0)"
+                   if method.__name__ in DENSITY_QUERIES and not self.has_density else "")
+            raise NotImplementedError(f"{type(self).__name__} does not answer {method.__name__};{why} "
+                                      f"it answers {sorted(self.queries)}")
         training = self.training
         self.eval()
         try:
@@ -59,15 +84,39 @@ class LossOutput:
     terms: dict[str, Tensor]
 
 
+@dataclass
+class Seen:
+    """What a model's training data observed: per modality, the number of samples with an
+    observed entry, and the number of samples observing every modality."""
+
+    counts: dict[str, int]
+    complete: int
+
+    @classmethod
+    def of(cls, data: Batch) -> Seen:
+        present = torch.stack([data.present(name).reshape(len(data), -1).any(1) for name in data.schema.names])
+        return cls(dict(zip(data.schema.names, present.sum(1).tolist())), int(present.all(0).sum()))
+
+
 class Model(nn.Module):
-    """Base of the models. Subclasses set ``name`` and ``Config`` and are registered."""
+    """Base of the models. Subclasses set ``name`` and ``Config`` and are registered; they
+    declare their capabilities (see the module docstring) where they differ from the defaults."""
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    has_density: ClassVar[bool] = True  # False: no importance sampling (log_likelihood, impute with samples)
+    data: ClassVar[str] = "static"
+    has_density: ClassVar[bool] = True
+    queries: ClassVar[frozenset[str]] = QUERIES
+    loss_weights: ClassVar[frozenset[str]] = frozenset({"beta"})
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if cls.data not in DATA:
+            raise TypeError(f"{cls.__name__}.data must be one of {DATA}, got {cls.data!r}")
+        unknown = sorted(name for name in cls.queries if not callable(getattr(cls, name, None)))
+        if unknown or (not cls.has_density and cls.queries & DENSITY_QUERIES):
+            raise TypeError(f"{cls.__name__}.queries must name its methods, and with no density none of "
+                            f"{sorted(DENSITY_QUERIES)}; got {sorted(cls.queries)}")
         if "name" in cls.__dict__:
             MODELS[cls.name] = cls
 
@@ -83,14 +132,36 @@ class Model(nn.Module):
             config = make_config(self.Config, config)
         self.schema = schema
         self.config = config
+        self.seen: Seen | None = None  # set by observe(); None: not recorded, nothing refused
         unknown = sorted(set(getattr(config, "weights", {})) - set(schema.names))
         if unknown:
             raise ConfigError(f"{type(self).__name__}: weights name unknown modalities {unknown}; the schema has {schema.names}")
+        wrong = [m.name for m in schema if self.data != "any" and m.sequential != (self.data == "sequences")]
+        if wrong:
+            kind = "not sequential" if self.data == "sequences" else "sequential (MDMM and DKS model sequences)"
+            raise ValueError(f"{type(self).__name__} models {self.data.removesuffix('s')} modalities; {wrong} are {kind}")
 
     def save(self, folder: str | Path) -> Path:
-        """Write config JSON and safetensors weights to ``folder``; ``polymodal.load`` reads it."""
-        config = {"model": self.name, "schema": self.schema.config(), "config": dataclasses.asdict(self.config)}
+        """Write config JSON (with what the training data observed) and safetensors weights to
+        ``folder``; ``polymodal.load`` reads it."""
+        config = {"model": self.name, "schema": self.schema.config(), "config": dataclasses.asdict(self.config),
+                  "seen": None if self.seen is None else dataclasses.asdict(self.seen)}
         return write_folder(folder, config, self.state_dict())
+
+    def observe(self, data: Batch) -> None:
+        """Remember what the training ``data`` observes (saved with the model; the trainer calls
+        this before fitting), and warn of each modality the model will learn nothing of."""
+        self.seen = Seen.of(data)
+        for name, why in self.unseen().items():
+            warnings.warn(f"{type(self).__name__}: {why}; it learns nothing of {name!r}, and predict({name!r}) will "
+                          "refuse", NeverObservedWarning, stacklevel=3)
+
+    def unseen(self) -> dict[str, str]:
+        """The modalities the training data taught nothing of, each with why (none when
+        :meth:`observe` was not called)."""
+        if self.seen is None:
+            return {}
+        return {name: f"no training sample observes {name!r}" for name, n in self.seen.counts.items() if n == 0}
 
     @property
     def device(self) -> torch.device:
@@ -107,7 +178,8 @@ class Model(nn.Module):
         """Dimension of the whole latent vector."""
         return self.config.latent_dim
 
-    def prior(self, shape: tuple[int, ...]) -> Gaussian:
+    def prior(self, shape: tuple[int, ...]) -> Gaussian | Mixture:
+        """p(z) for a batch of ``shape``: a distribution of latents ``[*shape, latent_size]``."""
         return Gaussian.standard((*shape, self.latent_size), device=self.device)
 
     def default_schedules(self) -> dict[str, Any]:
@@ -115,7 +187,10 @@ class Model(nn.Module):
         trainer's config overrides them."""
         return {}
 
-    def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
+    def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
+        """The training objective and its named terms. ``beta`` (the KL weight) and the other
+        ``weights`` are the plain numbers the trainer's schedules give; a model uses those in
+        its ``loss_weights`` and ignores the others."""
         raise NotImplementedError
 
     def encode(self, batch: Batch) -> Gaussian:
@@ -190,11 +265,16 @@ class Model(nn.Module):
         decoded = self.decode(z)
         return self.log_joint(batch, z, decoded) - log_q, decoded
 
+    def proposal(self, batch: Batch) -> Gaussian | Mixture:
+        """The importance proposal q(z | x_o) given ``batch``: by default the posterior of
+        :meth:`encode`; mixture posteriors give the mixture itself."""
+        return self.encode(batch)
+
     def sampler(self, batch: Batch) -> Callable[[int], tuple[Tensor, Tensor]]:
-        """The importance proposal q(z | x_o) given ``batch``, computed once: a function drawing
-        ``k`` latents ``[k, B, ...]`` and their log-densities ``[k, B]``. By default the
-        posterior of :meth:`encode`; sequence models draw whole latent paths."""
-        q = self.encode(batch)
+        """The proposal computed once: a function drawing ``k`` latents ``[k, B, ...]`` and their
+        log-densities ``[k, B]``. By default from :meth:`proposal`; sequence models draw whole
+        latent paths."""
+        q = self.proposal(batch)
 
         def draw(k: int) -> tuple[Tensor, Tensor]:
             z = q.sample((k,))
@@ -203,11 +283,27 @@ class Model(nn.Module):
         return draw
 
     def importance_draws(self, batch: Batch, samples: int, chunk: int) -> Iterator[tuple[Tensor, dict[str, Observation]]]:
-        """The one importance-sampling path: ``samples`` proposal draws, ``chunk`` at a time
-        for the whole batch, as their log-weights ``[k, B]`` and decoded likelihoods."""
+        """``samples`` proposal draws, ``chunk`` at a time for the whole batch, as their
+        log-weights ``[k, B]`` and decoded likelihoods (read them through :meth:`importance`)."""
+        if not self.has_density:
+            raise NotImplementedError(f"{type(self).__name__} defines no density: no likelihood estimate, no importance "
+                                      "sampling (use samples=0)")
         draw = self.sampler(batch)
         for start in range(0, samples, chunk):
             yield self.log_weights(batch, *draw(min(chunk, samples - start)))
+
+    def importance(self, batch: Batch, samples: int, chunk: int = 100, decoded: bool = True) -> Draws:
+        """The one importance-sampling path: ``samples`` proposal draws for the whole batch,
+        ``chunk`` at a time, as their log-weights ``[K, B]`` and (with ``decoded``) the decoded
+        likelihoods of all of them (parameters ``[K, B, ...]``)."""
+        log_w, observations = [], []
+        for lw, obs in self.importance_draws(batch, samples, chunk):
+            log_w.append(lw)
+            observations.append(obs if decoded else {})
+        first = observations[0]
+        joined = {name: Observation(o.family, torch.cat([d[name].params for d in observations]), o.event_ndim)
+                  for name, o in first.items()}
+        return Draws(torch.cat(log_w), joined)
 
     @query
     def embed(self, batch: Batch) -> Tensor:
@@ -231,17 +327,16 @@ class Model(nn.Module):
         (the most probable class under the weighted probabilities, for categorical).
         """
         self.check_arguments("impute", batch, samples=samples, chunk=chunk)
+        if samples and not self.has_density:
+            raise ValueError(f"{type(self).__name__}.impute: the model defines no density to importance-sample, so "
+                             f"samples must be 0, got {samples!r}")
         batch = batch.to(self.device)
         if samples:
-            log_w, means = [], {name: [] for name in self.schema.names}
-            for lw, decoded in self.importance_draws(batch, samples, chunk):
-                log_w.append(lw)
-                for name, obs in decoded.items():
-                    means[name].append(obs.mean)
-            w = torch.cat(log_w).softmax(0)  # [K, B]
+            draws = self.importance(batch, samples, chunk)
+            w = draws.weights  # [K, B]
             fill = {}
             for mod in self.schema:
-                mean = torch.cat(means[mod.name])
+                mean = draws.decoded[mod.name].mean
                 estimate = (w.view(*w.shape, *[1] * (mean.dim() - 2)) * mean).sum(0)
                 fill[mod.name] = estimate.argmax(-1) if mod.categorical else estimate
         else:
@@ -263,6 +358,10 @@ class Model(nn.Module):
         inputs = [n for n in self.schema.names if n != target] if inputs is None else inputs
         if target in inputs:
             raise ValueError(f"predict: target {target!r} cannot also be an input")
+        why = self.unseen().get(target)
+        if why:
+            raise ValueError(f"{type(self).__name__}.predict: the model cannot predict {target!r}: {why} in its "
+                             "training data")
         hidden = [n for n in self.schema.names if n not in inputs]
         observation = self.reconstruct(batch.without(*hidden), **options)[target]
         return observation.mean if proba else observation.point
@@ -288,7 +387,25 @@ class Model(nn.Module):
         """
         self.check_arguments("log_likelihood", batch, n_samples=n_samples, chunk=chunk)
         batch = batch.to(self.device)
-        return log_mean_exp(torch.cat([log_w for log_w, _ in self.importance_draws(batch, n_samples, chunk)]), 0)
+        return log_mean_exp(self.importance(batch, n_samples, chunk, decoded=False).log_w, 0)
+
+    @query
+    def draw_imputations(self, batch: Batch, draws: int, samples: int = 100, chunk: int = 100) -> list[Batch]:
+        """``draws`` multiple imputations of ``batch`` by sampling importance resampling: per
+        sample and draw, a latent is picked among ``samples`` proposal draws with probability
+        proportional to its importance weight, and the unobserved entries are sampled from the
+        likelihood given it. Observed entries are kept."""
+        self.check_arguments("draw_imputations", batch, draws=draws, samples=samples, chunk=chunk)
+        batch = batch.to(self.device)
+        found = self.importance(batch, samples, chunk)
+        pick = torch.multinomial(found.weights.T, draws, replacement=True).T  # [draws, B]
+        drawn = {}
+        for name, obs in found.decoded.items():
+            index = pick.view(*pick.shape, *[1] * (obs.params.dim() - 2)).expand(draws, *obs.params.shape[1:])
+            chosen = Observation(obs.family, obs.params.gather(0, index), obs.event_ndim).sample()
+            drawn[name] = torch.where(batch.observed[name], batch.values[name], chosen.to(batch.values[name].dtype))
+        ones = {k: torch.ones_like(m) for k, m in batch.observed.items()}
+        return [Batch(batch.schema, {name: d[k] for name, d in drawn.items()}, ones) for k in range(draws)]
 
     def check_arguments(
         self, task: str, batch: Any = ABSENT, target: Any = ABSENT, inputs: Any = None, **counts: Any
@@ -328,7 +445,66 @@ class Model(nn.Module):
 
 
 # The least value of each count argument of the task methods.
-COUNTS = {"n": 1, "samples": 0, "n_samples": 1, "chunk": 1, "steps": 1, "forward": 0, "backward": 0}
+COUNTS = {"n": 1, "samples": 0, "n_samples": 1, "chunk": 1, "steps": 1, "forward": 0, "backward": 0, "draws": 1}
+
+
+@dataclass
+class Draws:
+    """Importance draws for a batch: log-weights ``[K, B]`` and the decoded likelihoods of
+    every draw (parameters ``[K, B, ...]``)."""
+
+    log_w: Tensor
+    decoded: dict[str, Observation]
+
+    @property
+    def weights(self) -> Tensor:
+        """The self-normalised importance weights ``[K, B]``."""
+        return self.log_w.softmax(0)
+
+
+@dataclass
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, weights=NON_NEGATIVE)
+class LatentConfig:
+    """The options of the models with per-modality encoders and decoders on one latent:
+    ``latent_dim``, the nets' ``hidden`` widths (MLPs) and ``channels`` (conv nets of images),
+    and the likelihood ``weights`` lambda_m by modality name (default 1). A model's config
+    subclasses it and adds its own options."""
+
+    latent_dim: int = 16
+    hidden: tuple[int, ...] = (256, 256)
+    channels: tuple[int, ...] = (32, 64)
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+class PerModality(Model):
+    """The shared block of the models with one encoder q(z | x_m) and one decoder p(x_m | z)
+    per modality, on one latent of ``latent_dim`` (the library's default nets of each
+    modality). A subclass adds what its method needs after ``super().__init__``."""
+
+    Config = LatentConfig
+
+    def __init__(self, schema: Schema, config: Any = None, **kwargs: Any):
+        super().__init__(schema, config, **kwargs)
+        c = self.config
+        self.encoders = ModalityDict({m.name: Encoder(m, c.latent_dim, c.hidden, c.channels, self.max_var) for m in schema})
+        self.decoders = ModalityDict({m.name: Decoder(m, c.latent_dim, c.hidden, c.channels) for m in schema})
+
+    @property
+    def max_var(self) -> float | None:
+        """The largest variance an encoder may give (None: unbounded)."""
+        return None
+
+    def experts(self, batch: Batch) -> Gaussian:
+        """``[M, B, D]``: each modality's encoder on its values, each run once."""
+        return stack([self.encoders[name](batch.values[name]) for name in self.schema.names])
+
+    def observation(self, name: str, z: Tensor) -> Observation:
+        """p(x_m | z) of modality ``name`` at latents ``z`` ``[..., D]``."""
+        mod = self.schema[name]
+        return mod.likelihood(self.decoders[name](z), len(mod.shape))
+
+    def decode(self, z: Tensor) -> dict[str, Observation]:
+        return {name: self.observation(name, z) for name in self.schema.names}
 
 
 def schema_difference(given: Schema, expected: Schema) -> str:

@@ -50,7 +50,7 @@ class ZeroFillVAE(Model):
 
     def encode(self, batch: Batch) -> Gaussian:
         q = self.encoder(joint_input(batch, "zeros", self.config.condition_on_mask))
-        return q if self.config.variational else Gaussian(q.mean, torch.full_like(q.mean, 1e-12))
+        return q if self.config.variational else Gaussian.point(q.mean)
 
     def decode(self, z: Tensor, mask: Tensor | None = None) -> dict[str, Observation]:
         """Likelihoods given z and, for CVAE-mask, the modality mask ``[B, M]`` to condition on
@@ -66,7 +66,7 @@ class ZeroFillVAE(Model):
         batch = batch.to(self.device)
         return self.decode(self.embed(batch), batch.presence().T)
 
-    def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
+    def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
         q = self.encode(batch)
         z = q.rsample() if self.config.variational else q.mean
         decoded = self.decode(z, batch.presence().T)

@@ -119,7 +119,7 @@ class DKS(DeepMarkovModel):
         priors = Gaussian(torch.cat([first.mean, rest.mean], 1), torch.cat([first.var, rest.var], 1))
         return stack(posts, 1), priors, path
 
-    def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
+    def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
         posts, priors, z = self.posterior(self.training_inputs(batch))
         reconstruction = self.reconstruction(batch, self.decode(z), self.rescaled(batch)).sum()
         kl = kl_divergence(posts, priors).sum()

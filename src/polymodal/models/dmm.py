@@ -14,7 +14,7 @@ from ..likelihoods import Observation
 from ..missing import drop_burst
 from ..modalities import Schema
 from ..nets import Decoder, GatedTransition
-from .base import ModalityDict, Model, query
+from .base import QUERIES, ModalityDict, Model, query
 
 
 @dataclass
@@ -39,15 +39,14 @@ class DeepMarkovModel(Model):
     predicted, are targets only."""
 
     Config = DMMConfig
+    data = "sequences"
+    queries = QUERIES | {"extrapolate"}
 
     def __init__(self, schema: Schema, config=None, **kwargs):
         super().__init__(schema, config, **kwargs)
         c = self.config
         if c.transition_min_std <= 0:
             raise ConfigError(f"{type(self).__name__}: transition_min_std must be positive, got {c.transition_min_std}")
-        static = [m.name for m in schema if not m.sequential]
-        if static:
-            raise ValueError(f"{type(self).__name__} models sequences; modalities {static} are not sequential")
         unknown = sorted(set(c.inputs or []) - set(schema.names))
         if unknown or c.inputs == []:
             raise ConfigError(f"{type(self).__name__}: inputs must name modalities of the schema {schema.names}, got {c.inputs}")

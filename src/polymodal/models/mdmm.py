@@ -105,6 +105,7 @@ class MDMMConfig(DMMConfig):
 class MDMM(DeepMarkovModel):
     name = "mdmm"
     Config = MDMMConfig
+    queries = DeepMarkovModel.queries | {"filter", "smooth", "sample_latents"}
 
     def __init__(self, schema: Schema, config: MDMMConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
@@ -184,7 +185,7 @@ class MDMM(DeepMarkovModel):
         return {n: (subsets[:, self.input_names.index(n)] if n in self.input_names and not self.config.cross else every)
                 .view(-1, 1, 1) for n in self.schema.names}
 
-    def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
+    def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
         c = self.config
         subsets = self.subsets(batch.device)
         evidence = self.evidence(self.training_inputs(batch), subsets)

@@ -67,31 +67,24 @@ Only two modalities: MEME's mutual supervision is defined for a pair, and a thir
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from ..config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, checked
 from ..data import Batch, DataError
-from ..gaussian import Gaussian, log_mean_exp, mixture_log_prob, moment_match, stack
-from ..likelihoods import Observation
+from ..gaussian import Gaussian, Mixture, log_mean_exp
 from ..modalities import Schema
-from ..nets import Decoder, Encoder
-from .base import LossOutput, ModalityDict, Model, query
+from .base import QUERIES, LatentConfig, LossOutput, PerModality, query
 
 COMBINE = ("mean", "sum")
 DIRECTIONS = ("both", "s_to_t", "t_to_s")
 
 
 @dataclass
-@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, weights=NON_NEGATIVE, samples=AT_LEAST_ONE,
-         classifier_weight=NON_NEGATIVE, pseudo_samples=AT_LEAST_ONE)
-class MEMEConfig:
-    latent_dim: int = 16
-    hidden: tuple[int, ...] = (256, 256)
-    channels: tuple[int, ...] = (32, 64)
-    weights: dict[str, float] = field(default_factory=dict)
+@checked(samples=AT_LEAST_ONE, classifier_weight=NON_NEGATIVE, pseudo_samples=AT_LEAST_ONE)
+class MEMEConfig(LatentConfig):
     samples: int = 10
     classifier_weight: float = 1.0
     combine: str = "mean"
@@ -120,25 +113,22 @@ def mutual_supervision(
     return w * (log_px - log_ratio - log_classifier[0]) + classifier_weight * log_qts, w
 
 
-class MEME(Model):
+class MEME(PerModality):
     name = "meme"
     Config = MEMEConfig
+    queries = QUERIES | {"bound"}
+    loss_weights = frozenset()
 
     def __init__(self, schema: Schema, config: MEMEConfig | dict | None = None, **kwargs):
-        super().__init__(schema, config, **kwargs)
-        c = self.config
         if len(schema) != 2:
             raise ConfigError(f"MEME is defined for exactly two modalities (s, t); the schema has {len(schema)}: {schema.names}")
-        if any(mod.sequential for mod in schema):
-            raise ValueError("MEME models static modalities; use MDMM for sequences")
-        self.encoders = ModalityDict({mod.name: Encoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
-        self.decoders = ModalityDict({mod.name: Decoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
+        super().__init__(schema, config, **kwargs)
         self.pseudo = nn.ParameterDict()
         for mod in schema:
             if mod.categorical:
                 self.register_buffer(f"classes_{mod.name}", torch.arange(mod.num_classes), persistent=False)
             else:
-                self.pseudo[mod.name] = nn.Parameter(torch.rand(c.pseudo_samples, *mod.shape))
+                self.pseudo[mod.name] = nn.Parameter(torch.rand(self.config.pseudo_samples, *mod.shape))
         self.register_buffer("pseudo_ready", torch.tensor([mod.categorical for mod in schema]))
 
     def pseudo_inputs(self, name: str) -> Tensor:
@@ -161,42 +151,24 @@ class MEME(Model):
             self.pseudo[mod.name].copy_(data.values[mod.name][rows].to(self.pseudo[mod.name]))
             self.pseudo_ready[i] = True
 
-    def observation(self, name: str, z: Tensor) -> Observation:
-        mod = self.schema[name]
-        return mod.likelihood(self.decoders[name](z), len(mod.shape))
-
-    def decode(self, z: Tensor) -> dict[str, Observation]:
-        return {name: self.observation(name, z) for name in self.schema.names}
-
-    def experts(self, batch: Batch) -> Gaussian:
-        """``[2, B, D]``: each modality's posterior q(z | x_m)."""
-        return stack([self.encoders[name](batch.values[name]) for name in self.schema.names])
+    def prior(self, shape: tuple[int, ...]) -> Mixture:
+        """1/2 [1/N sum_i p(z | u^s_i) + 1/N sum_i p(z | u^t_i)]: the equal mixture of both
+        pseudo-sample mixtures, for a batch of ``shape``."""
+        parts = [self.conditional_prior(name) for name in self.schema.names]
+        weights = torch.cat([torch.full(p.shape[:1], 0.5 / p.shape[0], device=self.device) for p in parts])
+        return Mixture(Gaussian(torch.cat([p.mean for p in parts]), torch.cat([p.var for p in parts])), weights).expand(*shape)
 
     def encode(self, batch: Batch) -> Gaussian:
         present = batch.presence()
-        prior = moment_match(stack([moment_match(self.conditional_prior(name)) for name in self.schema.names]))
-        prior = prior.expand(len(batch), self.latent_size)
+        prior = self.prior(()).matched().expand(len(batch), self.latent_size)
         return (self.experts(batch).masked(present).prod(0) * prior.masked(~present.any(0))).gaussian()
 
-    def log_prior(self, z: Tensor) -> Tensor:
-        """log 1/2 [mixture of p(z | u^s_i) + mixture of p(z | u^t_i)]."""
-        both = torch.stack([mixture_log_prob(self.conditional_prior(name), z) for name in self.schema.names])
-        return log_mean_exp(both, 0)
-
-    def sample_prior(self, n: int) -> Tensor:
-        """``[n, D]`` latents from the prior: a modality, then one of its pseudo-samples, uniformly."""
-        draws = []
-        for name in self.schema.names:
-            components = self.conditional_prior(name)
-            draws.append(components[torch.randint(components.shape[0], (n,), device=self.device)].sample())
-        return torch.where(torch.rand(n, 1, device=self.device) < 0.5, *draws)
-
-    @query
-    def generate(self, n: int, sample: bool = False) -> Batch:
-        """``n`` joint samples: z from the pseudo-sample mixture prior, then every modality's
-        likelihood mean (or a sample)."""
-        self.check_arguments("generate", n=n)
-        return self.drawn(self.decode(self.sample_prior(n)), sample)
+    def unseen(self) -> dict[str, str]:
+        """As :meth:`Model.unseen`, and both modalities when no training sample is a pair:
+        mutual supervision, the only cross-modal term, then never ran."""
+        if self.seen is None or self.seen.complete or not all(self.seen.counts.values()):
+            return super().unseen()
+        return dict.fromkeys(self.schema.names, "no training sample observes both modalities (no pairs)")
 
     def matched(self, batch: Batch, s: str, t: str, q_s: Gaussian, q_t: Gaussian, z: Tensor, log_ps: Tensor,
                 samples: int | None = None, classifier_weight: float | None = None) -> Tensor:
@@ -230,9 +202,9 @@ class MEME(Model):
 
     def unpaired(self, s: str, t: str, q_s: Gaussian, z: Tensor, log_ps: Tensor) -> Tensor:
         """L(s) per sample: the ELBO of s under the prior of t's pseudo-samples."""
-        return log_ps - q_s.log_prob(z) + mixture_log_prob(self.conditional_prior(t), z)
+        return log_ps - q_s.log_prob(z) + Mixture(self.conditional_prior(t)).log_prob(z)
 
-    def loss(self, batch: Batch) -> LossOutput:
+    def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
         if not bool(self.pseudo_ready.all()):
             self.init_pseudo_samples(batch)
         s, t = self.schema.names

@@ -76,7 +76,7 @@ Where we differ from the paper and the reference code, and why:
   the discriminative ablation, one seed).
 
 MFM defines no tractable density, so importance sampling (``log_likelihood``, ``impute`` with
-``samples``) refuses; ``encode`` returns the code as a Gaussian of variance 1e-8 (a point mass), so the
+``samples``) refuses; ``encode`` returns the code as a point mass (``Gaussian.point``), so the
 shared API and metrics that read posterior means work.
 """
 
@@ -95,9 +95,7 @@ from ..likelihoods import Observation
 from ..metrics import mmd
 from ..modalities import Schema
 from ..nets import MLP, Decoder, FactorDecoder, FeatureEncoder
-from .base import LossOutput, ModalityDict, Model, query
-
-POINT_VAR = 1e-8  # the variance of the Gaussian that stands for a deterministic code
+from .base import DENSITY_QUERIES, QUERIES, LossOutput, ModalityDict, Model, query
 
 
 @dataclass
@@ -141,7 +139,10 @@ class Surrogate(nn.Module):
 class MFM(Model):
     name = "mfm"
     Config = MFMConfig
+    data = "any"
     has_density = False
+    queries = QUERIES - DENSITY_QUERIES
+    loss_weights = frozenset()
 
     def __init__(self, schema: Schema, config: MFMConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
@@ -233,8 +234,7 @@ class MFM(Model):
         return torch.where(complete[:, None], full, self.surrogate_codes(features, present, full))
 
     def encode(self, batch: Batch) -> Gaussian:
-        z = self.codes(batch)
-        return Gaussian(z, torch.full_like(z, POINT_VAR))
+        return Gaussian.point(self.codes(batch))
 
     def decode(self, z: Tensor, steps: int | None = None) -> dict[str, Observation]:
         """Likelihoods of every input (unless discriminative) and of the label given codes
@@ -260,7 +260,7 @@ class MFM(Model):
             return mmd(z, torch.randn_like(z), c.bandwidth)
         return sum(mmd(z[:, s], torch.randn_like(z[:, s]), c.bandwidth) for s in self.blocks.values())
 
-    def loss(self, batch: Batch) -> LossOutput:
+    def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
         present = self.present(batch)
         complete = present.all(0).float()
         features = self.features_of(batch)
@@ -305,11 +305,9 @@ class MFM(Model):
     def impute(self, batch: Batch, samples: int = 0, chunk: int = 100) -> Batch:
         """Fill the unobserved entries from the decoded codes (``samples`` must be 0: MFM's
         encoders are deterministic and it defines no importance weights)."""
-        if samples:
-            raise ValueError(f"MFM.impute: the encoders are deterministic, so samples must be 0, got {samples!r}")
         if not self.generative:
             raise ConfigError("MFM(objective='discriminative') decodes only the label; it cannot impute the inputs")
-        return super().impute(batch, 0, chunk)
+        return super().impute(batch, samples, chunk)
 
     @query
     def generate(self, n: int, sample: bool = False, steps: int | None = None,
@@ -333,13 +331,6 @@ class MFM(Model):
         if steps is None and any(m.sequential for m in self.inputs):
             raise ValueError("MFM.generate: the schema has sequential modalities; pass steps")
         return self.drawn(self.decode(z, steps), sample)
-
-    def sampler(self, batch: Batch):
-        """Refused: with deterministic encoders there is no proposal, so no importance sampling
-        (``log_likelihood``, importance-weighted imputation or scoring)."""
-        raise NotImplementedError("MFM is a Wasserstein autoencoder with deterministic encoders: it defines no "
-                                  "likelihood estimate; score it by reconstruction or prediction (samples=0)")
-
 
 
 def _label(schema: Schema, label: str | None) -> str:

@@ -43,6 +43,7 @@ class MIWAEConfig:
 class MIWAE(Model):
     name = "miwae"
     Config = MIWAEConfig
+    loss_weights = frozenset()
 
     def __init__(self, schema: Schema, config: MIWAEConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
@@ -57,7 +58,7 @@ class MIWAE(Model):
     def decode(self, z: Tensor) -> dict[str, Observation]:
         return self.observations(self.decoder(z))
 
-    def loss(self, batch: Batch) -> LossOutput:
+    def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
         q = self.encode(batch)
         z = q.rsample((self.config.samples,))
         bound = log_mean_exp(self.log_weights(batch, z, q.log_prob(z))[0], 0)

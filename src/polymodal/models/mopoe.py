@@ -32,76 +32,51 @@ mixture itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
-from ..config import AT_LEAST_ONE, NON_NEGATIVE, checked
+from ..config import checked
 from ..data import Batch
-from ..gaussian import Gaussian, stack
-from ..likelihoods import Observation
+from ..gaussian import Gaussian, Mixture
 from ..modalities import Schema
-from ..nets import Decoder, Encoder
-from .base import LossOutput, ModalityDict, Model
-from .mmvae import chosen_components, matched_mixture, mixture_sampler
+from .base import LatentConfig, LossOutput, PerModality
 
 
 @dataclass
-@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, weights=NON_NEGATIVE,
-         mixture=("stratified", "sampled"))
-class MoPoEConfig:
-    latent_dim: int = 16
-    hidden: tuple[int, ...] = (256, 256)
-    channels: tuple[int, ...] = (32, 64)
-    weights: dict[str, float] = field(default_factory=dict)
+@checked(mixture=("stratified", "sampled"))
+class MoPoEConfig(LatentConfig):
     mixture: str = "stratified"
 
 
-class MoPoE(Model):
+class MoPoE(PerModality):
     name = "mopoe"
     Config = MoPoEConfig
 
     def __init__(self, schema: Schema, config: MoPoEConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
-        c, m = self.config, len(schema)
-        if any(mod.sequential for mod in schema):
-            raise ValueError("MoPoE models static modalities; use MDMM for sequences")
-        self.encoders = ModalityDict({mod.name: Encoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
-        self.decoders = ModalityDict({mod.name: Decoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
+        m = len(schema)
         subsets = torch.tensor([[bool(i >> j & 1) for j in range(m)] for i in range(1, 2**m)])
         self.register_buffer("subsets", subsets, persistent=False)  # [S, M]
 
-    def decode(self, z: Tensor) -> dict[str, Observation]:
-        return self.observations({name: decoder(z) for name, decoder in self.decoders.items()})
-
-    def components(self, batch: Batch) -> tuple[Gaussian, Tensor]:
-        """``[S, B, D]`` the product of experts of every subset, and ``[S, B]`` whether the subset
-        is in the sample's power set (non-empty, and only modalities it has)."""
-        present = batch.presence()
-        experts = stack([self.encoders[name](batch.values[name]) for name in self.schema.names])
-        use = self.subsets[:, :, None] & present  # [S, M, B]
-        products = (self.prior((len(batch),)) * experts.masked(use).prod(-3)).gaussian()
-        return products, (use == self.subsets[:, :, None]).all(1)
+    def proposal(self, batch: Batch) -> Mixture:
+        """q(z | X): the uniform mixture ``[S, B, D]`` of the products of experts of every subset,
+        each sample using the subsets in its power set (non-empty, only modalities it has)."""
+        use = self.subsets[:, :, None] & batch.presence()  # [S, M, B]
+        products = (self.prior((len(batch),)) * self.experts(batch).masked(use).prod(-3)).gaussian()
+        return Mixture(products, use=(use == self.subsets[:, :, None]).all(1))
 
     def encode(self, batch: Batch) -> Gaussian:
-        products, valid = self.components(batch)
-        return matched_mixture(products, valid, self.prior((len(batch),)))
+        return self.proposal(batch).matched(self.prior(()))
 
-    def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
-        q, valid = self.components(batch)
-        share = valid / valid.sum(0).clamp_min(1)  # [S, B]
+    def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
+        q = self.proposal(batch)
+        share = q.use / q.use.sum(0).clamp_min(1)  # [S, B]
         if self.config.mixture == "stratified":
-            recon = (self.reconstruction(batch, self.decode(q.rsample())) * share).sum(0)  # one draw from every component
+            recon = (self.reconstruction(batch, self.decode(q.components.rsample())) * share).sum(0)  # a draw of each
         else:
-            z = chosen_components(q, valid, 1)[0].rsample()  # one draw from one component, chosen uniformly
-            recon = self.reconstruction(batch, self.decode(z)) * valid.any(0)
-        kl = (q.kl(self.prior(tuple(q.shape[:-1]))) * share).sum(0)
+            recon = self.reconstruction(batch, self.decode(q.rsample())) * q.use.any(0)  # a draw of one, chosen uniformly
+        kl = (q.components.kl(self.prior(tuple(q.components.shape[:-1]))) * share).sum(0)
         n = len(batch)
         loss = -(recon - beta * kl).sum() / n
         return LossOutput(loss, {"recon": recon.sum().detach() / n, "kl": kl.sum().detach() / n})
-
-    def sampler(self, batch: Batch) -> Callable[[int], tuple[Tensor, Tensor]]:
-        """Draws from the mixture q(z | X) itself, a subset of the power set uniformly per draw."""
-        return mixture_sampler(*self.components(batch))

@@ -44,46 +44,34 @@ Where we differ from the reference code, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import comb
 
 import torch
 from torch import Tensor
 
-from ..config import AT_LEAST_ONE, NON_NEGATIVE, checked
+from ..config import NON_NEGATIVE, checked
 from ..data import Batch
-from ..gaussian import Gaussian, stack
-from ..likelihoods import Observation
+from ..gaussian import Gaussian
 from ..modalities import Schema
-from ..nets import Decoder, Encoder
-from .base import LossOutput, ModalityDict, Model
+from .base import LatentConfig, LossOutput, PerModality
 
 
 @dataclass
-@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, weights=NON_NEGATIVE, subsets=NON_NEGATIVE)
-class MVAEConfig:
-    latent_dim: int = 16
-    hidden: tuple[int, ...] = (256, 256)
-    channels: tuple[int, ...] = (32, 64)
-    weights: dict[str, float] = field(default_factory=dict)
+@checked(subsets=NON_NEGATIVE)
+class MVAEConfig(LatentConfig):
     subsets: int = 1
     quotient: bool = False
     cross: bool = False
 
 
-class MVAE(Model):
+class MVAE(PerModality):
     name = "mvae"
     Config = MVAEConfig
 
     def __init__(self, schema: Schema, config: MVAEConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
-        c = self.config
-        m = len(schema)
-        if any(mod.sequential for mod in schema):
-            raise ValueError("MVAE models static modalities; use MDMM for sequences")
-        max_var = m / (m - 1) - 2e-4 if c.quotient and m > 1 else None
-        self.encoders = ModalityDict({mod.name: Encoder(mod, c.latent_dim, c.hidden, c.channels, max_var) for mod in schema})
-        self.decoders = ModalityDict({mod.name: Decoder(mod, c.latent_dim, c.hidden, c.channels) for mod in schema})
+        c, m = self.config, len(schema)
         # Built once, on the model's device: the joint and single subsets, and for the k random ones the
         # distribution of their size s in 2 .. M-1, P(s) proportional to the number of subsets of size s.
         k = c.subsets if m > 2 else 0
@@ -96,9 +84,11 @@ class MVAE(Model):
         for i, r in enumerate(rows):
             self.register_buffer(f"rows_{i}", torch.tensor(r), persistent=False)
 
-    def experts(self, batch: Batch) -> Gaussian:
-        """``[M, B, D]``: one expert per modality, each encoder run once per batch."""
-        return stack([self.encoders[name](batch.values[name]) for name in self.schema.names])
+    @property
+    def max_var(self) -> float | None:
+        """MVAE-Q's experts stay below M / (M - 1), so that their quotient is proper."""
+        m = len(self.schema)
+        return m / (m - 1) - 2e-4 if self.config.quotient and m > 1 else None
 
     def posterior(self, experts: Gaussian, use: Tensor) -> Gaussian:
         """q(z | X) for modality masks ``use`` ``[..., M, B]``: the prior times the used experts
@@ -112,9 +102,6 @@ class MVAE(Model):
     def encode(self, batch: Batch) -> Gaussian:
         return self.posterior(self.experts(batch), batch.presence())
 
-    def decode(self, z: Tensor) -> dict[str, Observation]:
-        return self.observations({name: decoder(z) for name, decoder in self.decoders.items()})
-
     def subsets(self) -> Tensor:
         """``[S, M]`` modality subsets of this step: joint, each single, then k drawn uniformly
         among the subsets of sizes 2 .. M-1 (a size by its number of subsets, then that many
@@ -126,7 +113,7 @@ class MVAE(Model):
         ranks = torch.rand(k, m, device=sizes.device).argsort(1).argsort(1)
         return torch.cat([self.fixed_subsets, ranks < sizes])
 
-    def loss(self, batch: Batch, beta: float = 1.0) -> LossOutput:
+    def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
         use = self.subsets()[:, :, None] & batch.presence()  # [S, M, B]: what each term conditions on
         q = self.posterior(self.experts(batch), use)  # q(z | X_s): [S, B, D]
         z = q.rsample()
@@ -140,9 +127,9 @@ class MVAE(Model):
     def scored(self, batch: Batch, z: Tensor, use: Tensor, m: int) -> Tensor:
         """``[S, B]``: lambda_m log p(x_m | z_s) in each term s that scores modality m (those
         whose subset has m; all, with ``cross``), decoding m only at those terms' latents."""
-        mod, rows = self.schema.modalities[m], getattr(self, f"rows_{m}")
-        decoded = {mod.name: mod.likelihood(self.decoders[mod.name](z[rows]), len(mod.shape))}
-        within = None if self.config.cross else {mod.name: use[rows, m]}
+        name, rows = self.schema.names[m], getattr(self, f"rows_{m}")
+        decoded = {name: self.observation(name, z[rows])}
+        within = None if self.config.cross else {name: use[rows, m]}
         return z.new_zeros(z.shape[:-1]).index_add(0, rows, self.reconstruction(batch, decoded, within=within))
 
 

@@ -94,14 +94,13 @@ class VSAEConfig:
 class VSAE(Model):
     name = "vsae"
     Config = VSAEConfig
+    loss_weights = frozenset({"beta", "unobserved"})
 
     def __init__(self, schema: Schema, config: VSAEConfig | dict | None = None, **kwargs):
         super().__init__(schema, config, **kwargs)
         c = self.config
         if c.decoder_mask not in ("reconstructed", "none") or c.fill not in ("noise", "zeros"):
             raise ValueError(f"VSAE: decoder_mask must be 'reconstructed' or 'none' and fill 'noise' or 'zeros', got {c}")
-        if any(mod.sequential for mod in schema):
-            raise ValueError("VSAE models static modalities")
         m, d = len(schema), c.latent_dim
         self.encoders = ModalityDict({mod.name: Encoder(mod, d, c.hidden) for mod in schema})
         self.joint_encoder = gaussian_mlp(sum(input_width(mod) for mod in schema) + m, c.joint_hidden, m * d)
@@ -135,7 +134,9 @@ class VSAE(Model):
             h = torch.cat([z, torch.sigmoid(self.mask_logits(z)).detach()], -1)
         return self.observations(self.decoder(h))
 
-    def loss(self, batch: Batch, beta: float = 1.0, unobserved: float = 1.0) -> LossOutput:
+    def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
+        """The bound with KL weight ``beta`` and the weight ``unobserved`` of the pseudo-target term."""
+        unobserved = weights.get("unobserved", 1.0)
         bound, terms = self.bound(batch, batch, beta, unobserved)
         if self.training and self.config.hide > 0:
             bound = bound + self.bound(drop_modalities(batch, self.config.hide), batch, beta, unobserved)[0]
