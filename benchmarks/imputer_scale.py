@@ -30,11 +30,13 @@ its first 10^5 rows, and times ``polymodal impute MODEL big.csv -o out.csv`` wit
     python -m benchmarks.imputer_scale --tables long --rows 1000 10000 --seeds 0
     python -m benchmarks.imputer_scale --threads 1 2 0 --tables long --rows 100000
     python -m benchmarks.imputer_scale --cli 10000000
+    python -m benchmarks.imputer_scale --resume out.txt ...         # runs that out.txt printed are not rerun
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import os
@@ -206,7 +208,18 @@ def installed(method: str) -> bool:
     return True
 
 
+def logged(path: str | None) -> dict[tuple[str, int, str, int], dict | None]:
+    """The runs an earlier invocation printed (``TABLE ROWS METHOD SEED {figures}`` lines)."""
+    done = {}
+    for line in Path(path).read_text().splitlines() if path else []:
+        parts = line.split(" ", 4)
+        if len(parts) == 5 and parts[0] in SIZES and parts[2] in METHODS:
+            done[parts[0], int(parts[1]), parts[2], int(parts[3])] = ast.literal_eval(parts[4])
+    return done
+
+
 def scaling(args: argparse.Namespace, run: Run) -> None:
+    done = logged(args.resume)
     for name in args.tables:
         for rows in [r for r in args.rows if r in SIZES[name]]:
             for method in [m for m in args.methods if installed(m)]:
@@ -214,7 +227,8 @@ def scaling(args: argparse.Namespace, run: Run) -> None:
                     column = f"{name} {rows}"
                     if method == "KNNImputer" and rows > args.knn_rows:
                         continue
-                    found = run_child([name, str(rows), method, str(seed)], args.timeout)
+                    key = (name, rows, method, seed)
+                    found = done[key] if key in done else run_child([name, str(rows), method, str(seed)], args.timeout)
                     print(name, rows, method, seed, found, flush=True)
                     if found is None:
                         run.add("time (s)", row=method, column=column, value=math.inf, seed=seed)
@@ -321,6 +335,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", help="only time these torch thread counts (0: all cores)")
     parser.add_argument("--cli", type=int, metavar="ROWS", help="only time `polymodal impute` of a CSV of ROWS rows")
     parser.add_argument("--name", default="default", help="the record's name")
+    parser.add_argument("--resume", metavar="LOG", help="take the runs that LOG (this script's output) printed")
     parser.add_argument("--child", nargs=4, metavar=("TABLE", "ROWS", "METHOD", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
