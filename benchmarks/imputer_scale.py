@@ -36,7 +36,6 @@ its first 10^5 rows, and times ``polymodal impute MODEL big.csv -o out.csv`` wit
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import os
@@ -214,7 +213,7 @@ def logged(path: str | None) -> dict[tuple[str, int, str, int], dict | None]:
     for line in Path(path).read_text().splitlines() if path else []:
         parts = line.split(" ", 4)
         if len(parts) == 5 and parts[0] in SIZES and parts[2] in METHODS:
-            done[parts[0], int(parts[1]), parts[2], int(parts[3])] = ast.literal_eval(parts[4])
+            done[parts[0], int(parts[1]), parts[2], int(parts[3])] = json.loads(parts[4])
     return done
 
 
@@ -229,7 +228,7 @@ def scaling(args: argparse.Namespace, run: Run) -> None:
                         continue
                     key = (name, rows, method, seed)
                     found = done[key] if key in done else run_child([name, str(rows), method, str(seed)], args.timeout)
-                    print(name, rows, method, seed, found, flush=True)
+                    print(name, rows, method, seed, json.dumps(found), flush=True)
                     if found is None:
                         run.add("time (s)", row=method, column=column, value=math.inf, seed=seed)
                         continue
