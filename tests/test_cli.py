@@ -327,6 +327,50 @@ def test_fit_resume_continues_the_run(tmp_path):
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5] and history["lr"].tolist()[-1] == 0.01
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_impute_streams_a_file_in_chunks_as_the_imputer_fills_it_in_memory(tmp_path, monkeypatch, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    from polymodal import commands
+    from polymodal.imputer import Imputer
+
+    frame, _ = clusters(n=700)
+    path = tmp_path / f"x{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    frame = read_frame(path)
+    monkeypatch.setattr(commands, "CHUNK_ROWS", 256)  # three chunks
+    assert run("impute", "--fit", path, "-o", tmp_path / f"y{suffix}", "--steps", "20", "--samples", "10",
+               "--save", tmp_path / "imputer", "--quiet") == 0
+    values = frame.drop(columns="id")
+    imputer = Imputer(steps=20, samples=10).fit(values)
+    expected = frame[["id"]].join(imputer.transform(values))
+    pd.testing.assert_frame_equal(read_frame(tmp_path / f"y{suffix}"), expected, check_dtype=False)
+    assert run("impute", tmp_path / "imputer", path, "-o", tmp_path / f"z{suffix}", "--quiet") == 0
+    pd.testing.assert_frame_equal(read_frame(tmp_path / f"z{suffix}"), expected, check_dtype=False)
+    assert run("impute", tmp_path / "imputer", path, "-o", tmp_path / f"d{suffix}", "--draws", "2", "--quiet") == 0
+    drawn = frame[["id"]].join(imputer.sample(values, 2)[1])
+    pd.testing.assert_frame_equal(read_frame(tmp_path / f"d.draw2{suffix}"), drawn, check_dtype=False)
+
+
+def test_impute_fit_fits_on_a_sample_of_a_large_file(tmp_path, monkeypatch):
+    from polymodal import commands
+    from polymodal.imputer import Imputer
+
+    frame, _ = clusters(n=700)
+    frame.to_csv(tmp_path / "x.csv", index=False)
+    monkeypatch.setattr(commands, "CHUNK_ROWS", 256)
+    monkeypatch.setattr(commands, "FIT_ROWS", 300)
+    fitted = []
+    fit = Imputer.fit
+    monkeypatch.setattr(Imputer, "fit", lambda self, X, y=None: fitted.append(X) or fit(self, X))
+    assert run("impute", "--fit", tmp_path / "x.csv", "-o", tmp_path / "y.csv", "--steps", "20", "--quiet") == 0
+    (sample,) = fitted
+    assert len(sample) == 300 and sample.index.is_monotonic_increasing and sample.index.max() > 600
+    pd.testing.assert_frame_equal(sample, frame.drop(columns="id").loc[sample.index])
+    filled = read_frame(tmp_path / "y.csv")
+    assert len(filled) == 700 and not filled.isna().any().any() and filled["id"].tolist() == frame["id"].tolist()
+
+
 def survey_csv(path, n=60, seed=0):
     """A CSV as R writes MASS::survey-like data: `NA` for missing cells, the exercise level
     `None`, whole-number columns with holes, a column with one category."""

@@ -33,6 +33,18 @@ def test_fit_is_reproducible_with_a_seed():
         assert torch.equal(states[0][key], states[1][key]), key
 
 
+def test_epochs_of_a_few_steps_walk_through_whole_passes_over_the_data():
+    trainer = pm.Trainer(pm.MVAE(data().schema, latent_dim=2, hidden=(8,)), batch_size=10, epoch_steps=3, progress=False)
+    orders = [trainer._order(96, epoch) for epoch in range(1, 8)]  # 7 epochs of 30 rows: 210 rows, 2.2 passes
+    assert all(len(order) == 30 for order in orders)
+    rows = torch.cat(orders)
+    for start in (0, 96):
+        assert sorted(rows[start : start + 96].tolist()) == list(range(96))  # each pass visits every row once
+    history = pm.Trainer(pm.MVAE(data().schema, latent_dim=2, hidden=(8,)), epochs=4, batch_size=10, epoch_steps=3,
+                         progress=False).fit(data())
+    assert len(history) == 4
+
+
 def test_training_lowers_the_validation_loss_and_history_is_complete():
     model = pm.MVAE(data().schema, latent_dim=2, hidden=(16,))
     history = pm.Trainer(model, epochs=15, batch_size=32, kl_warmup=2, progress=False).fit(data(), data(64, seed=1))

@@ -38,7 +38,7 @@ _EXPORTS = {
     **{name: ("training", name) for name in ("NonFiniteLossError", "Schedule", "TrainConfig", "Trainer")},
 }
 _MODULES = ("missing", "gaussian", "likelihoods", "nets", "metrics", "report", "files", "tables", "data", "models",
-            "datasets", "training", "persistence", "evaluation", "config", "mixture", "imputer")
+            "datasets", "training", "persistence", "evaluation", "config", "mixture", "candidates", "imputer")
 
 __all__ = sorted([*_EXPORTS, "missing"])
 

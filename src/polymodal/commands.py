@@ -8,9 +8,12 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 
@@ -18,13 +21,13 @@ from .config import ConfigError
 from .data import Batch, DataError, concat
 from .datasets import load_digits
 from .datasets.digits import digits_schema
-from .datasets.files import about, check_output, read_frame, sequence_file, write_frame
-from .evaluation import FEW, baseline_fills, baseline_scores, draw_imputations, evaluate, hold_out, metric, worse
+from .datasets.files import FrameWriter, about, check_output, read_chunks, read_frame, sample_rows, sequence_file, write_frame
+from .evaluation import FEW, baseline_fills, baseline_scores, draw_imputations, evaluate, metric, worse
 from .files import check_writable
 from .metrics import cross_modal
 from .models import MVAE
 from .persistence import TRANSFORM, ModelFileError, load, load_transform
-from .progress import chunked
+from .progress import chunked, counted
 from .tables import SequenceSchema, Transform
 from .training import NonFiniteLossError, Trainer
 
@@ -144,6 +147,12 @@ def fit(args: argparse.Namespace) -> None:
     print(f"run written to {out}/ (model/, history.csv, scores.json, report.html)")
 
 
+# impute reads, fills and writes a table this many rows at a time (a multiple of 256, see Imputer.transform_chunks).
+CHUNK_ROWS = 1 << 16
+# impute --fit fits the Imputer on a uniform sample of at most this many rows of the file.
+FIT_ROWS = 200_000
+
+
 def impute(args: argparse.Namespace) -> None:
     """Fill the missing cells of a file with a saved model, or with one fitted on the file."""
     if args.fit:
@@ -152,8 +161,9 @@ def impute(args: argparse.Namespace) -> None:
         raise ConfigError("impute: give MODEL_DIR and IN (or --fit IN to fit a model on IN itself)")
     folder, source = model_folder(args.paths[0]), args.paths[1]
     out = check_output(output_path(args.output, source, "imputed"), "-o")
-    if not (folder / "config.json").is_file() and (folder / "imputer.json").is_file():
-        return impute_blend(args, folder, source, out)
+    if (folder / "imputer.json").is_file() or not (folder / TRANSFORM).is_file() or \
+            not isinstance(load_transform(folder), SequenceSchema):
+        return impute_table(args, folder, source, out)
     model, transform = load(folder), load_transform(folder)
     frame, batch = read(transform, source, args.na_values)
     options = {} if args.samples is None else {"samples": args.samples}
@@ -172,35 +182,47 @@ def impute(args: argparse.Namespace) -> None:
     print(f"imputed table written to {out}")
 
 
-def impute_blend(args: argparse.Namespace, folder: Path, source: str, out: Path) -> None:
-    """``impute`` with an Imputer saved with several candidates (``model="auto"``): its blend fills, its sampler draws."""
-    from .imputer import IMPUTER, load_imputer
+def impute_table(args: argparse.Namespace, folder: Path, source: str, out: Path) -> None:
+    """``impute`` of a table with a saved Imputer (or a model `fit` on a table): the file is
+    read, filled and written ``CHUNK_ROWS`` rows at a time, so it may be larger than memory."""
+    from .imputer import load_imputer
 
-    try:
-        imputer = load_imputer(folder)
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as error:
-        if isinstance(error, (ConfigError, DataError, ModelFileError)):  # these say which file and what is wrong
-            raise
-        raise ModelFileError(f"{folder / IMPUTER} is damaged or was not written by polymodal "
-                             f"({type(error).__name__}: {error}); save the imputer again") from None
-    imputer.set_params(random_state=args.seed, progress=not args.quiet,
-                       **({} if args.samples is None else {"samples": args.samples}))
-    frame = read_frame(source, na_values=[*map(str, imputer.tables_.na_values), *args.na_values])
-    columns = [str(c) for c in imputer.tables_.columns_]
-    absent = [c for c in columns if c not in frame.columns]
-    if absent:
-        raise DataError(f"{source}: the imputer's columns {absent} are missing; it fills {columns}")
-    kept = frame.drop(columns=columns)
+    imputer = load_imputer(folder)
+    if args.samples is not None:
+        imputer.set_params(samples=args.samples)
+    elif not (folder / "imputer.json").is_file():  # a fitted model's own default: its posterior mean, or 100 to draw
+        imputer.set_params(samples=100 if args.draws else 0)
+    imputer.set_params(random_state=args.seed, progress=not args.quiet)
+    markers = [*map(str, imputer.tables_.na_values), *args.na_values]
+    chunks = checked_columns(read_chunks(source, CHUNK_ROWS, markers), imputer.tables_.columns_, source)
     if args.draws:
-        for k, table in enumerate(imputer.sample(frame[columns], args.draws)):
-            write_frame(kept.join(table)[list(frame.columns)], out.with_name(f"{out.stem}.draw{k + 1}{out.suffix}"), source)
+        paths = [out.with_name(f"{out.stem}.draw{k + 1}{out.suffix}") for k in range(args.draws)]
+        with ExitStack() as files:
+            writers = [files.enter_context(FrameWriter(path, source)) for path in paths]
+            for tables in imputer.sample_chunks(chunks, args.draws):
+                for writer, table in zip(writers, tables):
+                    writer.write(table)
         print(f"{args.draws} imputations written to {out.with_name(f'{out.stem}.draw*{out.suffix}')}")
         return
-    write_frame(kept.join(imputer.transform(frame[columns]))[list(frame.columns)], out, source)
+    with FrameWriter(out, source) as writer:
+        for table in imputer.transform_chunks(chunks):
+            writer.write(table)
     print(f"imputed table written to {out}")
 
 
+def checked_columns(chunks: Iterator[pd.DataFrame], columns: list, source: str) -> Iterator[pd.DataFrame]:
+    """The chunks of ``source``, checked for the columns an imputer fills."""
+    for chunk in chunks:
+        absent = [c for c in columns if c not in chunk.columns]
+        if absent:
+            raise DataError(f"{source}: the imputer's columns {absent} are missing; it fills {columns}")
+        yield chunk
+
+
 def impute_fit(args: argparse.Namespace) -> None:
+    """``impute --fit``: an Imputer fitted on a uniform sample of at most ``FIT_ROWS`` rows of
+    the file (one pass to draw it, the whole file when it is smaller), then a second pass that
+    fills the file chunk by chunk."""
     from .imputer import Imputer
 
     if len(args.paths) != 1:
@@ -212,19 +234,24 @@ def impute_fit(args: argparse.Namespace) -> None:
     if sequence_file(source):
         raise ConfigError(f"impute --fit fills tables, and {source} holds sequences [N, T, F]; train a sequence model "
                           "(mdmm or dks) with `polymodal fit CONFIG.yaml`, then `polymodal impute RUN_DIR IN`")
-    frame = read_frame(source, na_values=args.na_values)
-    if args.id is not None and args.id not in frame.columns:
-        raise DataError(f"--id {args.id!r}: {source} has no such column; it has {list(frame.columns)}")
-    ids = [c for c in frame.columns if c == (args.id or "id")]
-    values = frame.drop(columns=ids)
+    chunks = counted(read_chunks(source, CHUNK_ROWS, args.na_values), "read", not args.quiet)
+    sample = sample_rows(chunks, FIT_ROWS, args.seed)
+    columns = list(sample.columns)
+    if args.id is not None and args.id not in columns:
+        raise DataError(f"--id {args.id!r}: {source} has no such column; it has {columns}")
+    values = sample.drop(columns=[c for c in columns if c == (args.id or "id")])
+    del sample
     if values.shape[1] == 0:
-        raise DataError(f"{source}: no columns to fill; it has only {list(frame.columns)}, and the id column "
+        raise DataError(f"{source}: no columns to fill; it has only {columns}, and the id column "
                         f"{args.id or 'id'!r} is copied, not modelled")
-    options = {"steps": args.steps, "samples": 1000 if args.samples is None else args.samples}
+    options = {"steps": args.steps, **({} if args.samples is None else {"samples": args.samples})}
     with about(source):
         imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options).fit(values)
     show(*imputer_lines(imputer, values))
-    write_frame(frame[ids].join(imputer.transform(values))[list(frame.columns)], out, source)
+    del values
+    with FrameWriter(out, source) as writer:
+        for table in imputer.transform_chunks(read_chunks(source, CHUNK_ROWS, args.na_values)):
+            writer.write(table)
     if args.save:
         imputer.tables_.na_values = args.na_values  # saved with it, so that `impute DIR IN` reads IN alike
         imputer.save(args.save)
@@ -237,19 +264,10 @@ def held_out_cells(imputer, values) -> tuple[Batch, Batch, dict[str, dict[str, t
     table) to score and blend its candidates, drawn as its ``fit`` draws them: the held-out
     rows, the same rows with those cells hidden, and the baselines' fills of the rows from
     every cell the imputer trained on. None if it held out none."""
-    batch = imputer.tables_.transform(values)
-    order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(imputer.random_state))
-    held = int(imputer.validation * len(batch)) if imputer.patience is not None and imputer.holdout > 0 else 0
-    if not held:
+    rows, truth, hidden, held = imputer.validation_split(imputer.tables_.transform(values))
+    if truth is None:
         return None
-    train, truth = batch.select(order[held:]), batch.select(order[:held])
-    hidden = hold_out(truth, imputer.holdout, "mcar", imputer.random_state)
-    starved = [n for n in batch.schema.names if not (train.observed[n].any(0) | hidden.observed[n].any(0)).all()]
-    hidden = truth.with_observed({n: hidden.observed[n] for n in batch.schema.names if n not in starved})
-    if all(bool((truth.observed[n] == hidden.observed[n]).all()) for n in batch.schema.names):
-        return None
-    fills = baseline_fills(concat([train, hidden]))
-    return truth, hidden, {n: {b: v[len(train):] for b, v in f.items()} for n, f in fills.items()}
+    return truth, hidden, {n: {b: v[held] for b, v in f.items()} for n, f in baseline_fills(rows).items()}
 
 
 def imputer_lines(imputer, values) -> tuple[list[str], str | None]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,12 @@ class ModelFileError(ValueError):
     """A saved-model folder or checkpoint that is missing, corrupt or incompatible."""
 
 
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Call ``write(tmp_path)``, flush it to disk, then rename the temporary file onto ``path``.
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to inside the block; on leaving it, the file
+    is flushed to disk and renamed onto ``path``.
 
-    A failure while writing leaves any previous ``path`` untouched and removes the temporary
+    A failure inside the block leaves any previous ``path`` untouched and removes the temporary
     file. A process killed while writing cannot remove its own, so temporary files of ``path``
     left by an earlier kill (``.NAME.*.tmp``) are removed first (each file polymodal writes has
     one writer: rank 0 under DDP). The file is fsynced before the
@@ -44,7 +48,7 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(Path(tmp))
+        yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, _mode(path))  # last: a writer may replace the file, and a read-only mode stops the fsync
@@ -55,6 +59,41 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     _fsync_folder(path.parent)
 
 
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """Call ``write(tmp_path)`` and rename the temporary file onto ``path`` (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+
+
+def replace_folder(folder: str | Path, write: Callable[[Path], Any], marks: tuple[str, ...] = (CONFIG,)) -> Path:
+    """Write ``folder`` afresh: ``write(tmp)`` fills a new folder beside it, which then takes its
+    place, so nothing that ``folder`` held before outlives the save (a saved folder read with
+    files left by another save would mix the two). A failure inside ``write`` leaves ``folder``
+    as it was. A folder that holds files but none of ``marks`` (it is not a saved folder) is
+    refused, not replaced."""
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and
+                                                    not any((folder / m).is_file() for m in marks))):
+        raise ModelFileError(f"{folder} is not an empty folder nor a saved one (it has no {' or '.join(marks)}); "
+                             "save into a new folder, or remove what it holds")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{glob.escape(folder.name)}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
+    _fsync_folder(folder.parent)
+    return folder
 def _mode(path: Path) -> int:
     """The permission bits for writing ``path``: its own if it exists, else 0666 less the umask."""
     try:

@@ -23,12 +23,10 @@ same table give the same fill, and the caller's global torch stream is left as i
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,59 +34,44 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import __version__
+from .candidates import BLOCK, KINDS, Candidate, GaussianCandidate, IterativeCandidate, ModelCandidate
 from .config import ConfigError
-from .data import Batch, concat
-from .evaluation import draw_imputations, hold_out, imputation_scores
-from .files import ModelFileError, atomic_write, write_json
-from .mixture import GaussianMixture
+from .data import Batch
+from .evaluation import hold_out, imputation_scores
+from .files import CONFIG, FORMAT, ModelFileError, replace_folder, write_json
 from .models import MODELS
-from .models.base import Model
-from .persistence import TRANSFORM, load, load_transform
-from .progress import chunked
+from .persistence import TRANSFORM, load_transform, read_json
+from .progress import counted
 from .tables import TableSchema, _frame
-from .training import Trainer, resolve_device, seed_stream, torch_threads
+from .training import resolve_device, seed_stream, torch_threads
 
 # The models a table can be imputed with: those of static data.
 TABLE_MODELS = sorted(name for name, cls in MODELS.items() if cls.data != "sequences")
 # Candidates fitted on the table's cells as one array (numeric columns only): the Gaussian
 # mixture fitted by EM, and scikit-learn's IterativeImputer with its default BayesianRidge
 # ("iterative") and with ExtraTreesRegressor (a MissForest-like).
-CELLWISE = ("gaussian", "iterative", "missforest")
-# scikit-learn's candidates: they only pickle, so an Imputer that may hold one is not saved.
-CLASSICAL = ("iterative", "missforest")
+CELLWISE = ("gaussian", *IterativeCandidate.NAMES)
 # model="auto" (the default): these compete per column.
 AUTO_CANDIDATES = ("gaussian", "miwae")
-# The Gaussian mixtures tried by the "gaussian" candidate, as (components, ridge); the
-# held-out cells choose one, and without them the first is fitted.
-GAUSSIAN_GRID = ((1, 0.01), (1, 0.001), (1, 0.1), (3, 0.1))
 IMPUTER = "imputer.json"
-GAUSSIAN = "gaussian.safetensors"
-# The Imputer's options of a model when model_options is None: MIWAE's bound with 10 samples
-# instead of 20 halves the time per step at the same held-out NRMSE (benchmarks/RESULTS.md).
-MODEL_DEFAULTS = {"miwae": {"samples": 10}}
 # Importance samples per cell when scoring the held-out cells during training.
 VALIDATION_SAMPLES = 100
+# The held-out cells come from at most this many rows, so that validating costs the same on
+# any table (on 10^5 rows and more, 20% of the rows would cost more than the training steps).
+VALIDATION_ROWS = 1000
 # With several candidates, the weight (in held-out cells) of the whole table's held-out cells
 # when one column's cells choose that column's blend (see Imputer._blend).
 SHRINK_CELLS = 20
 # The blend weights of a numeric column are multiples of this.
 WEIGHT_STEP = 0.1
-# Optimisation steps between two validations.
-STEPS_PER_VALIDATION = 20
-# With batch_size=None, tables of up to this many training rows train in one full batch, larger ones in batches of it.
-FULL_BATCH = 256
-
-
-def training_steps(rows: int) -> int:
-    """The default step budget for a table with ``rows`` training rows: 1500 steps, or five
-    epochs of 256-row batches if that is more. Early stopping on the held-out cells usually
-    ends training well before (about 300 steps on scikit-learn's breast cancer table)."""
-    return max(1500, 5 * math.ceil(rows / FULL_BATCH))
+# transform fills this many rows at a time (a multiple of BLOCK), in memory that does not grow with the table.
+CHUNK_ROWS = 64 * BLOCK
+# torch's intra-op threads when polymodal is imported: the physical cores, or OMP_NUM_THREADS.
+DEFAULT_THREADS = torch.get_num_threads()
 
 
 def simplex_grid(k: int, step: float) -> torch.Tensor:
@@ -110,8 +93,8 @@ class Imputer(TransformerMixin, BaseEstimator):
 
     ``model="auto"`` (the default) fits two candidates and blends them per column on the
     held-out cells: ``"gaussian"``, a Gaussian mixture fitted by EM to the incomplete numeric
-    cells (:class:`~polymodal.GaussianMixture`; the held-out cells choose its number of
-    components and ridge among ``GAUSSIAN_GRID``), and ``"miwae"``, the best deep imputer of
+    cells (:class:`~polymodal.GaussianMixture`, by EM on at most 20,000 rows; the held-out
+    cells choose its number of components and ridge), and ``"miwae"``, the best deep imputer of
     ``benchmarks/tabular.py``. Each numeric column is filled by the convex combination of the
     candidates' fills (weights multiples of 0.1) with the least held-out squared error, that
     error shrunk towards the same weights' error over the whole table (:meth:`_blend`: a
@@ -132,17 +115,22 @@ class Imputer(TransformerMixin, BaseEstimator):
     which :meth:`sample` then reflects) are passed to
     :class:`~polymodal.TableSchema`.
 
-    Training: ``steps`` optimisation steps of Adam (``lr``) at most (``None``:
-    :func:`training_steps`, sized to the data), on batches of ``batch_size`` rows (``None``:
-    the whole table up to 256 rows, else 256). In a ``validation`` fraction of the rows, a
-    ``holdout`` fraction of the observed cells is hidden from training (MCAR, seeded by
-    ``random_state``; the rows train with their other cells); every 20 steps these cells are
-    imputed with 100 importance samples and scored (NRMSE numeric, PFC categorical, averaged
-    over columns). Training stops after ``patience`` scores without improvement and keeps the
+    Training: ``steps`` optimisation steps of Adam (``lr``) at most (``None``: 1500, whatever
+    the size of the table), on batches of ``batch_size`` rows (``None``: the whole table up to
+    256 rows, else 256) drawn from every row. In a ``validation`` fraction of the rows (at most
+    1000 rows), a ``holdout`` fraction of the observed cells is hidden from training (MCAR,
+    seeded by ``random_state``; the rows train with their other cells); every 20 steps these
+    cells are imputed with 100 importance samples and scored (NRMSE numeric, PFC categorical,
+    averaged over columns). The cost of ``fit`` is thus bounded by the step budget, not by the
+    number of rows, beyond one pass over the table to read it (and IterativeImputer's fit, a
+    candidate only when listed). Training stops after ``patience`` scores without improvement and keeps the
     best weights. With ``validation=0``, ``holdout=0`` or ``patience=None``, all ``steps`` run
     on every cell and ``validation_score_`` is NaN; so does a table too small to hide a cell.
 
-    ``samples`` importance samples estimate each imputation in ``transform``. ``samples=0``
+    ``samples`` importance samples estimate each imputation in ``transform`` (100, as many as
+    the held-out cells that chose the blend were filled with: 1000 cost 10x the time for an
+    NRMSE lower by 0-2% on breast cancer and wine, which matters less than a fill of 10^6
+    rows in minutes rather than hours). ``samples=0``
     decodes the posterior mean of the latent given the observed cells instead: fast, but the
     decoder's output at one latent point is not E[x_u | x_o], and for MIWAE it can be far
     worse than the column mean (the encoder of an importance-weighted bound need not be a
@@ -152,12 +140,19 @@ class Imputer(TransformerMixin, BaseEstimator):
     ``transform`` returns a DataFrame for a DataFrame (same index and columns, categorical
     columns in their categories) and an array otherwise; :meth:`sample` returns multiple
     imputations drawn from the model's posterior predictive, :meth:`predictive_std` their
-    per-cell standard deviation. ``progress`` shows bars for training and for filling.
+    per-cell standard deviation. They fill ``CHUNK_ROWS`` rows at a time, each block of 256
+    rows from its own seeded random stream, so memory beyond the output does not grow with the
+    table and :meth:`transform_chunks` (a table read in chunks) gives what one ``transform``
+    gives. ``progress`` shows bars for training and for filling. ``threads``: torch's
+    intra-op threads (``"auto"``: one for the models' training, the idle cores for the
+    Gaussian mixture's EM and the fills, see :func:`auto_threads`).
 
-    ``save(folder)`` writes the fitted imputer as safetensors weights and JSON;
-    :func:`load_imputer` reads it back. One whose candidates include ``"iterative"`` or
-    ``"missforest"`` cannot be saved (scikit-learn's estimators only pickle, and polymodal
-    writes no pickles).
+    ``save(folder)`` writes the fitted imputer: ``imputer.json`` (options, weights per column,
+    the kind of each candidate), ``transform.json`` and one saved-model folder per candidate
+    (:mod:`polymodal.persistence`); the folder is written afresh, so nothing of an imputer
+    saved there before is left. :func:`load_imputer` reads it back. One whose candidates
+    include ``"iterative"`` or ``"missforest"`` cannot be saved (scikit-learn's estimators only
+    pickle, and polymodal writes no pickles).
     """
 
     def __init__(
@@ -173,9 +168,10 @@ class Imputer(TransformerMixin, BaseEstimator):
         validation: float = 0.2,
         holdout: float = 0.2,
         patience: int | None = 5,
-        samples: int = 1000,
+        samples: int = 100,
         random_state: int = 0,
         device: str = "cpu",
+        threads: int | str = "auto",
         progress: bool = False,
     ):
         self.model = model
@@ -192,6 +188,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         self.samples = samples
         self.random_state = random_state
         self.device = device
+        self.threads = threads
         self.progress = progress
 
     def fit(self, X: Any, y: Any = None) -> Imputer:
@@ -200,25 +197,18 @@ class Imputer(TransformerMixin, BaseEstimator):
         self.tables_ = TableSchema(categorical=self.categorical, groups=self.groups, numeric=self.numeric).fit(frame)
         batch = self.tables_.transform(frame)
         names = self._fitted_candidates(batch)
-        order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(self.random_state))
-        held = int(self.validation * len(batch)) if self.patience is not None and self.holdout > 0 else 0
-        train, truth = batch.select(order[held:]), batch.select(order[:held]) if held else None
-        hidden = hold_out(truth, self.holdout, "mcar", self.random_state) if held else None
-        if hidden is not None:  # a column whose every observed cell was held out would have nothing to learn from
-            starved = [n for n in batch.schema.names
-                       if not (train.observed[n].any(0) | hidden.observed[n].any(0)).all()]
-            hidden = truth.with_observed({n: hidden.observed[n] for n in batch.schema.names if n not in starved})
-        if hidden is not None and all(bool((truth.observed[n] == hidden.observed[n]).all()) for n in batch.schema.names):
-            truth = hidden = None  # nothing hidden: no score to watch
+        rows, truth, hidden, _ = self.validation_split(batch)
         fitted, fills, self.histories_ = {}, {}, {}
-        # the validation rows train too, without their held-out cells: those stay unseen, and the
-        # models learn from every row (lower NRMSE on 5 of 6 tables and seeds, benchmarks/RESULTS.md)
-        rows = concat([train, hidden]) if hidden is not None else train
         for name in names:
+            score = None
+            if truth is not None:
+                def score(candidate: Candidate, name: str = name) -> float:
+                    return float(self._scores(self._fill(candidate, hidden, VALIDATION_SAMPLES), name, truth, hidden).mean())
             with self._random_stream():
-                fitted[name] = self._fit_candidate(name, rows, truth, hidden)
+                fitted[name] = self._candidate(name).fit(rows, score)
                 if truth is not None:
                     fills[name] = self._fill(fitted[name], hidden, VALIDATION_SAMPLES)
+            self.histories_[name] = fitted[name].history
         columns = list(self.tables_.modality_columns_)
         scores = {name: self._scores(fills[name], name, truth, hidden) if truth is not None else pd.Series(dtype=float)
                   for name in names}
@@ -229,7 +219,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         # the draws: the Gaussian mixture's where it can fill every column (its spread is fitted,
         # a polymodal model's default likelihood has a fixed one: on wine its 90% intervals
         # covered 0.64-0.83 of the hidden cells, the mixture's 0.83-0.92), else the best model
-        generative = [n for n in names if n not in CLASSICAL and (n != "gaussian" or not self._categorical(batch))]
+        generative = [n for n in names if n not in IterativeCandidate.NAMES and (n != "gaussian" or not self._categorical(batch))]
         self.sampler_ = ("gaussian" if "gaussian" in generative else
                          min(generative, key=lambda n: self.candidate_scores_[n].mean())
                          if truth is not None and len(generative) > 1 else generative[0])
@@ -242,6 +232,30 @@ class Imputer(TransformerMixin, BaseEstimator):
             self.validation_scores_ = pd.Series(math.nan, index=columns, dtype=float)
         self.validation_score_ = float(self.validation_scores_.mean()) if truth is not None else math.nan
         return self
+
+    def validation_split(self, batch: Batch) -> tuple[Batch, Batch | None, Batch | None, torch.Tensor]:
+        """The rows to train on (every row, the held-out cells hidden), the validation rows as
+        they are (``truth``) and with their held-out cells hidden (``hidden``), and their
+        positions in ``batch``; ``None`` twice (and no positions) when nothing is held out. The
+        validation rows train too, without their held-out cells: the models learn from every
+        row (lower NRMSE on 5 of 6 tables and seeds, benchmarks/RESULTS.md)."""
+        order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(self.random_state))
+        held = min(int(self.validation * len(batch)), VALIDATION_ROWS) if self.patience is not None and self.holdout > 0 else 0
+        if not held:
+            return batch, None, None, order[:0]
+        truth = batch.select(order[:held])
+        hidden = hold_out(truth, self.holdout, "mcar", self.random_state)
+        # a column whose every observed cell was held out would have nothing to learn from: it keeps them
+        elsewhere = {n: batch.observed[n].sum(0) > truth.observed[n].sum(0) for n in batch.schema.names}
+        hidden = truth.with_observed({n: hidden.observed[n] for n in batch.schema.names
+                                      if (elsewhere[n] | hidden.observed[n].any(0)).all()})
+        if all(bool((truth.observed[n] == hidden.observed[n]).all()) for n in batch.schema.names):
+            return batch, None, None, order[:0]  # nothing hidden: no score to watch
+        masks = {}
+        for n in batch.schema.names:
+            masks[n] = batch.observed[n].clone()
+            masks[n][order[:held]] = hidden.observed[n]
+        return batch.with_observed(masks), truth, hidden, order[:held]
 
     def _blend(self, fills: dict[str, Batch], truth: Batch, hidden: Batch) -> pd.DataFrame:
         """Per column, the weights of the candidates whose fills are averaged, chosen on the
@@ -305,13 +319,16 @@ class Imputer(TransformerMixin, BaseEstimator):
                 why = f" ({name!r} models sequences, not tables)" if name in MODELS else ""
                 raise ConfigError(f"Imputer: model must be 'auto', one of {TABLE_MODELS + list(CELLWISE)} or a list of "
                                   f"them, got {name!r}{why}")
-        if all(name in CLASSICAL for name in names):
+        if all(name in IterativeCandidate.NAMES for name in names):
             raise ConfigError(f"Imputer: the candidates need a generative model among them ('gaussian' or one of "
                               f"{TABLE_MODELS}), got {self.model!r}")
         for name in ("validation", "holdout"):
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise ConfigError(f"Imputer: {name} must be a fraction in [0, 1), got {value}")
+        if self.threads != "auto" and (isinstance(self.threads, bool) or not isinstance(self.threads, numbers.Integral)
+                                       or self.threads < 1):
+            raise ConfigError(f"Imputer: threads must be 'auto' or an integer >= 1, got {self.threads!r}")
         for name, least in (("samples", 0), ("random_state", 0), ("steps", 1), ("batch_size", 1), ("patience", 1)):
             value = getattr(self, name)
             if value is None and name in ("steps", "batch_size", "patience"):
@@ -344,71 +361,19 @@ class Imputer(TransformerMixin, BaseEstimator):
             names = [name for name in names if name not in CELLWISE]
         return names
 
-    def _fit_candidate(self, name: str, train: Batch, truth: Batch | None, hidden: Batch | None) -> Any:
-        """One candidate trained on ``train`` (every row, the held-out cells hidden), stopped
-        early on (or, for the Gaussian mixture, chosen by) the imputation of the cells that
-        ``hidden`` hides in ``truth``."""
+    def _candidate(self, name: str) -> Candidate:
+        """The unfitted candidate ``name`` with this imputer's options."""
         if name == "gaussian":
-            return self._fit_gaussian(train, truth, hidden)
-        if name in CLASSICAL:
-            from sklearn.ensemble import ExtraTreesRegressor
-            from sklearn.experimental import enable_iterative_imputer  # noqa: F401
-            from sklearn.impute import IterativeImputer
+            return GaussianCandidate(self.random_state, self.device)
+        if name in IterativeCandidate.NAMES:
+            return IterativeCandidate(name, self.random_state)
+        return ModelCandidate(name, self.model_options, self.steps, self.batch_size, self.lr, self.patience,
+                              self.random_state, self.device, self._threads("train"), self.progress)
 
-            seed = self.random_state
-            trees = ExtraTreesRegressor(n_estimators=50, random_state=seed, n_jobs=1) if name == "missforest" else None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # convergence warnings: max_iter=10 is a budget
-                return IterativeImputer(trees, max_iter=10, random_state=seed).fit(self._cells(train))
-        options = MODEL_DEFAULTS.get(name, {}) if self.model_options is None else self.model_options
-        model = MODELS[name](train.schema, **dict(options))
-        batch_size = self.batch_size or min(len(train), FULL_BATCH)
-        per_epoch = math.ceil(len(train) / batch_size)
-        steps = self.steps or training_steps(len(train))
-        score = None
-        if truth is not None:
-            def score(m: Model) -> float:
-                return float(self._scores(self._fill(m, hidden, VALIDATION_SAMPLES), name, truth, hidden).mean())
-        trainer = Trainer(model, epochs=max(1, round(steps / per_epoch)), batch_size=batch_size, lr=self.lr,
-                          patience=self.patience if truth is not None else None, seed=self.random_state,
-                          valid_every=max(1, round(STEPS_PER_VALIDATION / per_epoch)), device=self.device,
-                          progress=self.progress)
-        history = trainer.fit(train, score=score)
-        self.histories_[name] = pd.DataFrame(history)
-        return model
-
-    def _fit_gaussian(self, train: Batch, truth: Batch | None, hidden: Batch | None) -> GaussianMixture:
-        """The Gaussian mixture of ``GAUSSIAN_GRID`` with the best held-out score (the first
-        without held-out cells); ``histories_["gaussian"]`` lists each one's score, EM
-        steps and seconds."""
-        cells, device = self._cells(train), resolve_device(self.device)
-        grid = GAUSSIAN_GRID if truth is not None else GAUSSIAN_GRID[:1]
-        tried, results = [], []
-        for components, ridge in grid:
-            if components > 1 and components * 10 > len(train):
-                continue  # a component needs rows to estimate its covariance from
-            start = tried[0] if tried and components == grid[0][0] else None  # warm: fewer EM steps
-            began = time.perf_counter()
-            mixture = GaussianMixture(components, ridge, seed=self.random_state, device=device).fit(cells, start)
-            took = time.perf_counter() - began
-            score = (float(self._scores(self._fill(mixture, hidden, 0), "gaussian", truth, hidden).mean())
-                     if truth is not None else math.nan)
-            tried.append(mixture)
-            results.append({"components": components, "ridge": ridge, "valid_score": score,
-                            "iterations": len(mixture.log_likelihoods_), "seconds": took})
-        self.histories_["gaussian"] = pd.DataFrame(results)
-        return tried[int(np.nanargmin([r["valid_score"] for r in results])) if truth is not None else 0]
-
-    def _fill(self, candidate: Any, batch: Batch, samples: int) -> Batch:
-        """``batch`` filled by one candidate: a model's importance-sampled fill, or the
-        conditional mean of the Gaussian mixture or IterativeImputer's fill."""
-        if isinstance(candidate, Model):
-            return concat(chunked(lambda rows: candidate.impute(batch.select(rows), samples=samples).to("cpu"),
-                                  len(batch), progress=self.progress, desc="impute"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            filled = candidate.transform(self._cells(batch))
-        return self._batch(filled, batch)
+    def _fill(self, candidate: Candidate, batch: Batch, samples: int, start: int = 0) -> Batch:
+        """``batch`` (rows ``start`` on of a table) filled by one candidate, ``BLOCK`` rows from
+        each seeded stream: the fill of a row does not depend on the chunks it came in."""
+        return candidate.fill(batch, samples, self.random_state * 1_000_003 + start)
 
     def _scores(self, filled: Batch, name: str, truth: Batch, hidden: Batch) -> pd.Series:
         """Per column: the NRMSE (numeric) or PFC (categorical) of one candidate's fill on the
@@ -433,30 +398,25 @@ class Imputer(TransformerMixin, BaseEstimator):
             values[m.name] = torch.where(like.observed[m.name], like.values[m.name], value)
         return Batch(like.schema, values, {k: torch.ones_like(v) for k, v in like.observed.items()})
 
-    def _cells(self, batch: Batch) -> np.ndarray:
-        """The batch as one array ``[rows, cells]`` in modality order, NaN where unobserved."""
-        arrays = batch.numpy(nan=True)
-        return np.concatenate([arrays[m.name].reshape(len(batch), -1) for m in batch.schema], 1)
-
-    def _batch(self, cells: np.ndarray, like: Batch) -> Batch:
-        """An array of :meth:`_cells`'s layout as a batch like ``like``; categorical codes are
-        rounded into range, observed entries kept."""
-        values, start = {}, 0
-        for m in like.schema:
-            width = int(np.prod(m.shape, dtype=int))
-            block = torch.as_tensor(cells[:, start : start + width].reshape(len(like), *m.shape), dtype=torch.float32)
-            if m.categorical:
-                block = block.round().clamp(0, m.num_classes - 1).long()
-            values[m.name] = torch.where(like.observed[m.name], like.values[m.name], block.to(like.values[m.name].dtype))
-            start += width
-        return Batch(like.schema, values, {k: torch.ones_like(v) for k, v in like.observed.items()})
-
     def transform(self, X: Any) -> pd.DataFrame | np.ndarray:
-        frame, batch = self._input(X)
-        with self._random_stream():
-            fills = {name: self._fill(candidate, batch, self.samples) for name, candidate in self.models_.items()}
-        out = self.tables_.fill(frame, self._combine(fills, batch))
+        frame = self._input(X)
+        parts = list(self.transform_chunks(frame.iloc[start : start + CHUNK_ROWS]
+                                           for start in range(0, len(frame), CHUNK_ROWS)))
+        out = pd.concat(parts) if len(parts) > 1 else parts[0]
         return out if isinstance(X, pd.DataFrame) else out.to_numpy()
+
+    def transform_chunks(self, frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """Each of ``frames`` (consecutive chunks of one table with this imputer's columns, each
+        but the last of a multiple of 256 rows) filled as :meth:`transform` fills the whole table:
+        a table larger than memory is filled chunk by chunk, with a bar counting rows."""
+        check_is_fitted(self, "model_")
+        start = 0
+        for frame in counted(frames, "impute", self.progress):
+            batch = self.tables_.transform(frame)
+            with self._random_stream():
+                fills = {name: self._fill(c, batch, self.samples, start) for name, c in self.models_.items()}
+            yield self.tables_.fill(frame, self._combine(fills, batch))
+            start += len(frame)
 
     def sample(self, X: Any, draws: int = 10) -> list[pd.DataFrame] | np.ndarray:
         """``draws`` multiple imputations of ``X`` from the model's posterior predictive, for
@@ -474,20 +434,25 @@ class Imputer(TransformerMixin, BaseEstimator):
         component by its responsibility, then the missing cells from that component's
         conditional normal: exact draws from its posterior predictive.
         """
+        frame = self._input(X)
+        chunks = list(self.sample_chunks((frame.iloc[start : start + CHUNK_ROWS]
+                                          for start in range(0, len(frame), CHUNK_ROWS)), draws))
+        out = [pd.concat([c[k] for c in chunks]) if len(chunks) > 1 else chunks[0][k] for k in range(draws)]
+        return out if isinstance(X, pd.DataFrame) else np.stack([t.to_numpy() for t in out])
+
+    def sample_chunks(self, frames: Iterable[pd.DataFrame], draws: int) -> Iterator[list[pd.DataFrame]]:
+        """:meth:`sample` of a table given in chunks (as for :meth:`transform_chunks`): per
+        chunk, its ``draws`` imputations."""
+        check_is_fitted(self, "model_")
         if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or draws < 1:
             raise ConfigError(f"Imputer.sample: draws must be an integer >= 1, got {draws!r}")
-        frame, batch = self._input(X)
-        samples = max(self.samples, 1)
-        with self._random_stream():
-            if isinstance(self.model_, GaussianMixture):
-                cells = self.model_.sample(self._cells(batch), draws, self.random_state)
-                parts = [[self._batch(c, batch) for c in cells]]
-            else:
-                parts = chunked(lambda rows: draw_imputations(self.model_, batch.select(rows), draws, samples,
-                                                              self.random_state + rows.start),
-                                len(batch), progress=self.progress, desc="sample")
-        tables = [self.tables_.fill(frame, concat([p[k] for p in parts])) for k in range(draws)]
-        return tables if isinstance(X, pd.DataFrame) else np.stack([t.to_numpy() for t in tables])
+        start = 0
+        for frame in counted(frames, "sample", self.progress):
+            batch = self.tables_.transform(frame)
+            with self._random_stream():
+                drawn = self.model_.sample(batch, draws, max(self.samples, 1), self.random_state * 1_000_003 + start)
+            yield [self.tables_.fill(frame, d) for d in drawn]
+            start += len(frame)
 
     def predictive_std(self, X: Any, draws: int = 200) -> pd.DataFrame | np.ndarray:
         """Per cell, the standard deviation of the posterior predictive p(x_u | x_o), estimated
@@ -495,7 +460,7 @@ class Imputer(TransformerMixin, BaseEstimator):
         observed cells, NaN for categorical columns."""
         if not isinstance(draws, numbers.Integral) or draws < 2:
             raise ConfigError(f"Imputer.predictive_std: draws must be an integer >= 2 (a spread needs two draws), got {draws!r}")
-        frame, _ = self._input(X)
+        frame = self._input(X)
         stacked = self.sample(X, draws)
         numeric = [c for c in self.tables_.columns_ if c not in self.tables_.categories_]
         spread = pd.DataFrame(np.nan, index=frame.index, columns=self.tables_.columns_)
@@ -507,49 +472,38 @@ class Imputer(TransformerMixin, BaseEstimator):
         spread[numeric] = np.where(frame[numeric].notna().to_numpy(), 0.0, values.std(0, ddof=1) if draws > 1 else 0.0)
         return spread if isinstance(X, pd.DataFrame) else spread.to_numpy(dtype=float)
 
-    def _input(self, X: Any) -> tuple[pd.DataFrame, Batch]:
+    def _input(self, X: Any) -> pd.DataFrame:
         check_is_fitted(self, "model_")
         frame = self._table(X, reset=False)
         if not isinstance(X, pd.DataFrame):
             frame.columns = self.tables_.columns_
-        return frame, self.tables_.transform(frame)
+        return frame
 
     def save(self, folder: str | Path) -> Path:
-        """Write the fitted imputer to ``folder``; :func:`load_imputer` reads it back.
+        """Write the fitted imputer to ``folder`` afresh; :func:`load_imputer` reads it back.
 
-        An imputer of one polymodal model is that model's folder (config JSON, safetensors
-        weights) with the fitted table schema (``transform.json``) and ``imputer.json`` beside
-        it, so ``polymodal impute`` reads it as a model folder too. An imputer of several
-        candidates keeps each polymodal model in a subfolder named after it, the Gaussian
-        mixture in ``gaussian.safetensors``, and the weights of each column in
-        ``imputer.json``. One that may hold scikit-learn's estimators is refused: they only
-        pickle, and polymodal writes no pickles."""
+        The folder holds ``imputer.json`` (the options, the candidates' kinds, the weights of
+        each column, the validation scores), ``transform.json`` (the fitted table schema) and
+        one saved-model folder per candidate, named after it. Whatever the folder held before is
+        replaced only once the new imputer is written whole. One that may hold scikit-learn's
+        estimators is refused: they only pickle, and polymodal writes no pickles."""
         check_is_fitted(self, "model_")
-        classical = [name for name in self._candidates() if name in CLASSICAL]
-        if classical:
-            raise ConfigError(f"Imputer.save: model={self.model!r} may hold scikit-learn's {classical}, which only "
-                              "pickle; save an Imputer whose candidates are 'gaussian' and polymodal models (its "
-                              f"choices per column were {sorted(set(self.choice_))})")
-        folder = Path(folder)
         names = getattr(self, "feature_names_in_", None)
-        fitted = {"params": self.get_params(), "feature_names_in": None if names is None else names.tolist(),
-                  "validation_scores": list(self.validation_scores_.items())}
-        if list(self.models_) == [self.sampler_] and isinstance(self.model_, Model):
-            folder = self.model_.save(folder)
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, candidate in {**self.models_, self.sampler_: self.model_}.items():
-                if isinstance(candidate, GaussianMixture):
-                    atomic_write(folder / GAUSSIAN, lambda path, c=candidate: save_file(
-                        {k: v.cpu().contiguous() for k, v in c.state().items()}, str(path)))
-                else:
-                    candidate.save(folder / name)
-            fitted |= {"weights": {c: row.to_dict() for c, row in self.weights_.iterrows()},
-                       "choice": self.choice_.to_dict(),
-                       "sampler": self.sampler_}
-        write_json(folder / TRANSFORM, self.tables_.config())
-        write_json(folder / IMPUTER, fitted)
-        return folder
+        candidates = {**self.models_, self.sampler_: self.model_}
+        fitted = {"format": FORMAT, "polymodal": __version__, "params": self.get_params(),
+                  "feature_names_in": None if names is None else names.tolist(),
+                  "validation_scores": list(self.validation_scores_.items()),
+                  "candidates": {name: c.kind for name, c in candidates.items()},
+                  "weights": {c: row.to_dict() for c, row in self.weights_.iterrows()},
+                  "choice": self.choice_.to_dict(), "sampler": self.sampler_}
+
+        def write(tmp: Path) -> None:
+            for name, candidate in candidates.items():
+                candidate.save(tmp / name)
+            write_json(tmp / TRANSFORM, self.tables_.config())
+            write_json(tmp / IMPUTER, fitted)
+
+        return replace_folder(folder, write, marks=(IMPUTER, CONFIG))
 
     def _table(self, X: Any, reset: bool) -> pd.DataFrame:
         """``X`` as a DataFrame, through scikit-learn's checks of the input and of the number
@@ -562,12 +516,14 @@ class Imputer(TransformerMixin, BaseEstimator):
     @contextmanager
     def _random_stream(self) -> Iterator[None]:
         """The torch random stream seeded with ``random_state`` (the caller's is restored
-        after), and one intra-op thread, as in training: the small matrix products of imputation
-        ran 4x slower on two threads with the other core busy."""
+        after), and ``threads`` intra-op threads for the Gaussian mixture and the fills."""
         device = resolve_device(self.device)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch_threads(1):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch_threads(self._threads("fill")):
             seed_stream(self.random_state, device)
             yield
+
+    def _threads(self, work: str) -> int:
+        return auto_threads(work) if self.threads == "auto" else int(self.threads)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -581,46 +537,88 @@ class Imputer(TransformerMixin, BaseEstimator):
         return np.asarray([str(c) for c in self.tables_.columns_], dtype=object)
 
 
+def auto_threads(work: str) -> int:
+    """The intra-op threads of ``threads="auto"`` for ``work``: one to train the models (batches
+    of 256 rows through layers of a few hundred units gain little from more), and for the
+    Gaussian mixture's EM and the fills (batched over thousands of rows) the cores that are
+    idle now: torch's default (the physical cores, or ``OMP_NUM_THREADS``) less the load
+    average. Threads beyond the idle cores make everything slower, not a little: on a
+    2-core machine with a load of 11, two threads took 10-28x the time of one for EM, MIWAE's
+    steps and its fills (benchmarks/imputer_scale.py)."""
+    if work == "train":
+        return 1
+    busy = math.floor(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, min(DEFAULT_THREADS, DEFAULT_THREADS - busy))
+
+
 def load_imputer(folder: str | Path, device: str = "cpu") -> Imputer:
     """A fitted :class:`Imputer` from a folder written by ``Imputer.save``, or from the model
-    folder of a ``polymodal fit`` run on a table."""
+    folder of a ``polymodal fit`` run on a table. A folder whose ``imputer.json`` has been
+    edited into something else raises :class:`~polymodal.ModelFileError` naming the file."""
     folder = Path(folder)
-    saved = json.loads((folder / IMPUTER).read_text()) if (folder / IMPUTER).is_file() else {}
-    if not isinstance(saved, dict):
-        raise ModelFileError(f"{folder / IMPUTER}: expected a JSON object of the fitted imputer, got {type(saved).__name__}")
     tables = load_transform(folder)
     if not isinstance(tables, TableSchema):
         raise ConfigError(f"{folder} holds a model of sequences; an Imputer fills tables")
-    if "weights" in saved:
-        weights = pd.DataFrame(saved["weights"]).T.reindex(list(tables.modality_columns_))
-        models, sampler = {}, saved["sampler"]
-        for name in [n for n in weights.columns if (weights[n] > 0).any() or n == sampler]:
-            if name != "gaussian":
-                models[name] = load(folder / name, device)
-            elif (folder / GAUSSIAN).is_file():
-                try:
-                    models[name] = GaussianMixture.from_state(load_file(str(folder / GAUSSIAN)), resolve_device(device))
-                except (SafetensorError, OSError, KeyError) as error:
-                    raise ModelFileError(f"{folder / GAUSSIAN} is corrupt: {error!r}") from None
-            else:
-                raise ModelFileError(f"{folder} is not a saved imputer: {GAUSSIAN} is missing")
-        model = models[sampler]
-        models = {name: models[name] for name in weights.columns if (weights[name] > 0).any()}
-        choice = pd.Series(saved["choice"], dtype=object).reindex(weights.index)
+    columns = list(tables.modality_columns_)
+    path = folder / IMPUTER
+    if not path.is_file():  # a model saved by `polymodal fit`
+        model = ModelCandidate.load(folder, device)
+        imputer = Imputer(model=model.name, device=device)
+        imputer.models_, imputer.model_, imputer.sampler_ = {model.name: model}, model, model.name
+        imputer.weights_ = pd.DataFrame(1.0, index=columns, columns=[model.name])
+        imputer.choice_ = pd.Series(model.name, index=columns, dtype=object)
+        imputer.validation_scores_ = pd.Series(math.nan, index=columns, dtype=float)
+        names = tables.columns_
     else:
-        model = load(folder, device)
-        sampler, models = model.name, {model.name: model}
-        weights = pd.DataFrame(1.0, index=list(tables.modality_columns_), columns=[sampler])
-        choice = pd.Series(sampler, index=weights.index, dtype=object)
-    known = Imputer().get_params()  # a folder saved by an older version may name options since removed
-    params = {k: v for k, v in (saved["params"] if "params" in saved else {"model": sampler}).items() if k in known}
-    imputer = Imputer(**{**params, "device": device})
-    imputer.model_, imputer.sampler_, imputer.tables_, imputer.models_ = model, sampler, tables, models
-    imputer.weights_, imputer.choice_ = weights, choice
-    imputer.validation_scores_ = pd.Series(dict(saved.get("validation_scores", [])), dtype=float)
-    imputer.validation_score_ = float(imputer.validation_scores_.mean()) if len(imputer.validation_scores_) else math.nan
+        imputer, names = _read_imputer(path, columns, device)
+    imputer.tables_ = tables
+    imputer.validation_score_ = float(imputer.validation_scores_.mean())
     imputer.n_features_in_ = len(tables.columns_)
-    names = saved.get("feature_names_in", tables.columns_)
     if names is not None:
         imputer.feature_names_in_ = np.asarray(names, dtype=object)
     return imputer
+
+
+def _read_imputer(path: Path, columns: list[str], device: str) -> tuple[Imputer, list | None]:
+    """The Imputer that ``imputer.json`` at ``path`` describes, its candidates loaded from the
+    folders beside it; anything that does not fit is a :class:`ModelFileError` naming the file."""
+    saved = read_json(path)
+
+    def corrupt(why: str) -> ModelFileError:
+        return ModelFileError(f"{path} is corrupt: {why}")
+
+    try:
+        kinds, sampler, params = dict(saved["candidates"]), saved["sampler"], dict(saved["params"])
+        weights = pd.DataFrame(saved["weights"]).T.astype(float)
+        choice = pd.Series(saved["choice"], dtype=object)
+        scores = pd.Series(dict(saved["validation_scores"]), dtype=float)
+        names = saved["feature_names_in"]
+    except (KeyError, TypeError, ValueError) as error:
+        raise corrupt(f"{error!r}") from None
+    unknown = {name: kind for name, kind in kinds.items() if kind not in KINDS}
+    if unknown:
+        raise corrupt(f"candidates of unknown kinds {unknown}; known kinds {sorted(KINDS)}")
+    if sampler not in kinds:
+        raise corrupt(f"the sampler {sampler!r} is not one of its candidates {sorted(kinds)}")
+    used = [name for name in weights.columns if (weights[name] > 0).any()]
+    if sorted(map(str, weights.index)) != sorted(map(str, columns)) or not set(used) <= set(kinds):
+        raise corrupt(f"weights for columns {list(weights.index)} and candidates {used}; the table "
+                      f"has columns {columns} and the candidates are {sorted(kinds)}")
+    weights = weights.reindex(columns)
+    if not np.isfinite(weights.to_numpy()).all() or (weights < 0).any().any() or \
+            not np.allclose(weights.sum(axis=1), 1.0):
+        raise corrupt("each column's weights must be non-negative numbers that sum to 1")
+    choice = choice.reindex(columns)
+    if not choice.isin(list(weights.columns)).all():
+        raise corrupt(f"the choice per column {choice.to_dict()} names candidates it does not have")
+    known = Imputer().get_params()  # a folder saved by an older version may name options since removed
+    imputer = Imputer(**{**{k: v for k, v in params.items() if k in known}, "device": device})
+    try:
+        imputer._check_params()
+    except ConfigError as error:
+        raise corrupt(str(error)) from None
+    candidates = {name: KINDS[kinds[name]].load(path.parent / name, device) for name in {*used, sampler}}
+    imputer.models_ = {name: candidates[name] for name in used}
+    imputer.model_, imputer.sampler_ = candidates[sampler], sampler
+    imputer.weights_, imputer.choice_, imputer.validation_scores_ = weights, choice, scores
+    return imputer, names

@@ -20,15 +20,24 @@ scale-free MAP prior that keeps a component of few rows, or a column that is a l
 function of others, invertible). One component is the classical EM imputation of a
 multivariate normal (R's ``norm``, Amelia without the bootstrap).
 
-Rows are handled in one batch: per row, the observed block \Sigma_{oo} is embedded in a
-p x p matrix with ones on the diagonal of the missing cells, so its Cholesky factor gives
-\Sigma_{oo}^{-1} and log|\Sigma_{oo}| for rows of any pattern at once. The E-step never
-forms the rows' conditional covariances, only their weighted sum (see ``_expect``).
+Rows are handled through each component's precision \Lambda = \Sigma^{-1}, so a row costs
+the factorisation of its *missing* block, not of its observed one:
+
+    E_k[x_u | x_o]     = \mu_u - \Lambda_{uu}^{-1} \Lambda_{uo} (x_o - \mu_o)
+    Cov_k[x_u | x_o]   = \Lambda_{uu}^{-1}
+    log|\Sigma_{oo}|   = log|\Sigma| + log|\Lambda_{uu}|
+    (x_o - \mu_o)' \Sigma_{oo}^{-1} (x_o - \mu_o) = d' \Lambda d,  d the row completed by its conditional mean, minus \mu
+
+Rows with the same number m of missing cells are batched: their \Lambda_{uu} blocks are
+gathered into ``[K, rows, m, m]`` and factorised at once. With a fifth of p cells missing
+this is (1/5)^3 of the work of factorising \Sigma_{oo}, and rows without a missing cell
+need no factorisation at all.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -85,22 +94,26 @@ class GaussianMixture:
         return torch.nn.functional.one_hot(torch.as_tensor(labels).long(), self.components).T.to(filled)
 
     def _expect(self, x: Tensor) -> tuple[tuple[Tensor, Tensor, Tensor], float]:
-        r"""E-step: the completed sufficient statistics of all rows, and the sum of log p(x_o).
-        The rows' conditional covariances enter only through their weighted sum,
-        \sum_n r_nk Cov_k[x | x_o^n] = N_k \Sigma_k - \Sigma_k (\sum_n r_nk P_n) \Sigma_k with P_n the
-        embedded \Sigma_{oo}^{-1} of row n, so no [K, n, p, p] product is formed."""
-        totals, log_p = None, 0.0
-        for rows in self._chunks(len(x)):
-            members, means, inverse, log_p_rows = self._condition(x[rows])
-            missing = torch.isnan(x[rows]).to(x.dtype)
-            precision = torch.einsum("kn,knpq->kpq", members, inverse) - torch.diag_embed(members @ missing)
-            counts, first = members.sum(1), torch.einsum("kn,knp->kp", members, means)
-            second = torch.einsum("kn,knp,knq->kpq", members, means, means)
-            second = second + counts[:, None, None] * self.covariances_ - self.covariances_ @ precision @ self.covariances_
-            part = (counts, first, second)
-            totals = part if totals is None else tuple(a + b for a, b in zip(totals, part))
-            log_p += float(log_p_rows.sum())
-        return totals, log_p
+        r"""E-step: the completed sufficient statistics of all rows, and the sum of log p(x_o):
+        \sum_n r_nk, \sum_n r_nk E_k[x | x_o^n] and \sum_n r_nk (E_k[x | x_o^n] E_k[x | x_o^n]' + Cov_k[x | x_o^n]),
+        each row's conditional covariance \Lambda_{uu}^{-1} added into its missing block only."""
+        k, p = self.means_.shape
+        counts = torch.zeros(k, dtype=x.dtype, device=x.device)
+        first = torch.zeros(k, p, dtype=x.dtype, device=x.device)
+        second = torch.zeros(k, p * p, dtype=x.dtype, device=x.device)
+        log_p = 0.0
+        for _, missing, factor, completed, joint in self._blocks(x):
+            total = torch.logsumexp(joint, 0)
+            members = torch.exp(joint - total)  # [K, rows]
+            log_p += float(total.sum())
+            counts += members.sum(1)
+            first += torch.einsum("kn,knp->kp", members, completed)
+            second += torch.einsum("kn,knp,knq->kpq", members, completed, completed).reshape(k, -1)
+            if missing.shape[1]:
+                spread = members[:, :, None, None] * torch.cholesky_inverse(factor)  # [K, rows, m, m]
+                cells = (missing[:, :, None] * p + missing[:, None, :]).reshape(-1)
+                second.index_add_(1, cells, spread.reshape(k, -1))
+        return (counts, first, second.reshape(k, p, p)), log_p
 
     def _maximise(self, counts: Tensor, first: Tensor, second: Tensor) -> None:
         """M-step: weights, means and ridged covariances from the sufficient statistics."""
@@ -110,61 +123,72 @@ class GaussianMixture:
         covariances = second / counts[:, None, None] - self.means_[:, :, None] * self.means_[:, None, :]
         self.covariances_ = (covariances + covariances.transpose(1, 2)) / 2 + torch.diag(self.ridge * self.scale_)
 
-    def _condition(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        r"""Per component and row: responsibilities [K, n], the row completed by its conditional
-        mean [K, n, p], the inverse of the embedded \Sigma_{oo} [K, n, p, p] (\Sigma_{oo}^{-1} on
-        the observed cells, the identity on the missing ones: callers subtract that identity
-        where it matters, which is cheaper than one more pass over [K, n, p, p]), and log p(x_o)
-        per row [n]."""
-        observed = ~torch.isnan(x)
-        o = observed.to(x.dtype)
-        centred = (torch.where(observed, x, 0.0) - self.means_[:, None]) * o
-        embedded = self.covariances_[:, None] * (o[:, :, None] * o[:, None, :])
-        embedded.diagonal(dim1=-2, dim2=-1).add_(1 - o)
-        factor = torch.linalg.cholesky(embedded)
-        inverse = torch.cholesky_inverse(factor)
-        solved = (inverse @ centred[..., None])[..., 0]  # the identity block meets zeros of centred
-        means = torch.where(observed, x, self.means_[:, None] + torch.einsum("kpq,knq->knp", self.covariances_, solved))
-        log_det = 2 * torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)
-        joint = torch.log(self.weights_)[:, None] - 0.5 * (
-            log_det + (centred * solved).sum(-1) + o.sum(-1) * math.log(2 * math.pi))
-        log_p = torch.logsumexp(joint, 0)
-        return torch.exp(joint - log_p), means, inverse, log_p
-
-    def _conditional_covariance(self, inverse: Tensor, missing: Tensor) -> Tensor:
-        r"""Cov_k[x | x_o] per row [K, n, p, p]: \Sigma - \Sigma P \Sigma, zero on observed cells."""
-        precision = inverse - torch.diag_embed(missing.to(inverse.dtype))
-        return self.covariances_[:, None] - self.covariances_[:, None] @ precision @ self.covariances_[:, None]
+    def _blocks(self, x: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
+        r"""The rows of ``x`` in blocks of rows with the same number m of missing cells: per block,
+        the rows' positions [rows], their missing columns [rows, m], per component the Cholesky
+        factor of \Lambda_{uu} [K, rows, m, m], the rows completed by their conditional means
+        [K, rows, p] and log \pi_k + log N(x_o; \mu_{k,o}, \Sigma_{k,oo}) [K, rows]."""
+        factor = torch.linalg.cholesky(self.covariances_)
+        precision = torch.cholesky_inverse(factor)  # [K, p, p]
+        log_det = 2 * torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)  # log|\Sigma_k|
+        log_weights = torch.log(self.weights_)
+        for rows in self._chunks(len(x)):
+            part = x[rows]
+            observed = ~torch.isnan(part)
+            count = (~observed).sum(1)
+            for m in torch.unique(count).tolist():
+                where = torch.nonzero(count == m)[:, 0]
+                values, seen = part[where], observed[where]
+                centred = torch.where(seen, values, self.means_[:, None]) - self.means_[:, None]  # [K, rows, p], 0 where missing
+                missing = torch.argsort(seen.to(torch.int8), dim=1, stable=True)[:, :m]  # [rows, m]
+                completed = centred
+                uu = torch.empty(0)
+                log_det_uu = torch.zeros(len(where), dtype=x.dtype, device=x.device)
+                if m:
+                    uu = torch.linalg.cholesky(precision[:, missing[:, :, None], missing[:, None, :]])  # [K, rows, m, m]
+                    pull = torch.einsum("kpq,knq->knp", precision, centred)  # (\Lambda d_o)_u = \Lambda_{uo} d_o
+                    shift = -torch.cholesky_solve(pull.gather(2, missing.expand(len(self.means_), -1, -1))[..., None], uu)[..., 0]
+                    completed = centred.scatter(2, missing.expand(len(self.means_), -1, -1), shift)
+                    log_det_uu = 2 * torch.log(torch.diagonal(uu, dim1=-2, dim2=-1)).sum(-1)
+                quadratic = torch.einsum("knp,kpq,knq->kn", completed, precision, completed)
+                cells = seen.sum(1).to(x.dtype)
+                joint = log_weights[:, None] - 0.5 * (log_det[:, None] + log_det_uu + quadratic + cells * math.log(2 * math.pi))
+                yield rows.start + where, missing, uu, completed + self.means_[:, None], joint
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """``x`` with each NaN replaced by E[x_u | x_o]; observed cells as they are."""
         x = self._tensor(x)
-        parts = [torch.einsum("kn,knp->np", *self._condition(x[rows])[:2]) for rows in self._chunks(len(x))]
-        return torch.cat(parts).cpu().numpy()
+        out = x.clone()
+        for rows, _, _, completed, joint in self._blocks(x):
+            out[rows] = torch.einsum("kn,knp->np", torch.softmax(joint, 0), completed)
+        return torch.where(torch.isnan(x), out, x).cpu().numpy()
 
     def log_likelihood(self, x: np.ndarray) -> np.ndarray:
         """log p(x_o) of each row, the density of its observed cells."""
         x = self._tensor(x)
-        return torch.cat([self._condition(x[rows])[3] for rows in self._chunks(len(x))]).cpu().numpy()
+        out = torch.empty(len(x), dtype=x.dtype, device=x.device)
+        for rows, _, _, _, joint in self._blocks(x):
+            out[rows] = torch.logsumexp(joint, 0)
+        return out.cpu().numpy()
 
     def sample(self, x: np.ndarray, draws: int, seed: int = 0) -> np.ndarray:
-        """``draws`` imputations of ``x`` [draws, n, p] from p(x_u | x_o): per row and draw a
-        component k ~ r(x_o), then x_u ~ N(E_k[x_u | x_o], Cov_k[x_u | x_o])."""
+        r"""``draws`` imputations of ``x`` [draws, n, p] from p(x_u | x_o): per row and draw a
+        component k ~ r(x_o), then x_u ~ N(E_k[x_u | x_o], \Lambda_{k,uu}^{-1}), drawn as
+        E_k[x_u | x_o] + L^{-T} e with \Lambda_{k,uu} = L L' and e standard normal."""
         x = self._tensor(x)
         generator = torch.Generator(self.device).manual_seed(seed)
-        return torch.cat([self._sample(x[rows], draws, generator) for rows in self._chunks(len(x))], 1).cpu().numpy()
-
-    def _sample(self, x: Tensor, draws: int, generator: torch.Generator) -> Tensor:
-        members, means, inverse, _ = self._condition(x)
-        missing = torch.isnan(x)
-        covariance = self._conditional_covariance(inverse, missing)
-        jitter = 1e-9 * torch.diag(self.scale_)
-        roots = torch.linalg.cholesky(covariance + torch.diag_embed((~missing).to(x.dtype)) + jitter)  # [K, n, p, p]
-        picks = torch.multinomial(members.T, draws, replacement=True, generator=generator).T  # [draws, n]
-        rows = torch.arange(len(x), device=x.device)
-        noise = torch.randn(draws, *x.shape, dtype=x.dtype, device=x.device, generator=generator)
-        out = means[picks, rows] + (roots[picks, rows] @ noise[..., None])[..., 0]
-        return torch.where(missing, out, x)
+        out = x.expand(draws, -1, -1).clone()
+        for rows, missing, factor, completed, joint in self._blocks(x):
+            picks = torch.multinomial(torch.softmax(joint, 0).T, draws, replacement=True, generator=generator).T
+            index = torch.arange(len(rows), device=x.device)
+            drawn = completed[picks, index]  # [draws, rows, p]
+            if missing.shape[1]:
+                noise = torch.randn(draws, len(rows), missing.shape[1], 1, dtype=x.dtype, device=x.device,
+                                    generator=generator)
+                spread = torch.linalg.solve_triangular(factor[picks, index].transpose(-2, -1), noise, upper=True)[..., 0]
+                drawn = drawn.scatter_add(2, missing.expand(draws, -1, -1), spread)
+            out[:, rows] = drawn
+        return torch.where(torch.isnan(x), out, x).cpu().numpy()
 
     def state(self) -> dict[str, Tensor]:
         return {"weights": self.weights_, "means": self.means_, "covariances": self.covariances_, "scale": self.scale_}
@@ -177,8 +201,8 @@ class GaussianMixture:
         return mixture
 
     def _chunks(self, n: int) -> list[slice]:
-        """Row slices small enough that the per-row [K, rows, p, p] matrices stay near 32 MB."""
-        size = max(1, 2**22 // (self.components * self.scale_.numel() ** 2))
+        """Row slices small enough that the per-row [K, rows, p] tensors stay near 32 MB."""
+        size = max(1, 2**22 // (16 * self.components * self.scale_.numel()))
         return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
     def _tensor(self, x: np.ndarray, fitting: bool = False) -> Tensor:

@@ -22,10 +22,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from torch import Tensor
 
 from . import __version__
 from .config import ConfigError
@@ -37,7 +39,7 @@ from .tables import Transform, transform_from_config
 
 TRANSFORM = "transform.json"
 
-__all__ = ["ModelFileError", "load"]
+__all__ = ["ModelFileError", "load", "read_folder"]
 
 
 def _release(version: str) -> tuple[int, ...]:
@@ -45,21 +47,19 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(int(re.match(r"\d*", part).group() or 0) for part in version.split("."))
 
 
-def load(folder: str | Path, device: str = "cpu") -> Model:
-    """Rebuild a model saved with ``model.save(folder)``."""
+def read_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The saved config and tensors of a folder written by :func:`~polymodal.files.write_folder`,
+    checked: both files present and readable, this save format, and not from a newer polymodal."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelFileError(f"no saved model at {folder}: not a folder")
     for name in (CONFIG, TENSORS):
         if not (folder / name).is_file():
             raise ModelFileError(f"{folder} is not a saved model: {name} is missing")
+    saved = read_json(folder / CONFIG)
     try:
-        saved = json.loads((folder / CONFIG).read_text())
-        kind, schema, config, fmt = saved["model"], saved["schema"], saved["config"], saved["format"]
-        version = str(saved["polymodal"])
-        seen = saved.get("seen")  # what the training data observed; folders of older versions lack it
-        seen = None if seen is None else Seen(dict(seen["counts"]), int(seen["complete"]))
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        fmt, version = saved["format"], str(saved["polymodal"])
+    except (KeyError, TypeError) as error:
         raise ModelFileError(f"{folder / CONFIG} is corrupt: {error!r}") from None
     if fmt != FORMAT:
         raise ModelFileError(f"{folder} has save format {fmt}; this polymodal reads format {FORMAT}")
@@ -68,12 +68,6 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
             f"{folder / CONFIG} was written by polymodal {version}, newer than this polymodal {__version__}; "
             "upgrade polymodal to load it"
         )
-    if kind not in MODELS:
-        raise ModelFileError(f"{folder} holds an unknown model {kind!r}; known models: {sorted(MODELS)}")
-    try:
-        model = MODELS[kind](Schema.from_config(schema), config)
-    except (ConfigError, TypeError, ValueError, KeyError) as error:
-        raise ModelFileError(f"{folder / CONFIG}: the {kind} model it describes cannot be built: {error}") from None
     try:
         state = load_file(str(folder / TENSORS))
     except (SafetensorError, OSError) as error:
@@ -82,6 +76,36 @@ def load(folder: str | Path, device: str = "cpu") -> Model:
     if broken:
         raise ModelFileError(f"{folder / TENSORS}: weights {broken[:5]} hold NaN or infinite values (a run that diverged, "
                              "or a damaged file); train the model again")
+    return saved, state
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; anything else is a :class:`ModelFileError` naming the file."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{path} is corrupt: {error!r}") from None
+    if not isinstance(saved, dict):
+        raise ModelFileError(f"{path} is corrupt: expected a JSON object, got {type(saved).__name__}")
+    return saved
+
+
+def load(folder: str | Path, device: str = "cpu") -> Model:
+    """Rebuild a model saved with ``model.save(folder)``."""
+    folder = Path(folder)
+    saved, state = read_folder(folder)
+    try:
+        kind, schema, config = saved["model"], saved["schema"], saved["config"]
+        seen = saved.get("seen")  # what the training data observed; folders of older versions lack it
+        seen = None if seen is None else Seen(dict(seen["counts"]), int(seen["complete"]))
+    except (KeyError, TypeError) as error:
+        raise ModelFileError(f"{folder / CONFIG} is corrupt: {error!r}") from None
+    if kind not in MODELS:
+        raise ModelFileError(f"{folder} holds an unknown model {kind!r}; known models: {sorted(MODELS)}")
+    try:
+        model = MODELS[kind](Schema.from_config(schema), config)
+    except (ConfigError, TypeError, ValueError, KeyError) as error:
+        raise ModelFileError(f"{folder / CONFIG}: the {kind} model it describes cannot be built: {error}") from None
     missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()
     if missing or unexpected:
         raise ModelFileError(

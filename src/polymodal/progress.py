@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TypeVar
 
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Sized)
 
 
 def bar(total: int, desc: str, unit: str, progress: bool) -> tqdm:
@@ -26,3 +27,12 @@ def chunked(fn: Callable[[slice], T], n: int, size: int = 256, progress: bool = 
             out.append(fn(slice(start, min(start + size, n))))
             counter.update(min(size, n - start))
     return out
+
+
+def counted(parts: Iterable[S], desc: str, progress: bool = False) -> Iterator[S]:
+    """``parts`` (chunks of a table, say) passed through one by one, with a bar counting
+    their rows when ``progress``."""
+    with tqdm(desc=desc, unit="row", disable=not progress, leave=False) as bar:
+        for part in parts:
+            yield part
+            bar.update(len(part))

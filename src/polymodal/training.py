@@ -50,7 +50,7 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "history", "seed", "config", "epoch", "step", "best", "waited",
                    "best_state")
 # The options that shape the training trajectory; resuming under other values needs override=True.
-TRAJECTORY = ("batch_size", "lr", "optimizer", "weight_decay", "lr_schedule", "lr_gamma", "clip_grad", "kl_warmup",
+TRAJECTORY = ("batch_size", "epoch_steps", "lr", "optimizer", "weight_decay", "lr_schedule", "lr_gamma", "clip_grad", "kl_warmup",
               "schedules", "patience", "seed")
 # An epoch's mean loss this many times the magnitude of the first step's (or of 1) is reported as divergence.
 DIVERGENCE = 1e3
@@ -92,10 +92,15 @@ class Schedule:
 @checked(epochs=AT_LEAST_ONE, batch_size=AT_LEAST_ONE, lr=POSITIVE, optimizer=("adam", "adamw"), weight_decay=NON_NEGATIVE,
          lr_schedule=(None, "cosine", "exponential"), lr_gamma=POSITIVE, clip_grad=POSITIVE, kl_warmup=NON_NEGATIVE,
          patience=AT_LEAST_ONE, threads=AT_LEAST_ONE, checkpoint_every=AT_LEAST_ONE, valid_every=AT_LEAST_ONE,
-         precision=("fp32", "bf16"), check_every=AT_LEAST_ONE)
+         precision=("fp32", "bf16"), check_every=AT_LEAST_ONE, epoch_steps=AT_LEAST_ONE)
 class TrainConfig:
+    """``epoch_steps``: an epoch is this many batches rather than one pass over the data
+    (``None``): epochs walk through one seeded permutation of the rows after another, so the
+    cost of an epoch, and of the validation after it, does not grow with the data."""
+
     epochs: int = 100
     batch_size: int = 128
+    epoch_steps: int | None = None
     lr: float = 1e-3
     optimizer: str = "adam"
     weight_decay: float = 0.0
@@ -269,11 +274,29 @@ class Trainer:
         if epoch is None:
             order = torch.arange(n)[self.rank :: self.world]
         else:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch))
+            order = self._order(n, epoch)
             if self.world > 1:  # pad to a multiple of the world size, as DistributedSampler does
                 order = torch.cat([order, order[: (-n) % self.world]])[self.rank :: self.world]
         for start in range(0, len(order), self.config.batch_size):
             yield data.select(order[start : start + self.config.batch_size]).to(self.device)
+
+    def _order(self, n: int, epoch: int) -> torch.Tensor:
+        """The rows of epoch ``epoch``: a seeded permutation of all ``n``, or with ``epoch_steps``
+        the epoch's stretch of the permutations of consecutive passes over the data."""
+        c = self.config
+
+        def permutation(index: int) -> torch.Tensor:
+            return torch.randperm(n, generator=torch.Generator().manual_seed(c.seed * 1_000_003 + index))
+
+        if c.epoch_steps is None:
+            return permutation(epoch)
+        size = c.epoch_steps * c.batch_size * self.world
+        position, end, parts = (epoch - 1) * size, epoch * size, []
+        while position < end:
+            done, offset = divmod(position, n)
+            parts.append(permutation(done + 1)[offset : offset + end - position])
+            position += len(parts[-1])
+        return torch.cat(parts)
 
     def check_data(self, role: str, data: Any) -> None:
         """Refuse what the model cannot learn from, before any step: not a Batch, a batch of
@@ -378,7 +401,7 @@ class Trainer:
         writer = self._tensorboard()
         if started is not None:
             started()
-        steps_per_epoch = math.ceil(math.ceil(len(train) / self.world) / c.batch_size)
+        steps_per_epoch = c.epoch_steps or math.ceil(math.ceil(len(train) / self.world) / c.batch_size)
         main = self.rank == 0
         show = c.progress and main
         unit = "step" if steps_per_epoch == 1 else "epoch"  # a full batch: the bar counts steps, and says so

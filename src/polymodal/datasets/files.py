@@ -12,14 +12,17 @@
   (what PyPOTS uses); those are read as long format with ``id`` and ``time`` numbered from 0,
   and written back as ``[N, T, F]`` under the same name.
 
+A table larger than memory is read ``rows`` rows at a time by :func:`read_chunks` and written
+chunk by chunk by :class:`FrameWriter` (CSV and Parquet; an NPZ array is read and written whole).
+
 Parquet needs ``pyarrow`` (``pip install polymodal[parquet]``). Several files are joined on
 their ``id`` column (and ``time`` for sequences) by :func:`read_files`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from zipfile import BadZipFile
 
@@ -27,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import DataError
-from ..files import atomic_write, check_writable
+from ..files import atomic_path, atomic_write, check_writable
 from ..tables import repeated
 
 FORMATS = (".csv", ".parquet", ".npz")
@@ -74,21 +77,41 @@ def _unique(path: Path, columns: Sequence) -> None:
         raise DataError(f"{path}: columns {twice} appear more than once; give each column its own name")
 
 
-def _read_csv(path: Path, na_values: Sequence[str]) -> pd.DataFrame:
-    """A CSV file with only empty cells, ``NaN`` and ``na_values`` missing; whole-number columns
-    with holes as ``Int64``. Repeated names are refused (pandas would rename ``a`` to ``a.1``)."""
-    markers = ["", "NaN", "nan", *map(str, na_values)]
+def _csv_markers(path: Path, na_values: Sequence[str]) -> list[str]:
+    """The texts that mark a missing cell of a CSV file, once its header is checked."""
     try:
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
-        _unique(path, header)
-        # round_trip: pandas 3's default parser can miss the last bit, and observed cells stay exact
-        frame = pd.read_csv(path, float_precision="round_trip", keep_default_na=False, na_values=markers)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; a CSV needs a header row of column names") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: not a readable CSV file: {' '.join(str(error).split())}") from None
-    holed = [c for c in frame.columns if frame[c].dtype.kind == "f" and frame[c].isna().any()
-             and (frame[c].dropna() % 1 == 0).all() and frame[c].abs().max() < 2**63]
+    _unique(path, header)
+    return ["", "NaN", "nan", *map(str, na_values)]
+
+
+def _masked(frame: pd.DataFrame, na_values: Sequence[str]) -> pd.DataFrame:
+    """A Parquet frame with its text cells equal to one of ``na_values`` missing."""
+    text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c].dtype)]
+    if len(na_values) and text:
+        frame[text] = frame[text].mask(frame[text].isin(list(na_values)))
+    return frame
+
+
+def _holed(frame: pd.DataFrame) -> list:
+    """The float columns with holes whose observed values are all whole numbers."""
+    return [c for c in frame.columns if frame[c].dtype.kind == "f" and frame[c].isna().any()
+            and (frame[c].dropna() % 1 == 0).all() and frame[c].abs().max() < 2**63]
+
+
+def _read_csv(path: Path, na_values: Sequence[str]) -> pd.DataFrame:
+    """A CSV file with only empty cells, ``NaN`` and ``na_values`` missing; whole-number columns
+    with holes as ``Int64``. Repeated names are refused (pandas would rename ``a`` to ``a.1``)."""
+    markers = _csv_markers(path, na_values)
+    try:  # round_trip: pandas 3's default parser can miss the last bit, and observed cells stay exact
+        frame = pd.read_csv(path, float_precision="round_trip", keep_default_na=False, na_values=markers)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV file: {' '.join(str(error).split())}") from None
+    holed = _holed(frame)
     if holed:
         text = pd.read_csv(path, usecols=holed, dtype=str, keep_default_na=False, na_values=markers)
         for c in holed:
@@ -116,10 +139,7 @@ def read_frame(path: str | Path, id: str = "id", time: str = "time", na_values: 
             frame = pd.read_parquet(path)
         except (pyarrow.ArrowException, OSError) as error:
             raise DataError(f"{path}: not a readable Parquet file: {' '.join(str(error).split())}") from None
-        text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c].dtype)]
-        if len(na_values) and text:
-            frame[text] = frame[text].mask(frame[text].isin(list(na_values)))
-        return frame
+        return _masked(frame, na_values)
     _, array, columns = _npz_array(path)
     columns = columns or [f"x{i}" for i in range(array.shape[-1])]
     if array.ndim == 2:
@@ -221,3 +241,107 @@ def sequence_file(path: str | Path) -> bool:
     """Whether ``path`` is an NPZ file of sequences ``[N, T, F]``."""
     path = Path(path)
     return path.suffix.lower() == ".npz" and path.is_file() and _npz_array(path)[1].ndim == 3
+
+
+def read_chunks(path: str | Path, rows: int, na_values: Sequence[str] = ()) -> Iterator[pd.DataFrame]:
+    """A table file as consecutive frames of ``rows`` rows (the last may be shorter), read
+    one at a time: CSV by pandas' chunked reader, Parquet batch by batch; the frames hold the
+    values that :func:`read_frame` reads, split (a CSV column's type is inferred per chunk: a
+    chunk's column of whole numbers with holes is ``Int64``, even where the file writes them
+    as ``2.0``)."""
+    path = Path(path)
+    kind = _format(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    if kind == ".csv":
+        markers = _csv_markers(path, na_values)
+        with pd.read_csv(path, float_precision="round_trip", keep_default_na=False, na_values=markers,
+                         chunksize=rows) as reader:
+            for frame in reader:
+                yield frame.astype(dict.fromkeys(_holed(frame), "Int64"))
+        return
+    if kind == ".npz":
+        frame = read_frame(path)
+        for start in range(0, len(frame), rows):
+            yield frame.iloc[start : start + rows]
+        return
+    _pyarrow(path)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    ranged = '"kind": "range"' in (parquet.schema_arrow.metadata or {}).get(b"pandas", b"").decode()
+    pending, start = [], 0
+
+    def frame(batches: list) -> pd.DataFrame:
+        out = _masked(pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas(), na_values)
+        return out.set_axis(pd.RangeIndex(start, start + len(out))) if ranged else out
+
+    for batch in parquet.iter_batches(batch_size=rows):  # batches end at row groups: gathered into whole chunks
+        pending.append(batch)
+        while sum(len(b) for b in pending) >= rows:
+            table = pa.Table.from_batches(pending, schema=parquet.schema_arrow)
+            pending = [b for b in table.slice(rows).to_batches() if len(b)]
+            yield frame(table.slice(0, rows).to_batches())
+            start += rows
+    if pending:
+        yield frame(pending)
+
+
+class FrameWriter:
+    """Write a table chunk by chunk into ``path`` in the format of its suffix, atomically (the
+    file appears whole when the ``with`` block ends without an error): CSV appends rows,
+    Parquet adds a row group per chunk, NPZ gathers the chunks and writes them at the end. The
+    file holds what :func:`write_frame` writes for the chunks' concatenation."""
+
+    def __init__(self, path: str | Path, like: str | Path | None = None):
+        self.path, self.like = Path(path), like
+        self.kind = _format(self.path)
+        if self.kind == ".parquet":
+            _pyarrow(self.path)
+        self._stack = ExitStack()
+        self._writer, self._frames = None, []
+
+    def __enter__(self) -> FrameWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.kind != ".npz":
+            self._tmp = self._stack.enter_context(atomic_path(self.path))
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.kind == ".csv":
+            frame.to_csv(self._tmp, index=False, mode="a" if self._writer else "w", header=self._writer is None)
+            self._writer = True
+        elif self.kind == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=not isinstance(frame.index, pd.RangeIndex))
+            if self._writer is None:
+                self._writer = self._stack.enter_context(pq.ParquetWriter(self._tmp, table.schema))
+            self._writer.write_table(table.cast(self._writer.schema))
+        else:
+            self._frames.append(frame)
+
+    def __exit__(self, *error) -> None:
+        self._stack.__exit__(*error)
+        if self.kind == ".npz" and error[0] is None:
+            write_frame(pd.concat(self._frames), self.path, self.like)
+
+
+def sample_rows(frames: Iterable[pd.DataFrame], rows: int, seed: int = 0) -> pd.DataFrame:
+    """A uniform sample of at most ``rows`` rows of a table read in chunks, in the table's
+    order (the whole table when it has no more rows): each row gets a seeded uniform key, and
+    the rows of the ``rows`` smallest keys are kept as the chunks go by, so memory holds at
+    most ``rows`` rows and a chunk."""
+    rng = np.random.default_rng(seed)
+    kept, keys = None, np.empty(0)
+    for frame in frames:
+        kept = frame if kept is None else pd.concat([kept, frame])
+        keys = np.concatenate([keys, rng.random(len(frame))])
+        if len(kept) > rows:
+            chosen = np.sort(np.argpartition(keys, rows)[:rows])
+            kept, keys = kept.iloc[chosen], keys[chosen]
+    if kept is None:
+        raise DataError("empty table: no rows")
+    return kept
