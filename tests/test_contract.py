@@ -82,10 +82,11 @@ def outputs(model, batch):
 
 
 def test_every_model_has_a_factory():
-    assert sorted(FACTORIES) == sorted(pm.MODELS)
+    ours = [name for name, cls in pm.MODELS.items() if cls.__module__.startswith("polymodal.")]  # not the tests' own
+    assert sorted(FACTORIES) == sorted(ours)
 
 
-@pytest.mark.parametrize("name", sorted(pm.MODELS))
+@pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_declared_capabilities(name):
     cls = pm.MODELS[name]
     assert cls.data in ("static", "sequences", "any")
@@ -97,7 +98,7 @@ def test_declared_capabilities(name):
             cls(wrong)
 
 
-@pytest.mark.parametrize("name", sorted(pm.MODELS))
+@pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_loss_is_finite_with_finite_gradients(name):
     model, batch = build(name)
     out = model.loss(batch, beta=0.5)
@@ -107,7 +108,7 @@ def test_loss_is_finite_with_finite_gradients(name):
     assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("name", sorted(pm.MODELS))
+@pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_impute_keeps_observed_entries(name):
     model, batch = build(name)
     for samples in (0, 3) if model.has_density else (0,):
@@ -117,7 +118,7 @@ def test_impute_keeps_observed_entries(name):
             assert torch.equal(filled.values[m][batch.observed[m]], batch.values[m][batch.observed[m]])
 
 
-@pytest.mark.parametrize("name", sorted(pm.MODELS))
+@pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_mixed_availability_in_one_batch_equals_each_sample_alone(name):
     """Each sample of a batch of mixed availability is answered as in a batch of its own copies
     (the same random draws, so that models with sampled posteriors compare exactly too)."""
@@ -129,7 +130,7 @@ def test_mixed_availability_in_one_batch_equals_each_sample_alone(name):
             torch.testing.assert_close(value[i], together[key][i], msg=f"{key} of sample {i}")
 
 
-@pytest.mark.parametrize("name", sorted(pm.MODELS))
+@pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_rows_with_nothing_observed(name):
     model, batch = build(name)
     keep = torch.arange(len(batch)) % 2 == 0
@@ -140,7 +141,7 @@ def test_rows_with_nothing_observed(name):
         assert torch.isfinite(x.float()).all(), m
 
 
-@pytest.mark.parametrize("name", sorted(pm.MODELS))
+@pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_save_and_load_give_identical_outputs(name, tmp_path):
     model, batch = build(name)
     model.observe(batch)
@@ -162,7 +163,7 @@ def test_save_and_load_give_identical_outputs(name, tmp_path):
     torch.testing.assert_close(outputs(older, batch)["embed"], outputs(model, batch)["embed"])
 
 
-@pytest.mark.parametrize("name", sorted(pm.MODELS))
+@pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_queries_give_the_model_back_in_its_mode(name):
     model, batch = build(name)
     for training in (True, False):
@@ -172,7 +173,7 @@ def test_queries_give_the_model_back_in_its_mode(name):
             assert model.training is training and all(m.training is training for m in model.modules()), query
 
 
-@pytest.mark.parametrize("name", sorted(pm.MODELS))
+@pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_undeclared_density_queries_are_refused(name):
     model, batch = build(name)
     if model.has_density:
@@ -184,7 +185,7 @@ def test_undeclared_density_queries_are_refused(name):
         model.impute(batch, samples=2)
 
 
-@pytest.mark.parametrize("name", sorted(pm.MODELS))
+@pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_a_modality_never_observed_warns_in_fit_and_predict_refuses_it(name):
     model, batch = build(name)
     target = batch.schema.names[-1]
@@ -195,7 +196,7 @@ def test_a_modality_never_observed_warns_in_fit_and_predict_refuses_it(name):
     model.predict(batch, batch.schema.names[0])  # the modalities it observed are answered
 
 
-@pytest.mark.parametrize("name", sorted(pm.MODELS))
+@pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_short_training_run_lowers_the_loss(name):
     """The smoke run of each model; its learning on real data is in the slow tests."""
     model, batch = build(name)

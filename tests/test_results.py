@@ -12,7 +12,7 @@ import torch
 
 from benchmarks import results
 
-BENCHMARKS = sorted(p.stem for p in results.HERE.glob("*.py") if p.stem not in ("__init__", "results"))
+BENCHMARKS = sorted(p.stem for p in results.HERE.glob("*.py") if p.stem not in ("__init__", "results", "site"))
 # libraries installed only in the benchmarks' own environments, never in the project's
 COMPARED = {"multivae", "pythae", "pypots", "pygrinder", "hyperimpute"}
 

@@ -198,13 +198,14 @@ def impute_table(args: argparse.Namespace, folder: Path, source: str, out: Path)
     if args.draws:
         paths = [out.with_name(f"{out.stem}.draw{k + 1}{out.suffix}") for k in range(args.draws)]
         with ExitStack() as files:
+            files.enter_context(about(source))
             writers = [files.enter_context(FrameWriter(path, source)) for path in paths]
             for tables in imputer.sample_chunks(chunks, args.draws):
                 for writer, table in zip(writers, tables):
                     writer.write(table)
         print(f"{args.draws} imputations written to {out.with_name(f'{out.stem}.draw*{out.suffix}')}")
         return
-    with FrameWriter(out, source) as writer:
+    with about(source), FrameWriter(out, source) as writer:
         for table in imputer.transform_chunks(chunks):
             writer.write(table)
     print(f"imputed table written to {out}")
