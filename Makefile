@@ -44,6 +44,10 @@ bench: dev
 	$(PY) -m benchmarks.tabular
 	$(PY) -m benchmarks.cli_impute
 	$(PY) -m benchmarks.spirals --weak
+	$(PY) -m benchmarks.imputer
+	$(PY) -m benchmarks.imputer_scale
+	$(PY) -m benchmarks.tsi
+	$(PY) -m benchmarks.polymnist
 	$(PY) -m benchmarks.results
 
 # The comparison libraries live only here, never in .venv. MultiVae comes without its torchvision

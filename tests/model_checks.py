@@ -1,18 +1,13 @@
 """Shared pieces of the JMVAE, MVTCAE and MMVAE+ tests: encoders and decoders fixed to known
-linear maps with the terms of their objectives written with torch.distributions, a loss
-checked per sample on a batch of mixed availability, the digits smoke and threshold runs, and
-a ``polymodal fit`` run of a model named in a run config. What every model must do is checked
-in tests/test_contract.py."""
+linear maps with the terms of their objectives written with torch.distributions and a loss
+checked per sample on a batch of mixed availability. What every model must do is checked in
+tests/test_contract.py; the models on data in tests/test_new_models_on_data.py."""
 
-import numpy as np
-import pandas as pd
 import torch
-import yaml
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 import polymodal as pm
-from polymodal.cli import main
 
 
 def linear_schema() -> pm.Schema:
@@ -97,37 +92,3 @@ def check_loss_is_per_sample(build, monkeypatch) -> None:
     for name, value in together.terms.items():
         torch.testing.assert_close(value, torch.stack([one.terms[name] for one in alone]).mean())
 
-
-def first_and_last_losses(build, epochs: int = 4) -> tuple[float, float]:
-    """A short fit on the digits (half of them paired), seed 0: the first and last epoch's mean loss."""
-    train, _ = pm.load_digits(paired=0.5)
-    torch.manual_seed(0)
-    history = pm.Trainer(build(train.schema), epochs=epochs, batch_size=64, progress=False).fit(train)
-    return history[0]["loss"], history[-1]["loss"]
-
-
-def label_accuracy_from_image(build, epochs: int) -> float:
-    """Label accuracy from the image alone on the digits test split, after ``epochs`` on the
-    training split with half the samples paired (seed 0; chance is 0.1)."""
-    train, test = pm.load_digits(paired=0.5)
-    torch.manual_seed(0)
-    model = build(train.schema)
-    pm.Trainer(model, epochs=epochs, batch_size=64, progress=False).fit(train)
-    return pm.metrics.accuracy(model.predict(test, "label", ["image"]), test.values["label"])
-
-
-def fit_from_config(tmp_path, name: str, options: dict) -> pm.Model:
-    """``polymodal fit`` of a run config naming model ``name`` on a small table with holes
-    (two classes over four columns); returns the run's saved model."""
-    rng = np.random.default_rng(0)
-    label = rng.integers(0, 2, 160)
-    frame = pd.DataFrame(rng.normal(size=(160, 4)) * 0.5 + 3.0 * label[:, None], columns=["a", "b", "c", "d"])
-    frame["kind"] = np.where(label == 1, "high", "low")
-    frame = frame.mask(rng.random(frame.shape) < 0.15)
-    frame.to_csv(tmp_path / "train.csv", index_label="id")
-    config = {"data": {"train": "train.csv"}, "model": {"name": name, "options": options},
-              "trainer": {"epochs": 3, "batch_size": 32, "progress": False}, "evaluate": {"samples": 5}}
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    main(["fit", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "run"), "--quiet"])
-    assert (tmp_path / "run" / "scores.json").is_file()
-    return pm.load(tmp_path / "run" / "model")

@@ -1,13 +1,9 @@
-import pytest
 import torch
 from model_checks import (
     LinearDecoder,
     LinearExpert,
     check_loss_is_per_sample,
-    first_and_last_losses,
-    fit_from_config,
     kl,
-    label_accuracy_from_image,
     linear_batch,
     log_normal,
     mixed,
@@ -88,18 +84,3 @@ def test_the_loss_of_a_mixed_batch_is_the_mean_of_each_samples(monkeypatch):
     assert present.all(0).any() and (present.any(0) & ~present.all(0)).any()  # both branches in one batch
     check_loss_is_per_sample(lambda s: pm.JMVAE(s, latent_dim=3, hidden=(16,), joint_hidden=(16,)), monkeypatch)
 
-
-def test_a_short_fit_on_digits_lowers_the_loss():
-    first, last = first_and_last_losses(lambda s: pm.JMVAE(s, latent_dim=8, hidden=(64,), weights={"label": 20.0}))
-    assert last < 0.9 * first
-
-
-@pytest.mark.slow
-def test_predicts_labels_from_images_on_partially_paired_digits():
-    accuracy = label_accuracy_from_image(lambda s: pm.JMVAE(s, latent_dim=8, hidden=(64,), weights={"label": 20.0}), 30)
-    assert accuracy > 0.6  # chance: 0.1
-
-
-def test_fit_from_a_run_config(tmp_path):
-    model = fit_from_config(tmp_path, "jmvae", {"latent_dim": 2, "hidden": [16], "joint_hidden": [16], "alpha": 0.5})
-    assert isinstance(model, pm.JMVAE) and model.config.alpha == 0.5

@@ -1,14 +1,10 @@
 import math
 
-import pytest
 import torch
 from model_checks import (
     LinearDecoder,
     LinearExpert,
     check_loss_is_per_sample,
-    first_and_last_losses,
-    fit_from_config,
-    label_accuracy_from_image,
     linear_batch,
     log_normal,
     random_map,
@@ -151,22 +147,3 @@ def test_the_auxiliary_priors_learn_under_dreg():
 def test_the_loss_of_a_mixed_batch_is_the_mean_of_each_samples(monkeypatch):
     check_loss_is_per_sample(lambda s: pm.MMVAEPlus(s, latent_dim=3, private_dim=2, hidden=(16,), samples=3), monkeypatch)
 
-
-def test_a_short_fit_on_digits_lowers_the_loss():
-    first, last = first_and_last_losses(
-        lambda s: pm.MMVAEPlus(s, latent_dim=8, private_dim=4, hidden=(64,), samples=4, weights={"label": 20.0})
-    )
-    assert last < 0.9 * first
-
-
-@pytest.mark.slow
-def test_predicts_labels_from_images_on_partially_paired_digits():
-    accuracy = label_accuracy_from_image(
-        lambda s: pm.MMVAEPlus(s, latent_dim=8, private_dim=4, hidden=(64,), samples=4, weights={"label": 20.0}), 30
-    )
-    assert accuracy > 0.6  # chance: 0.1
-
-
-def test_fit_from_a_run_config(tmp_path):
-    model = fit_from_config(tmp_path, "mmvaeplus", {"latent_dim": 2, "private_dim": 1, "hidden": [16], "samples": 2})
-    assert isinstance(model, pm.MMVAEPlus) and model.config.samples == 2

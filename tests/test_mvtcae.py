@@ -4,10 +4,7 @@ from model_checks import (
     LinearDecoder,
     LinearExpert,
     check_loss_is_per_sample,
-    first_and_last_losses,
-    fit_from_config,
     kl,
-    label_accuracy_from_image,
     linear_batch,
     log_normal,
     random_map,
@@ -94,18 +91,3 @@ def test_alpha_is_a_fraction():
     with pytest.raises(pm.ConfigError, match="alpha"):
         pm.MVTCAE(linear_batch().schema, alpha=1.5)
 
-
-def test_a_short_fit_on_digits_lowers_the_loss():
-    first, last = first_and_last_losses(lambda s: pm.MVTCAE(s, latent_dim=8, hidden=(64,), weights={"label": 20.0}))
-    assert last < 0.9 * first
-
-
-@pytest.mark.slow
-def test_predicts_labels_from_images_on_partially_paired_digits():
-    accuracy = label_accuracy_from_image(lambda s: pm.MVTCAE(s, latent_dim=8, hidden=(64,), weights={"label": 20.0}), 30)
-    assert accuracy > 0.6  # chance: 0.1
-
-
-def test_fit_from_a_run_config(tmp_path):
-    model = fit_from_config(tmp_path, "mvtcae", {"latent_dim": 2, "hidden": [16], "alpha": 0.5})
-    assert isinstance(model, pm.MVTCAE) and model.config.alpha == 0.5
