@@ -50,15 +50,19 @@ bench: dev
 	$(PY) -m benchmarks.polymnist
 	$(PY) -m benchmarks.results
 
-# The comparison libraries live only here, never in .venv. MultiVae comes without its torchvision
-# dependency (no CPU build installs beside torch 2.13.0); the benchmark loads the stand-in in
-# benchmarks/stubs just before importing MultiVae (benchmarks/stubs/__init__.py).
+# The comparison libraries (MultiVae, PyPOTS, miceforest; imputegap for its data files) live only
+# here, never in .venv. imputegap comes without its dependencies (tensorflow among them): only its
+# data files are read. MultiVae comes without its torchvision dependency (no CPU build installs
+# beside torch 2.13.0); the benchmark loads the stand-in in benchmarks/stubs just before importing
+# MultiVae (benchmarks/stubs/__init__.py).
 BENCH := .venv-bench
 $(BENCH)/.installed: pyproject.toml
 	test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
 	$(BENCH)/bin/python -c "import torch" 2>/dev/null || $(BENCH)/bin/python -m pip install $(TORCH)
 	$(BENCH)/bin/python -m pip install --no-deps multivae==1.0.3 pythae==0.1.2
 	$(BENCH)/bin/python -m pip install cloudpickle imageio "pydantic>=2" nltk torchmetrics
+	$(BENCH)/bin/python -m pip install pypots==1.5 miceforest==6.0.5 aeon
+	$(BENCH)/bin/python -m pip install --no-deps imputegap==1.1.2
 	$(BENCH)/bin/python -m pip install -e ".[bench]"
 	touch $(BENCH)/.installed
 
