@@ -12,7 +12,8 @@ random stream), and where no evidence follows a step the BFVI backward filter's 
 p(z), and B-Mask/B-Skip read from the sequence's last observed step. MMVAE, MoPoE, MEME and
 MFM were recorded before the model contract (the shared per-modality block, the Mixture
 distribution, the one loss signature), which left every value unchanged; JMVAE, MVTCAE and
-MMVAE+ before their port onto it, which left theirs unchanged too."""
+MMVAE+ before their port onto it, which left theirs unchanged too. MVAE's cases set
+``weights={}``, the default when they were recorded (it is ``"auto"`` since)."""
 
 from functools import cache
 
@@ -74,10 +75,10 @@ def digits(n=48):
 
 
 CASES = {
-    "mvae": (digits, lambda s: pm.MVAE(s, latent_dim=4, hidden=(32, 32))),
+    "mvae": (digits, lambda s: pm.MVAE(s, latent_dim=4, hidden=(32, 32), weights={})),
     "mvae-cross": (digits, lambda s: pm.MVAE(s, latent_dim=4, hidden=(32,), cross=True, weights={"label": 5.0})),
-    "mvae-table": (table, lambda s: pm.MVAE(s, latent_dim=4, hidden=(16,), subsets=0)),
-    "mvae-q": (table, lambda s: pm.MVAE(s, latent_dim=4, hidden=(16,), subsets=0, quotient=True)),
+    "mvae-table": (table, lambda s: pm.MVAE(s, latent_dim=4, hidden=(16,), subsets=0, weights={})),
+    "mvae-q": (table, lambda s: pm.MVAE(s, latent_dim=4, hidden=(16,), subsets=0, quotient=True, weights={})),
     "vsae": (table, lambda s: pm.VSAE(s, latent_dim=3, hidden=(16,), joint_hidden=(16,))),
     "vsae-iw": (table, lambda s: pm.VSAE(s, latent_dim=3, hidden=(16,), joint_hidden=(16,), samples=4, hide=0.5)),
     "miwae": (table, lambda s: pm.MIWAE(s, latent_dim=3, hidden=(16,), samples=5)),

@@ -42,7 +42,9 @@ The modalities outside O play no part, as a missing t plays none in a pair's L_B
 with one modality s scores L(s) under the equal mixture of the other modalities'
 pseudo-sample mixtures, 1/(M-1) sum_{u != s} 1/N sum_i p(z | u_i). With M = 2 all of this
 is the two-modality objective above, term for term. Every observed/unobserved pattern of a
-batch is scored by its own term, as for two.
+batch is scored by its own term, as for two. Appendix E leaves the combination open (a
+product or a mixture); the product keeps p(z|T) Gaussian, so ``analytic_kl`` still applies,
+and it narrows as more of the others are observed.
 
 Pseudo-samples are initialised from real data: by :meth:`MEME.init_pseudo_samples`, or else
 from the first batch ``loss`` sees (as the reference code does; under DDP call
