@@ -7,7 +7,9 @@ with the same networks, weights and warm-up (their own defaults otherwise), agai
 first baseline a user would try: logistic regression on the labelled images alone. Mean and
 SD over seeds.
 
-    python -m benchmarks.digits [--seeds 0 1 2] [--epochs 300] [--models JMVAE MVTCAE "MMVAE+"]
+``--weights`` sets the likelihood weights of every model (default ``label=50``, the MVAE paper's).
+
+    python -m benchmarks.digits [--seeds 0 1 2] [--epochs 300] [--models JMVAE MVTCAE "MMVAE+"] [--weights auto]
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import polymodal as pm
-from benchmarks.results import Run, record_options
+from benchmarks.results import Run, record_options, weights_option
 from polymodal.metrics import cross_modal
 
 ACCURACY, MSE = "label accuracy from the image", "image MSE from the label"
@@ -32,19 +34,19 @@ def logistic_regression(train: pm.Batch, test: pm.Batch) -> float:
     return float(clf.score(test.values["image"].flatten(1).numpy(), test.values["label"].numpy()))
 
 
-NETS = {"latent_dim": 16, "hidden": (256, 256), "weights": {"label": 50.0}}
+NETS = {"latent_dim": 16, "hidden": (256, 256)}
 MODELS = {
-    "MVAE (paper objective)": lambda schema: pm.MVAE(schema, **NETS),
-    "MVAE cross=True": lambda schema: pm.MVAE(schema, **NETS, cross=True),
-    "JMVAE": lambda schema: pm.JMVAE(schema, **NETS),
-    "MVTCAE": lambda schema: pm.MVTCAE(schema, **NETS),
-    "MMVAE+": lambda schema: pm.MMVAEPlus(schema, **NETS),
+    "MVAE (paper objective)": lambda schema, weights: pm.MVAE(schema, **NETS, weights=weights),
+    "MVAE cross=True": lambda schema, weights: pm.MVAE(schema, **NETS, weights=weights, cross=True),
+    "JMVAE": lambda schema, weights: pm.JMVAE(schema, **NETS, weights=weights),
+    "MVTCAE": lambda schema, weights: pm.MVTCAE(schema, **NETS, weights=weights),
+    "MMVAE+": lambda schema, weights: pm.MMVAEPlus(schema, **NETS, weights=weights),
 }
 
 
-def fit(name: str, train: pm.Batch, test: pm.Batch, epochs: int, seed: int) -> dict[str, float]:
+def fit(name: str, train: pm.Batch, test: pm.Batch, epochs: int, seed: int, weights: dict[str, float] | str) -> dict[str, float]:
     torch.manual_seed(seed)
-    model = MODELS[name](train.schema)
+    model = MODELS[name](train.schema, weights)
     pm.Trainer(model, epochs=epochs, batch_size=64, kl_warmup=epochs / 3, seed=seed, progress=False).fit(train)
     return cross_modal(model, test)
 
@@ -55,6 +57,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--paired", type=float, nargs="+", default=[1.0, 0.1])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--weights", type=weights_option, default={"label": 50.0}, help="auto, or name=value pairs")
     args = record_options(parser).parse_args()
     run = Run("digits", args, title="Labels from images on the digits",
               description="scikit-learn's digits as image + label; a fraction of the training pairs complete, the rest "
@@ -68,7 +71,7 @@ def main() -> None:
             run.add(ACCURACY, row="logistic regression (labelled images)", column=column,
                     value=logistic_regression(train, test), seed=seed)
             for name in args.models:
-                scores = fit(name, train, test, args.epochs, seed)
+                scores = fit(name, train, test, args.epochs, seed, args.weights)
                 run.add(ACCURACY, row=name, column=column, value=scores["label_accuracy_from_image"], seed=seed)
                 run.add(MSE, row=name, column=column, value=scores["image_mse_from_label"], seed=seed)
             print(f"{column}, seed {seed} done", flush=True)

@@ -25,10 +25,20 @@ direction (s = hand, t = print; and the reverse) and in both, each scored in bot
 directions by ``MEME.bound`` (L_{s->t} with K = 100 draws for log q(t|s), weight 1), the mean
 over the test pairs; a test direction other than the trained one "flips" the networks.
 
+Part 5 (``--part three``): MEME on three modalities. ``load_digit_styles(label=True)``, hand
+and print present in every training sample and the label kept for a random fraction f of them
+(``--fractions``); label accuracy from the hand alone
+and from the print alone, of MEME on all three (each observed modality scored against the
+product of the others' encoders, Appendix E) and of MEME on each image with the label (the
+samples without it image-only), with the nets of part 1, against logistic regression on the
+labelled images (prints through ``print_features``). ``--code-options``: MEME with the
+reference code's choices (``CODE``) instead of the paper's.
+
     python -m benchmarks.meme --part styles [--seeds 0] [--epochs 30] [--fractions 1 0.25 0.0625]
     python -m benchmarks.meme --part labels [--seeds 0 1] [--epochs 100]
     python -m benchmarks.meme --part relatedness [--seeds 0] [--epochs 30]
     python -m benchmarks.meme --part likelihood [--seeds 0] [--epochs 30]
+    python -m benchmarks.meme --part three [--seeds 0] [--epochs 30] [--fractions 0.1] [--code-options]
 
 Each part is a record of its own, named after the part.
 """
@@ -166,21 +176,57 @@ def run_likelihood(args: argparse.Namespace, run: Run) -> None:
             print(f"{column}, seed {seed} done", flush=True)
 
 
+def modalities(batch: pm.Batch, names: list[str]) -> pm.Batch:
+    """``batch`` restricted to the modalities ``names``."""
+    schema = pm.Schema([batch.schema[name] for name in names])
+    return pm.Batch(schema, {n: batch.values[n] for n in names}, {n: batch.observed[n] for n in names})
+
+
+def run_three(args: argparse.Namespace, run: Run) -> None:
+    table = "label accuracy"
+    run.table(table, "the label from one image alone on the test digits; higher is better")
+    features = {"hand": lambda b: b.values["hand"].flatten(1).numpy(),
+                "print": lambda b: print_features(b.values["print"]).numpy()}
+    for fraction in args.fractions:
+        for seed in args.seeds:
+            train, test, _, y_test = pm.load_digit_styles(seed=seed, label=True)
+            keep = torch.rand(len(train), generator=torch.Generator().manual_seed(seed)) < fraction
+            train = train.with_observed({"label": train.observed["label"] & keep})
+            column = f"f = {fraction:g}"
+            for image in ("hand", "print"):
+                clf = LogisticRegression(max_iter=3000).fit(features[image](train)[keep.numpy()],
+                                                            train.values["label"][keep].numpy())
+                run.add(table, row="logistic regression (labelled images)", column=f"{column}, from {image}", seed=seed,
+                        value=float(clf.score(features[image](test), y_test.numpy())))
+            for names in (["hand", "print", "label"], ["hand", "label"], ["print", "label"]):
+                torch.manual_seed(seed)
+                data = modalities(train, names)
+                options = CODE if args.code_options else {}
+                model = pm.MEME(data.schema, latent_dim=16, hidden=(256,), pseudo_samples=64, **options)
+                pm.Trainer(model, epochs=args.epochs, batch_size=32, seed=seed, progress=False).fit(data)
+                for image in names[:-1]:
+                    predicted = model.predict(modalities(test, names), "label", [image]).cpu()
+                    run.add(table, row=f"MEME on {', '.join(names)}", column=f"{column}, from {image}", seed=seed,
+                            value=metrics.accuracy(predicted, y_test))
+            print(f"{column}, seed {seed} done", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["styles", "labels", "relatedness", "likelihood"], required=True)
+    parser.add_argument("--part", choices=["styles", "labels", "relatedness", "likelihood", "three"], required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.0625])
+    parser.add_argument("--code-options", action="store_true", help="three: MEME with the reference code's options")
     parser.add_argument("--mmvae-gradient", choices=["iwae", "dreg"], default="iwae", help="dreg: the MMVAE reference's")
     args = record_options(parser).parse_args()
     titles = {"styles": "MEME against MVAE, MMVAE and MoPoE on handwritten and printed digits",
               "labels": "MEME on semi-supervised labels", "relatedness": "MEME's posterior relatedness",
-              "likelihood": "MEME's bound per trained and tested direction"}
+              "likelihood": "MEME's bound per trained and tested direction", "three": "MEME on three modalities"}
     run = Run("meme", args, title=titles[args.part], name=args.record or args.part,
               description=f"{args.epochs} epochs; the paired fraction f of the training pairs complete.")
     {"styles": run_styles, "labels": run_labels, "relatedness": run_relatedness,
-     "likelihood": run_likelihood}[args.part](args, run)
+     "likelihood": run_likelihood, "three": run_three}[args.part](args, run)
     run.save()
 
 

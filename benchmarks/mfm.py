@@ -1,14 +1,15 @@
 """MFM on handwritten + printed digits with a label, and on BasicMotions (real smart-watch sensors).
 
-Part 1 (``--part digits``): ``load_digit_styles(label=True)``; MFM and its ablations with the
-same nets (shared Z_y 16, Z_a 8 per input, factors 32, one hidden layer of 256, conv channels
-32, 64), label weight 5000 (the images' Laplace costs are summed over 832 pixels), batches of
-64, ``--epochs`` epochs: label accuracy with both inputs and with each missing at test time,
-read by the surrogate and by the zero-fill baseline (the full model reading zeros for the
-missing input); reconstruction MSE of the missing input from the surrogate codes; logistic
-regression on the pixels (both, hand, print features) as the simple alternative. The
-per-pattern surrogate (the paper's) runs beside the mask-conditioned one. A figure of
-conditional generations (Z_y fixed, then each Z_a fixed) goes to ``benchmarks/figures/``.
+Part 1 (``--part digits``): ``load_digit_styles(label=True)``; MFM and its ablations with
+the same nets (shared Z_y 16, Z_a 8 per input, factors 32, one hidden layer of 256, conv
+channels 32, 64), label weight 5000 (the images' Laplace costs are summed over 832 pixels;
+``--weights`` sets others, e.g. ``auto``), batches of 64, ``--epochs`` epochs: label
+accuracy with both inputs and with each missing at test time, read by the surrogate and by
+the zero-fill baseline (the full model reading zeros for the missing input); reconstruction
+MSE of the missing input from the surrogate codes; logistic regression on the pixels (both,
+hand, print features) as the simple alternative. The per-pattern surrogate (the paper's)
+runs beside the mask-conditioned one. A figure of conditional generations (Z_y fixed, then
+each Z_a fixed) goes to ``benchmarks/figures/``.
 
 Part 2 (``--part motions``): ``load_basic_motions()`` (32 training sequences, 8 held out for
 validation: early stopping with patience 40 on the validation loss, best weights kept; 40 test
@@ -20,7 +21,7 @@ per-channel summary features (mean, SD, min, max) of the same 32 training sequen
 both sensors and each alone. A figure of the gyroscope reconstructed from the accelerometer
 alone against the truth goes to ``benchmarks/figures/``.
 
-    python -m benchmarks.mfm --part digits [--seeds 0 1 2] [--epochs 30]      # record digits
+    python -m benchmarks.mfm --part digits [--seeds 0 1 2] [--epochs 30] [--weights auto] [--variants MFM]
     python -m benchmarks.mfm --part motions [--seeds 0 1 2] [--epochs 300]    # record motions
 """
 
@@ -37,7 +38,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import polymodal as pm
-from benchmarks.results import Run, record_options
+from benchmarks.results import Run, record_options, weights_option
 from polymodal import metrics
 from polymodal.datasets import print_features
 from polymodal.report import plot_factor_generations, plot_traces
@@ -65,9 +66,10 @@ def run_digits(args: argparse.Namespace, run: Run) -> None:
     run.table(FIT, "wall time of the training")
     for seed in args.seeds:
         train, test, y_train, y_test = pm.load_digit_styles(seed=seed, label=True)
-        for name, options in DIGIT_VARIANTS.items():
+        for name in args.variants:
+            options = DIGIT_VARIANTS[name]
             torch.manual_seed(seed)
-            model = pm.MFM(train.schema, weights={"label": 5000.0}, **DIGIT_NETS, **options)
+            model = pm.MFM(train.schema, weights=args.weights, **DIGIT_NETS, **options)
             start = time.perf_counter()
             pm.Trainer(model, epochs=args.epochs, batch_size=64, seed=seed, progress=False).fit(train)
             run.add(FIT, row=name, column="fit (s)", value=time.perf_counter() - start, seed=seed)
@@ -163,6 +165,9 @@ def main() -> None:
     parser.add_argument("--part", choices=["digits", "motions"], required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: 30 (digits), 300 (motions)")
+    parser.add_argument("--weights", type=weights_option, default={"label": 5000.0}, help="digits: auto or name=value pairs")
+    parser.add_argument("--variants", nargs="+", choices=list(DIGIT_VARIANTS), default=list(DIGIT_VARIANTS),
+                        help="digits: the MFM variants to train")
     args = record_options(parser).parse_args()
     args.epochs = args.epochs or {"digits": 30, "motions": 300}[args.part]
     titles = {"digits": "MFM on handwritten and printed digits with a label",

@@ -42,7 +42,7 @@ MultiVae's side of the comparison needs ``.venv-bench`` (``make bench-env``) and
 this script. ``--limit N`` keeps the first N training and test tuples (a smoke run).
 
     python -m benchmarks.polymnist [--eta 0 0.5] [--seeds 0 1] [--epochs 30] [--models MVAE MMVAE MoPoE] [--complete]
-    python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30]
+    python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30] [--weights auto]
     python -m benchmarks.polymnist --part speed --device cuda [--epochs 6]
 """
 
@@ -59,7 +59,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor, nn
 
 import polymodal as pm
-from benchmarks.results import Run
+from benchmarks.results import Run, weights_option
 from polymodal.nets import Decoder, Encoder
 from polymodal.report import plot_modalities
 
@@ -227,7 +227,9 @@ def run_labels(args, run: Run) -> None:
             cnn = train_classifier(images, labels, epochs=max(20, 2000 // len(images)), seed=seed)
             run.add(table, row="ClfImg CNN (labelled images)", column=column, seed=seed,
                     value=float((cnn.predict(test.values["image"]) == y_test).float().mean()))
-            for name, model in {"MVAE cross=True": pm.MVAE(data.schema, cross=True), "MEME": pm.MEME(data.schema)}.items():
+            weights = {} if args.weights is None else {"weights": args.weights}
+            models = {"MVAE cross=True": pm.MVAE(data.schema, cross=True, **weights), "MEME": pm.MEME(data.schema, **weights)}
+            for name, model in models.items():
                 torch.manual_seed(seed)
                 pm.Trainer(model, epochs=args.epochs, batch_size=64, seed=seed, device=args.device, progress=False).fit(data)
                 model.cpu()
@@ -269,6 +271,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="keep the first N training and test samples")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--name", default=None, help="the record's run name (default: the part)")
+    parser.add_argument("--weights", type=weights_option, default=None,
+                        help="labels part: the models' weights, auto or name=value pairs (default: each model's)")
     args = parser.parse_args()
     if args.epochs < (2 if args.part == "speed" else 1):
         parser.error("--epochs: the speed part needs at least 2 (the first is not timed)")

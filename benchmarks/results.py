@@ -78,6 +78,17 @@ def record_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def weights_option(text: str) -> dict[str, float] | str:
+    """An argparse ``type`` for a model's likelihood weights: ``auto``, or ``name=value`` pairs
+    joined by commas (``label=50``)."""
+    if text == "auto":
+        return text
+    try:
+        return {name: float(value) for name, value in (pair.split("=") for pair in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or name=value pairs joined by commas, got {text!r}") from None
+
+
 def versions(libraries: Iterable[str] = ()) -> dict[str, str]:
     """Python's and each installed distribution's version (``"not installed"`` where absent)."""
     found = {"python": platform.python_version()}

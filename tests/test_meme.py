@@ -240,12 +240,105 @@ def test_categorical_partner_has_its_classes_as_pseudo_samples():
     torch.testing.assert_close(model.pseudo["a"].detach(), batch.values["a"][torch.arange(4)])
 
 
-def test_only_two_modalities_and_valid_options():
-    schema = pm.Schema([pm.Modality(n, (2,)) for n in "abc"])
-    with pytest.raises(pm.ConfigError, match="exactly two modalities"):
-        pm.MEME(schema)
+def test_at_least_two_modalities_and_valid_options():
+    with pytest.raises(pm.ConfigError, match="at least two modalities"):
+        pm.MEME(pm.Schema([pm.Modality("a", (2,))]))
+    three = pm.Schema([pm.Modality(n, (2,)) for n in "abc"])
+    with pytest.raises(pm.ConfigError, match="with 3 it must be 'both'"):
+        pm.MEME(three, direction="s_to_t")
     with pytest.raises(pm.ConfigError, match="combine"):
         pm.MEME(small_data(2).schema, combine="half")
+
+
+# The closed-form model with a third modality u: q(z|u) = N(-u, 0.5), a Laplace of scale 1 at
+# z, pseudo-samples 0 and 0.5 (components N(0, 0.5), N(-0.5, 0.5)).
+ENCODERS = {"s": lambda v: (v, 0.25), "t": lambda v: (2 * v, 1.0), "u": lambda v: (-v, 0.5)}
+PSEUDO = {name: [ENCODERS[name](v) for v in (0.0, 0.5)] for name in "stu"}
+
+
+def three_modality_model(**options):
+    schema = pm.Schema([pm.Modality(n, (1,), LAPLACE_1) for n in "stu"])
+    model = pm.MEME(schema, latent_dim=1, hidden=(4,), pseudo_samples=2, **options)
+    for name, encoder in ENCODERS.items():
+        model.encoders[name] = Fixed(lambda x, e=encoder: pm.Gaussian(*(torch.as_tensor(v).expand_as(x) * 1.0 for v in e(x))))
+        model.decoders[name] = Fixed(lambda z: z.unsqueeze(-1))
+        with torch.no_grad():
+            model.pseudo[name].copy_(torch.tensor([[0.0], [0.5]]))
+    model.pseudo_ready.fill_(True)
+    return model
+
+
+def fixed_noise(monkeypatch, values):
+    draws = iter(values)
+    monkeypatch.setattr(torch, "randn", lambda shape, device=None, dtype=None: torch.full(tuple(shape), next(draws)))
+
+
+@pytest.mark.parametrize("combine", ["mean", "sum"])
+def test_three_modalities_score_each_against_the_product_of_the_others(monkeypatch, combine):
+    model = three_modality_model(samples=1, combine=combine)
+    x = {"s": 0.3, "t": 0.2, "u": -0.4}
+    # draws in order: z ~ q(z|m) for each modality, then the fresh sample of each direction s, t, u
+    fixed_noise(monkeypatch, [0.5, -1.0, 1.5, 0.2, -0.3, 0.8])
+    loss = model.loss(pm.Batch.from_data(model.schema, {name: [[v]] for name, v in x.items()}))
+    e, fresh = {"s": 0.5, "t": -1.0, "u": 1.5}, {"s": 0.2, "t": -0.3, "u": 0.8}
+    total = 0.0
+    for s in "stu":
+        rest = [t for t in "stu" if t != s]
+        mean, var = ENCODERS[s](x[s])
+        z, z1 = mean + e[s] * var**0.5, mean + fresh[s] * var**0.5
+        precision = sum(1 / ENCODERS[t](x[t])[1] for t in rest)  # p(z | T): the product of T's encoders
+        prior_mean = sum(ENCODERS[t](x[t])[0] / ENCODERS[t](x[t])[1] for t in rest) / precision
+        classifier = [sum(laplace_log_pdf(x[t], v) for t in rest) for v in (z, z1)]  # q(T | z) = prod_t q(t | z)
+        log_qts = math.log((math.exp(classifier[0]) + math.exp(classifier[1])) / 2)
+        w = math.exp(classifier[0] - log_qts)
+        ratio = normal_log_pdf(z, mean, var) - normal_log_pdf(z, prior_mean, 1 / precision)
+        total += w * (laplace_log_pdf(x[s], z) - ratio - classifier[0]) + log_qts
+    assert loss.loss.item() == pytest.approx(-total / (3 if combine == "mean" else 1), rel=1e-5)
+
+
+def test_one_modality_of_three_has_the_mixture_of_the_others_pseudo_samples_as_prior(monkeypatch):
+    model = three_modality_model()
+    fixed_noise(monkeypatch, [0.5, -1.0, 1.5])
+    nan = float("nan")
+    loss = model.loss(pm.Batch.from_data(model.schema, {"s": [[nan]], "t": [[nan]], "u": [[-0.4]]}))
+    mean, var = ENCODERS["u"](-0.4)
+    z = mean + 1.5 * var**0.5
+    prior = sum(math.exp(normal_log_pdf(z, m, v)) for name in "st" for m, v in PSEUDO[name]) / 4
+    by_hand = laplace_log_pdf(-0.4, z) - normal_log_pdf(z, mean, var) + math.log(prior)
+    assert loss.terms["u_only"].item() == pytest.approx(by_hand, rel=1e-5)
+    assert loss.loss.item() == pytest.approx(-by_hand, rel=1e-5)
+
+
+def test_a_pattern_of_two_of_three_modalities_is_their_pair_objective(monkeypatch):
+    three, two = three_modality_model(samples=3), closed_form_model(samples=3)
+    data = {"s": [[0.3], [0.1]], "t": [[0.2], [-0.5]], "u": [[float("nan")]] * 2}
+    # draws that depend on their shape only, as the three-modality model also draws z ~ q(z|u)
+    monkeypatch.setattr(torch, "randn",
+                        lambda shape, device=None, dtype=None: torch.linspace(-1.5, 1.5, math.prod(shape)).view(shape))
+    with_u = three.loss(pm.Batch.from_data(three.schema, data))
+    without = two.loss(pm.Batch.from_data(two.schema, {k: data[k] for k in "st"}))
+    torch.testing.assert_close(with_u.loss, without.loss)
+    assert with_u.terms["paired"] != 0 and with_u.terms["u_only"] == 0
+
+
+def test_mixed_batch_of_three_modalities_is_the_sum_of_its_patterns(monkeypatch):
+    torch.manual_seed(0)
+    schema = pm.Schema([pm.Modality("a", (4,), "laplace"), pm.Modality("b", (3,)),
+                        pm.Modality("c", (), "categorical", num_classes=3)])
+    g = torch.Generator().manual_seed(0)
+    full = pm.Batch.from_data(schema, {"a": torch.rand(16, 4, generator=g), "b": torch.randn(16, 3, generator=g),
+                                       "c": torch.randint(0, 3, (16,), generator=g)})
+    model = pm.MEME(schema, latent_dim=3, hidden=(8,), pseudo_samples=4, samples=3)
+    model.init_pseudo_samples(full)
+    # the same noise for every row, so that a row's draws do not depend on the batch it is in
+    monkeypatch.setattr(torch, "randn", lambda shape, device=None, dtype=None: torch.linspace(-1.5, 1.5, shape[-1]).expand(shape))
+    patterns = torch.tensor([[(k >> i) & 1 for i in range(3)] for k in range(8)], dtype=torch.bool)  # all 8, empty too
+    rows = torch.arange(16) % 8
+    mixed = full.with_observed({"a": patterns[rows, 0, None].expand(16, 4), "b": patterns[rows, 1, None].expand(16, 3),
+                                "c": patterns[rows, 2]})
+    parts = [model.loss(mixed.select(torch.arange(k, 16, 8))).loss * 2 for k in range(8)]
+    torch.testing.assert_close(model.loss(mixed).loss * 16, sum(parts))
+    assert parts[0].item() == 0 and all(p.item() != 0 for p in parts[1:])
 
 
 def test_task_api_and_save_load_round_trip(tmp_path):

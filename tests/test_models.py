@@ -12,7 +12,8 @@ random stream), and where no evidence follows a step the BFVI backward filter's 
 p(z), and B-Mask/B-Skip read from the sequence's last observed step. MMVAE, MoPoE, MEME and
 MFM were recorded before the model contract (the shared per-modality block, the Mixture
 distribution, the one loss signature), which left every value unchanged; JMVAE, MVTCAE and
-MMVAE+ before their port onto it, which left theirs unchanged too."""
+MMVAE+ before their port onto it, which left theirs unchanged too. MVAE's cases set
+``weights={}``, the default when they were recorded (it is ``"auto"`` since)."""
 
 from functools import cache
 
@@ -74,10 +75,10 @@ def digits(n=48):
 
 
 CASES = {
-    "mvae": (digits, lambda s: pm.MVAE(s, latent_dim=4, hidden=(32, 32))),
+    "mvae": (digits, lambda s: pm.MVAE(s, latent_dim=4, hidden=(32, 32), weights={})),
     "mvae-cross": (digits, lambda s: pm.MVAE(s, latent_dim=4, hidden=(32,), cross=True, weights={"label": 5.0})),
-    "mvae-table": (table, lambda s: pm.MVAE(s, latent_dim=4, hidden=(16,), subsets=0)),
-    "mvae-q": (table, lambda s: pm.MVAE(s, latent_dim=4, hidden=(16,), subsets=0, quotient=True)),
+    "mvae-table": (table, lambda s: pm.MVAE(s, latent_dim=4, hidden=(16,), subsets=0, weights={})),
+    "mvae-q": (table, lambda s: pm.MVAE(s, latent_dim=4, hidden=(16,), subsets=0, quotient=True, weights={})),
     "vsae": (table, lambda s: pm.VSAE(s, latent_dim=3, hidden=(16,), joint_hidden=(16,))),
     "vsae-iw": (table, lambda s: pm.VSAE(s, latent_dim=3, hidden=(16,), joint_hidden=(16,), samples=4, hide=0.5)),
     "miwae": (table, lambda s: pm.MIWAE(s, latent_dim=3, hidden=(16,), samples=5)),
@@ -130,3 +131,32 @@ def test_miwae_with_mask_input_tells_a_missing_entry_from_an_observed_zero():
         torch.manual_seed(0)
         q = pm.MIWAE(schema, latent_dim=2, hidden=(8,), mask_input=mask_input).encode(batch)
         assert (not torch.allclose(q.mean[0], q.mean[1])) is differ
+
+
+def test_auto_weights_scale_each_modality_to_the_entries_of_the_largest(tmp_path):
+    schema = pm.Schema([pm.Modality("image", (3, 4, 4), "bernoulli"), pm.Modality("vector", (6,)),
+                        pm.Modality("label", (), "categorical", num_classes=10)])
+    assert pm.auto_weights(schema) == {"image": 1.0, "vector": 8.0, "label": 48.0}  # max_k D_k / D_m
+    g = torch.Generator().manual_seed(0)
+    batch = pm.Batch.from_data(schema, {"image": torch.rand(5, 3, 4, 4, generator=g).round(),
+                                        "vector": torch.randn(5, 6, generator=g), "label": torch.arange(5)})
+    losses = []
+    for weights in ("auto", {"image": 1.0, "vector": 8.0, "label": 48.0}):
+        torch.manual_seed(0)
+        model = pm.MVAE(schema, latent_dim=2, hidden=(8,), weights=weights)
+        losses.append(model.loss(batch).loss)
+    assert model.lambdas == pm.auto_weights(schema)
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.manual_seed(0)
+    model = pm.MVAE(schema, latent_dim=2, hidden=(8,), weights="auto")
+    model.save(tmp_path / "m")
+    assert pm.load(tmp_path / "m").config.weights == "auto"
+    with pytest.raises(pm.ConfigError, match="weights must be >= 0 or one of \\['auto'\\]"):
+        pm.MVAE(schema, weights="balanced")
+
+
+def test_auto_weights_of_scalar_columns_are_ones_and_of_sequences_count_one_step():
+    columns = pm.Schema([pm.Modality("x"), pm.Modality("y", (), "categorical", num_classes=3)])
+    assert pm.auto_weights(columns) == {"x": 1.0, "y": 1.0}
+    steps = pm.Schema([pm.Modality("x", (2,), sequential=True), pm.Modality("y", (), sequential=True)])
+    assert pm.MDMM(steps, weights="auto").lambdas == {"x": 1.0, "y": 2.0}  # entries of one step

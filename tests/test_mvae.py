@@ -68,7 +68,7 @@ def test_unpaired_sample_loss_is_its_single_modality_elbo():
     torch.manual_seed(1)
     eps = torch.randn(4, 8, 4)[0]
     z = q.mean + eps * q.std
-    recon = model.decode(z)["a"].log_prob(batch.values["a"], batch.observed["a"])
+    recon = model.lambdas["a"] * model.decode(z)["a"].log_prob(batch.values["a"], batch.observed["a"])  # lambda_a = 4 / 3
     elbo = recon - 0.5 * q.kl(model.prior((8,)))
     torch.testing.assert_close(loss, -elbo.mean())
 
@@ -109,7 +109,7 @@ def test_each_modality_is_decoded_only_at_the_terms_that_score_it():
 
 def test_lambda_weights_scale_the_reconstruction():
     batch = tabular(16).without("b", "c")
-    model = pm.MVAE(batch.schema, latent_dim=4, hidden=(16,), subsets=0)
+    model = pm.MVAE(batch.schema, latent_dim=4, hidden=(16,), subsets=0, weights={})
     torch.manual_seed(3)
     base = model.loss(batch, beta=0.0).terms["recon"]
     model.config.weights = {"a": 3.0}
@@ -224,7 +224,7 @@ def test_cross_scores_every_observed_modality_under_each_subset_posterior():
     g = torch.Generator().manual_seed(0)
     batch = pm.Batch.from_data(schema, {"a": torch.randn(6, 3, generator=g), "b": torch.randn(6, 2, generator=g)})
     for cross in (False, True):
-        model = pm.MVAE(schema, latent_dim=2, hidden=(8,), subsets=0, cross=cross)
+        model = pm.MVAE(schema, latent_dim=2, hidden=(8,), subsets=0, cross=cross, weights={})
         torch.manual_seed(0)
         recon = model.loss(batch).terms["recon"]
         torch.manual_seed(0)

@@ -32,7 +32,7 @@ _EXPORTS = {
                                            "MMVAEPlusConfig", "MODELS", "MVTCAE", "MVTCAEConfig",
                                            "MVAE", "MVAEConfig",
                                            "Model", "MoPoE", "MoPoEConfig", "VSAE", "VSAEConfig", "ZeroFillVAE",
-                                           "ZeroFillVAEConfig")},
+                                           "ZeroFillVAEConfig", "auto_weights")},
     **{name: ("persistence", name) for name in ("ModelFileError", "load")},
     **{name: ("tables", name) for name in ("SequenceSchema", "TableSchema")},
     **{name: ("training", name) for name in ("NonFiniteLossError", "Schedule", "TrainConfig", "Trainer")},

@@ -4,10 +4,10 @@ are errors.
 A config class is decorated with :func:`checked`, which gives it a ``__post_init__`` that
 checks every field against its type hint (``epochs=2.5`` or ``"3"`` for an ``int`` is
 refused, a JSON list becomes the tuple a ``tuple`` field holds) and against the class's
-declarative ``limits`` (a :class:`Range` or a tuple of allowed values per field; a range
-applies to each element of a tuple or list and each value of a dict). So a config is
-checked however it is built: keywords, a dict from JSON through :func:`make_config`, or
-directly.
+declarative ``limits`` (a :class:`Range`, a range or words (:class:`OrWords`), or a tuple of
+allowed values per field; a range applies to each element of a tuple or list and each value
+of a dict). So a config is checked however it is built: keywords, a dict from JSON through
+:func:`make_config`, or directly.
 
 YAML configs are read with :func:`read_yaml`, which takes every spelling of a float
 (``1e-3``, ``1E5``, ``.5``), where PyYAML's YAML 1.1 rules read ``1e-3`` as text.
@@ -73,13 +73,28 @@ class Range:
         return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
 
 
+@dataclass(frozen=True)
+class OrWords:
+    """Numbers within ``range``, or one of the ``words`` (such as ``weights="auto"``)."""
+
+    range: Range
+    words: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.range} or one of {list(self.words)}"
+
+
 POSITIVE = Range(0, open_low=True)
 NON_NEGATIVE = Range(0)
 AT_LEAST_ONE = Range(1)
 FRACTION = Range(0, 1)
+# The likelihood weights lambda_m of a model's config: non-negative numbers by modality name,
+# or "auto" (each modality's log-likelihood scaled by the largest modality's entries over its own).
+WEIGHTS = OrWords(NON_NEGATIVE, ("auto",))
+Weights = dict[str, float] | str
 
 
-def checked(**limits: Range | tuple) -> Any:
+def checked(**limits: Range | OrWords | tuple) -> Any:
     """Class decorator for a config dataclass: check types and ``limits`` after ``__init__``.
 
     Applied below ``@dataclass``, so that the ``__init__`` it generates calls the check; a
@@ -178,10 +193,14 @@ def _describe(hint: Any) -> str:
     return f"a {hint}"
 
 
-def _outside(value: Any, limit: Range | tuple) -> Any:
+def _outside(value: Any, limit: Range | OrWords | tuple) -> Any:
     """The value (or the element of it) that breaks ``limit``, or None."""
     if value is None:
         return None
+    if isinstance(limit, OrWords):
+        if isinstance(value, str):
+            return None if value in limit.words else value
+        return _outside(value, limit.range)
     if isinstance(limit, tuple):
         return None if value in limit else value
     if isinstance(value, Mapping):

@@ -1,6 +1,6 @@
 """Models, one file per method, registered by name in ``MODELS``."""
 
-from .base import MODELS, LatentConfig, LossOutput, Model, NeverObservedWarning, PerModality
+from .base import MODELS, LatentConfig, LossOutput, Model, NeverObservedWarning, PerModality, auto_weights
 from .baselines import ZeroFillVAE, ZeroFillVAEConfig
 from .dks import DKS, DKSConfig
 from .jmvae import JMVAE, JMVAEConfig
@@ -20,5 +20,5 @@ __all__ = [
     "LatentConfig", "LossOutput", "NeverObservedWarning", "PerModality",
     "JMVAE", "JMVAEConfig", "MIWAEConfig", "MMVAE", "MMVAEConfig", "MMVAEPlus", "MMVAEPlusConfig", "MoPoE", "MoPoEConfig",
     "MVTCAE", "MVTCAEConfig",
-    "MVAEConfig", "Model", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig",
+    "MVAEConfig", "Model", "VSAEConfig", "ZeroFillVAE", "ZeroFillVAEConfig", "auto_weights",
 ]

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
-from ..config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, checked, make_config
+from ..config import AT_LEAST_ONE, WEIGHTS, ConfigError, Weights, checked, make_config
 from ..data import Batch, DataError
 from ..files import write_folder
 from ..gaussian import Gaussian, Mixture, log_mean_exp, stack
@@ -133,7 +133,8 @@ class Model(nn.Module):
         self.schema = schema
         self.config = config
         self.seen: Seen | None = None  # set by observe(); None: not recorded, nothing refused
-        unknown = sorted(set(getattr(config, "weights", {})) - set(schema.names))
+        given = getattr(config, "weights", {})
+        unknown = sorted(set(given) - set(schema.names)) if isinstance(given, Mapping) else []
         if unknown:
             raise ConfigError(f"{type(self).__name__}: weights name unknown modalities {unknown}; the schema has {schema.names}")
         wrong = [m.name for m in schema if self.data != "any" and m.sequential != (self.data == "sequences")]
@@ -169,8 +170,11 @@ class Model(nn.Module):
 
     @property
     def lambdas(self) -> dict[str, float]:
-        """The likelihood weight lambda of every modality: the config's ``weights``, else 1."""
+        """The likelihood weight lambda of every modality: the config's ``weights`` (else 1), or
+        with ``weights="auto"`` those of :func:`auto_weights`."""
         given = getattr(self.config, "weights", {})
+        if given == "auto":
+            return auto_weights(self.schema)
         return {name: float(given.get(name, 1.0)) for name in self.schema.names}
 
     @property
@@ -465,17 +469,17 @@ class Draws:
 
 
 @dataclass
-@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, weights=NON_NEGATIVE)
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, channels=AT_LEAST_ONE, weights=WEIGHTS)
 class LatentConfig:
     """The options of the models with per-modality encoders and decoders on one latent:
     ``latent_dim``, the nets' ``hidden`` widths (MLPs) and ``channels`` (conv nets of images),
-    and the likelihood ``weights`` lambda_m by modality name (default 1). A model's config
-    subclasses it and adds its own options."""
+    and the likelihood ``weights`` lambda_m by modality name (default 1), or ``"auto"``
+    (:func:`auto_weights`). A model's config subclasses it and adds its own options."""
 
     latent_dim: int = 16
     hidden: tuple[int, ...] = (256, 256)
     channels: tuple[int, ...] = (32, 64)
-    weights: dict[str, float] = field(default_factory=dict)
+    weights: Weights = field(default_factory=dict)
 
 
 class PerModality(Model):
@@ -519,6 +523,16 @@ class PerModality(Model):
 
     def decode(self, z: Tensor) -> dict[str, Observation]:
         return {name: self.observation(name, z) for name in self.schema.names}
+
+
+def auto_weights(schema: Schema) -> dict[str, float]:
+    """lambda_m = max_k D_k / D_m, with D_m the entries of one sample of modality m (of one
+    step, for a sequence; 1 for a class label): each modality's log-likelihood counts as much
+    as the largest one's would over as many entries, and the largest keeps weight 1, so its
+    ELBO and its balance against the KL are unchanged. A 10-class label beside a 28 x 28
+    image gets 784; modalities of one size (a table's columns) all get 1."""
+    largest = max(mod.size for mod in schema)
+    return {mod.name: largest / mod.size for mod in schema}
 
 
 def schema_difference(given: Schema, expected: Schema) -> str:

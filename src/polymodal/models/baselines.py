@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..config import AT_LEAST_ONE, NON_NEGATIVE, checked
+from ..config import AT_LEAST_ONE, WEIGHTS, Weights, checked
 from ..data import Batch
 from ..gaussian import Gaussian
 from ..likelihoods import Observation
@@ -28,11 +28,11 @@ from .base import LossOutput, Model, query
 
 
 @dataclass
-@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, weights=NON_NEGATIVE)
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, weights=WEIGHTS)
 class ZeroFillVAEConfig:
     latent_dim: int = 20
     hidden: tuple[int, ...] = (128, 128)
-    weights: dict[str, float] = field(default_factory=dict)
+    weights: Weights = field(default_factory=dict)
     variational: bool = True
     condition_on_mask: bool = False
 

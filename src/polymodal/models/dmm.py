@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, POSITIVE, ConfigError, checked
+from ..config import AT_LEAST_ONE, FRACTION, POSITIVE, WEIGHTS, ConfigError, Weights, checked
 from ..data import Batch
 from ..gaussian import Gaussian
 from ..likelihoods import Observation
@@ -19,13 +19,13 @@ from .base import QUERIES, ModalityDict, Model, query
 
 @dataclass
 @checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, transition_hidden=AT_LEAST_ONE, transition_min_std=POSITIVE,
-         weights=NON_NEGATIVE, burst=FRACTION)
+         weights=WEIGHTS, burst=FRACTION)
 class DMMConfig:
     latent_dim: int = 5
     hidden: tuple[int, ...] = (20,)
     transition_hidden: int = 20
     transition_min_std: float = 1e-3
-    weights: dict[str, float] = field(default_factory=dict)
+    weights: Weights = field(default_factory=dict)
     burst: float = 0.1
     inputs: list[str] | None = None
     rescale: bool = True

@@ -28,6 +28,24 @@ likelihood weights lambda multiply log p(s|z) and log p(t|z) as likelihoods, nev
 classifiers (w must be a ratio of densities). Images use whatever the Modality's likelihood
 says; the paper's (and ``load_digit_styles``') is a Laplace of fixed scale.
 
+More than two modalities (Appendix E, Eq. 11): the implicit regularisation of one modality
+by the others, with an explicit product combining those others. For a sample whose observed
+modalities are O (|O| >= 2), each s in O is scored against the rest T = O \ {s}:
+
+    L_{s->T} = E_{q(z|s)}[ sg(w) log( p(s|z) p(z|T) / (q(z|s) q(T|z)) ) ] + c log q(T|s)
+    p(z|T)  proportional to prod_{t in T} p(z|t)      (the product of T's encoders, normalised)
+    q(T|z)  = prod_{t in T} q(t|z)                    (T's decoders as one classifier)
+    w, q(T|s) as above with q(T|z) for q(t|z),
+
+and the sample scores 1/|O| sum_{s in O} L_{s->T} (Eq. 11; the sum with ``combine="sum"``).
+The modalities outside O play no part, as a missing t plays none in a pair's L_Bi. A sample
+with one modality s scores L(s) under the equal mixture of the other modalities'
+pseudo-sample mixtures, 1/(M-1) sum_{u != s} 1/N sum_i p(z | u_i). With M = 2 all of this
+is the two-modality objective above, term for term. Every observed/unobserved pattern of a
+batch is scored by its own term, as for two. Appendix E leaves the combination open (a
+product or a mixture); the product keeps p(z|T) Gaussian, so ``analytic_kl`` still applies,
+and it narrows as more of the others are observed.
+
 Pseudo-samples are initialised from real data: by :meth:`MEME.init_pseudo_samples`, or else
 from the first batch ``loss`` sees (as the reference code does; under DDP call
 ``init_pseudo_samples(train)`` before fitting, so that every process starts alike). A
@@ -35,12 +53,12 @@ categorical modality (t = a label, Joy et al.'s semi-supervised VAE) has its cla
 fixed pseudo-samples, so the prior is the exact marginal sum_t p(z | t) p(t) under a
 uniform p(t).
 
-The task API: ``encode`` with one modality present is that modality's posterior; with both,
-the normalised product q(z|s) q(z|t) of the two unimodal posteriors (MEME has no joint
-posterior and no Gaussian prior to divide by); with neither, the Gaussian moment-matched
-to the model's prior. The prior of ``generate`` and ``log_likelihood`` is the equal mixture
-of the two pseudo-sample mixtures, 1/2 [1/N sum_i p(z | u^s_i) + 1/N sum_i p(z | u^t_i)],
-with p(x|z) = p(s|z) p(t|z).
+The task API: ``encode`` with one modality present is that modality's posterior; with more,
+the normalised product of their unimodal posteriors (MEME has no joint posterior and no
+Gaussian prior to divide by); with none, the Gaussian moment-matched to the model's prior.
+The prior of ``generate`` and ``log_likelihood`` is the equal mixture of every modality's
+pseudo-sample mixture, 1/M sum_m 1/N sum_i p(z | u^m_i) (for two, 1/2 [1/N sum_i p(z | u^s_i)
++ 1/N sum_i p(z | u^t_i)]), with p(x|z) = prod_m p(x_m|z).
 
 Choices where paper and reference code differ (METHODS.md section 4.6), the paper's by default:
 
@@ -55,14 +73,14 @@ Choices where paper and reference code differ (METHODS.md section 4.6), the pape
   since w depends on z).
 * ``pseudo_samples``: N; the code uses the batch size, 128.
 * ``direction``: ``"both"`` (Eq. 2), or one direction only (``"s_to_t"``, ``"t_to_s"``) as in
-  the paper's Table 2.
+  the paper's Table 2; with two modalities only.
 
 Other differences: encoder variances are floored at 1e-4 (``softplus + 1e-4``, the library's
 one Gaussian head; the code clamps the std at 1e-3 or 1e-4); the networks are the library's
 MLP and conv nets, not the code's, and decoders output the Laplace location directly (the
 code passes it through a sigmoid); a smaller last batch still sees all N pseudo-samples.
-Only two modalities: MEME's mutual supervision is defined for a pair, and a third raises
-:class:`~polymodal.ConfigError`.
+With more than two modalities the training data's record (:attr:`Model.seen`) does not say
+which patterns it observed, so fitting warns of no pairs only for two.
 """
 
 from __future__ import annotations
@@ -74,7 +92,7 @@ from torch import Tensor, nn
 
 from ..config import AT_LEAST_ONE, NON_NEGATIVE, ConfigError, checked
 from ..data import Batch, DataError
-from ..gaussian import Gaussian, Mixture, log_mean_exp
+from ..gaussian import Gaussian, Mixture, log_mean_exp, stack
 from ..modalities import Schema
 from .base import QUERIES, LatentConfig, LossOutput, PerModality, query
 
@@ -120,9 +138,12 @@ class MEME(PerModality):
     loss_weights = frozenset()
 
     def __init__(self, schema: Schema, config: MEMEConfig | dict | None = None, **kwargs):
-        if len(schema) != 2:
-            raise ConfigError(f"MEME is defined for exactly two modalities (s, t); the schema has {len(schema)}: {schema.names}")
+        if len(schema) < 2:
+            raise ConfigError(f"MEME needs at least two modalities; the schema has {len(schema)}: {schema.names}")
         super().__init__(schema, config, **kwargs)
+        if len(schema) > 2 and self.config.direction != "both":
+            raise ConfigError(f"MEME: direction {self.config.direction!r} names one of two modalities; with "
+                              f"{len(schema)} it must be 'both'")
         self.pseudo = nn.ParameterDict()
         for mod in schema:
             if mod.categorical:
@@ -151,12 +172,19 @@ class MEME(PerModality):
             self.pseudo[mod.name].copy_(data.values[mod.name][rows].to(self.pseudo[mod.name]))
             self.pseudo_ready[i] = True
 
+    def pseudo_prior(self, names: list[str]) -> Mixture:
+        """1/|U| sum_{u in U} 1/N sum_i p(z | u_i): the equal mixture of the pseudo-sample
+        mixtures of the modalities U = ``names`` (for one, its own mixture)."""
+        parts = [self.conditional_prior(name) for name in names]
+        if len(parts) == 1:
+            return Mixture(parts[0])
+        weights = torch.cat([torch.full(p.shape[:1], 1 / (len(parts) * p.shape[0]), device=self.device) for p in parts])
+        return Mixture(Gaussian(torch.cat([p.mean for p in parts]), torch.cat([p.var for p in parts])), weights)
+
     def prior(self, shape: tuple[int, ...]) -> Mixture:
-        """1/2 [1/N sum_i p(z | u^s_i) + 1/N sum_i p(z | u^t_i)]: the equal mixture of both
-        pseudo-sample mixtures, for a batch of ``shape``."""
-        parts = [self.conditional_prior(name) for name in self.schema.names]
-        weights = torch.cat([torch.full(p.shape[:1], 0.5 / p.shape[0], device=self.device) for p in parts])
-        return Mixture(Gaussian(torch.cat([p.mean for p in parts]), torch.cat([p.var for p in parts])), weights).expand(*shape)
+        """1/M sum_m 1/N sum_i p(z | u^m_i): the equal mixture of every modality's pseudo-sample
+        mixture, for a batch of ``shape``."""
+        return self.pseudo_prior(self.schema.names).expand(*shape)
 
     def encode(self, batch: Batch) -> Gaussian:
         present = batch.presence()
@@ -164,66 +192,85 @@ class MEME(PerModality):
         return (self.experts(batch).masked(present).prod(0) * prior.masked(~present.any(0))).gaussian()
 
     def unseen(self) -> dict[str, str]:
-        """As :meth:`Model.unseen`, and both modalities when no training sample is a pair:
-        mutual supervision, the only cross-modal term, then never ran."""
-        if self.seen is None or self.seen.complete or not all(self.seen.counts.values()):
+        """As :meth:`Model.unseen`, and for two modalities both when no training sample is a
+        pair: mutual supervision, the only cross-modal term, then never ran."""
+        if self.seen is None or len(self.schema) > 2 or self.seen.complete or not all(self.seen.counts.values()):
             return super().unseen()
         return dict.fromkeys(self.schema.names, "no training sample observes both modalities (no pairs)")
 
-    def matched(self, batch: Batch, s: str, t: str, q_s: Gaussian, q_t: Gaussian, z: Tensor, log_ps: Tensor,
+    def matched(self, batch: Batch, s: str, rest: list[str], q_s: Gaussian, q_rest: Gaussian, z: Tensor, log_ps: Tensor,
                 samples: int | None = None, classifier_weight: float | None = None) -> Tensor:
-        """L_{s->t} per sample of a paired ``batch``, given z ~ q(z|s) and log p(s|z); K and
-        the weight c are the config's unless given."""
+        """L_{s->T} per sample of a ``batch`` observing s and T = ``rest``, given z ~ q(z|s),
+        the conditional prior p(z|T) ``q_rest`` and log p(s|z); K and the weight c are the
+        config's unless given."""
         c = self.config
         samples = c.samples if samples is None else samples
         zs = torch.cat([z.unsqueeze(0), q_s.rsample((samples,))])  # the ELBO's own sample first
-        log_classifier = self.reconstruction(batch, {t: self.observation(t, zs)}, self.unit_weights)
-        log_ratio = q_s.kl(q_t) if c.analytic_kl else q_s.log_prob(z) - q_t.log_prob(z)
+        log_classifier = self.reconstruction(batch, {t: self.observation(t, zs) for t in rest}, self.unit_weights)
+        log_ratio = q_s.kl(q_rest) if c.analytic_kl else q_s.log_prob(z) - q_rest.log_prob(z)
         weight = c.classifier_weight if classifier_weight is None else classifier_weight
         return mutual_supervision(log_ps, log_classifier, log_ratio, weight)[0]
 
+    @staticmethod
+    def conditional(q: dict[str, Gaussian], rest: list[str]) -> Gaussian:
+        """p(z|T) for T = ``rest``: the normalised product of their encoders' Gaussians (for
+        one, its own)."""
+        return q[rest[0]] if len(rest) == 1 else stack([q[t] for t in rest]).prod(0).gaussian()
+
     @query
     def bound(self, batch: Batch, source: str, samples: int = 100) -> Tensor:
-        """``[B]`` L_{s->t} of each pair with s = ``source``, the paper's Table 2 "marginal
-        likelihood": K = ``samples`` draws for log q(t|s) and weight 1 on it whatever the
-        training weight, in either direction whatever the model was trained in (the other
-        direction "flips" the networks' roles)."""
+        """``[B]`` L_{s->T} of each complete sample with s = ``source`` and T the other
+        modalities, the paper's Table 2 "marginal likelihood": K = ``samples`` draws for
+        log q(T|s) and weight 1 on it whatever the training weight, in either direction
+        whatever the model was trained in (the other direction "flips" the networks' roles)."""
         self.check_arguments("bound", batch, target=source, samples=samples)
         for name in self.schema.names:
             lacking = int((~batch.present(name)).sum())
             if lacking:
-                raise DataError(f"MEME.bound scores pairs: {lacking} of {len(batch)} samples lack {name!r}")
+                raise DataError(f"MEME.bound scores complete samples: {lacking} of {len(batch)} samples lack {name!r}")
         batch = batch.to(self.device)
-        s, t = source, next(name for name in self.schema.names if name != source)
-        q = {name: self.encoders[name](batch.values[name]) for name in (s, t)}
-        z = q[s].rsample()
-        log_ps = self.reconstruction(batch, {s: self.observation(s, z)})
-        return self.matched(batch, s, t, q[s], q[t], z, log_ps, samples, 1.0)
+        rest = [name for name in self.schema.names if name != source]
+        q = {name: self.encoders[name](batch.values[name]) for name in (source, *rest)}
+        z = q[source].rsample()
+        log_ps = self.reconstruction(batch, {source: self.observation(source, z)})
+        return self.matched(batch, source, rest, q[source], self.conditional(q, rest), z, log_ps, samples, 1.0)
 
-    def unpaired(self, s: str, t: str, q_s: Gaussian, z: Tensor, log_ps: Tensor) -> Tensor:
-        """L(s) per sample: the ELBO of s under the prior of t's pseudo-samples."""
-        return log_ps - q_s.log_prob(z) + Mixture(self.conditional_prior(t)).log_prob(z)
+    def unpaired(self, s: str, q_s: Gaussian, z: Tensor, log_ps: Tensor) -> Tensor:
+        """L(s) per sample: the ELBO of s under the prior of the other modalities' pseudo-samples."""
+        return log_ps - q_s.log_prob(z) + self.pseudo_prior([name for name in self.schema.names if name != s]).log_prob(z)
 
     def loss(self, batch: Batch, *, beta: float = 1.0, **weights: float) -> LossOutput:
         if not bool(self.pseudo_ready.all()):
             self.init_pseudo_samples(batch)
-        s, t = self.schema.names
-        q = {name: self.encoders[name](batch.values[name]) for name in (s, t)}
-        z = {name: q[name].rsample() for name in (s, t)}
-        log_p = {name: self.reconstruction(batch, {name: self.observation(name, z[name])}) for name in (s, t)}
-        has_s, has_t = batch.present(s), batch.present(t)
-        rows = (has_s & has_t).nonzero().squeeze(1)  # the pairs; their K + 1 classifier decodes are the costly part
-        paired = self.paired(batch.select(rows), {k: g[rows] for k, g in q.items()}, {k: v[rows] for k, v in z.items()},
-                             {k: v[rows] for k, v in log_p.items()})
-        only_s = torch.where(has_s & ~has_t, self.unpaired(s, t, q[s], z[s], log_p[s]), 0.0)
-        only_t = torch.where(has_t & ~has_s, self.unpaired(t, s, q[t], z[t], log_p[t]), 0.0)
+        names = self.schema.names
+        q = {name: self.encoders[name](batch.values[name]) for name in names}
+        z = {name: q[name].rsample() for name in names}
+        log_p = {name: self.reconstruction(batch, {name: self.observation(name, z[name])}) for name in names}
+        present = batch.presence()  # [M, B]
+        counts = present.sum(0)
+        paired = log_p[names[0]].new_zeros(())
+        # Each pattern of two or more observed modalities, in a fixed order; their K + 1 classifier decodes are the costly part.
+        for pattern in present[:, counts >= 2].T.unique(dim=0).flip(0):
+            rows = (present.T == pattern).all(1).nonzero().squeeze(1)
+            observed = [name for name, seen in zip(names, pattern.tolist()) if seen]
+            paired = paired + self.paired(batch.select(rows), observed, {k: q[k][rows] for k in observed},
+                                          {k: z[k][rows] for k in observed}, {k: log_p[k][rows] for k in observed}).sum()
         n = len(batch)
-        terms = {"paired": paired.sum() / n, f"{s}_only": only_s.sum() / n, f"{t}_only": only_t.sum() / n}
+        terms = {"paired": paired / n}
+        for i, name in enumerate(names):
+            only = torch.where(present[i] & (counts == 1), self.unpaired(name, q[name], z[name], log_p[name]), 0.0)
+            terms[f"{name}_only"] = only.sum() / n
         return LossOutput(-sum(terms.values()), {k: v.detach() for k, v in terms.items()})
 
-    def paired(self, pairs: Batch, q: dict[str, Gaussian], z: dict[str, Tensor], log_p: dict[str, Tensor]) -> Tensor:
-        """L_Bi per sample of a batch of pairs (or the configured single direction)."""
-        s, t = self.schema.names
-        directions = {"both": [(s, t), (t, s)], "s_to_t": [(s, t)], "t_to_s": [(t, s)]}[self.config.direction]
-        total = sum(self.matched(pairs, a, b, q[a], q[b], z[a], log_p[a]) for a, b in directions)
-        return total / 2 if self.config.combine == "mean" and len(directions) == 2 else total
+    def paired(self, batch: Batch, observed: list[str], q: dict[str, Gaussian], z: dict[str, Tensor],
+               log_p: dict[str, Tensor]) -> Tensor:
+        """Per sample of a ``batch`` observing the modalities ``observed`` (two or more), the
+        mean (or sum) over s of L_{s->T}, T the others observed: L_Bi for a pair, or the
+        configured single direction."""
+        if self.config.direction == "both":
+            directions = [(s, [t for t in observed if t != s]) for s in observed]
+        else:
+            s, t = observed if self.config.direction == "s_to_t" else observed[::-1]
+            directions = [(s, [t])]
+        total = sum(self.matched(batch, s, rest, q[s], self.conditional(q, rest), z[s], log_p[s]) for s, rest in directions)
+        return total / len(directions) if self.config.combine == "mean" else total

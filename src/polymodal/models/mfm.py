@@ -88,7 +88,7 @@ from itertools import product
 import torch
 from torch import Tensor, nn
 
-from ..config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, ConfigError, checked
+from ..config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, WEIGHTS, ConfigError, Weights, checked
 from ..data import Batch
 from ..gaussian import Gaussian
 from ..likelihoods import Observation
@@ -100,7 +100,7 @@ from .base import DENSITY_QUERIES, QUERIES, LossOutput, ModalityDict, Model, que
 
 @dataclass
 @checked(shared_dim=AT_LEAST_ONE, modality_dim=AT_LEAST_ONE, factor_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE,
-         channels=AT_LEAST_ONE, rnn_hidden=AT_LEAST_ONE, cell=("gru", "lstm"), pool=("last", "mean"), weights=NON_NEGATIVE,
+         channels=AT_LEAST_ONE, rnn_hidden=AT_LEAST_ONE, cell=("gru", "lstm"), pool=("last", "mean"), weights=WEIGHTS,
          mmd_weight=NON_NEGATIVE, mmd=("joint", "block"), bandwidth=POSITIVE,
          objective=("hybrid", "discriminative", "generative"), surrogate=("mask", "pattern"))
 class MFMConfig:
@@ -113,7 +113,7 @@ class MFMConfig:
     rnn_hidden: int = 64
     cell: str = "gru"
     pool: str = "mean"
-    weights: dict[str, float] = field(default_factory=dict)
+    weights: Weights = field(default_factory=dict)
     mmd_weight: float = 1.0
     mmd: str = "joint"
     bandwidth: float | None = None

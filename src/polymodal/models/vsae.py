@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, checked
+from ..config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, WEIGHTS, Weights, checked
 from ..data import Batch
 from ..gaussian import Gaussian, log_mean_exp
 from ..likelihoods import Bernoulli, Observation
@@ -76,14 +76,14 @@ from .base import LossOutput, ModalityDict, Model, query
 
 
 @dataclass
-@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, joint_hidden=AT_LEAST_ONE, weights=NON_NEGATIVE,
+@checked(latent_dim=AT_LEAST_ONE, hidden=AT_LEAST_ONE, joint_hidden=AT_LEAST_ONE, weights=WEIGHTS,
          decoder_mask=("reconstructed", "none"), fill=("noise", "zeros"), warmup=NON_NEGATIVE, hide=FRACTION,
          samples=AT_LEAST_ONE)
 class VSAEConfig:
     latent_dim: int = 20
     hidden: tuple[int, ...] = (64, 64)
     joint_hidden: tuple[int, ...] = (128, 128)
-    weights: dict[str, float] = field(default_factory=dict)
+    weights: Weights = field(default_factory=dict)
     decoder_mask: str = "reconstructed"
     fill: str = "noise"
     warmup: float = 20.0
