@@ -47,6 +47,8 @@ bench: dev
 	$(PY) -m benchmarks.imputer
 	$(PY) -m benchmarks.imputer_scale
 	$(PY) -m benchmarks.tsi
+	$(BENCH)/bin/python -m benchmarks.tsi --dataset PhysioNet --epochs 50 --pypots SAITS BRITS CSDI --csdi-epochs 1 --csdi-patterns --record physionet
+	$(BENCH)/bin/python -m benchmarks.tsi --dataset MotionSense --epochs 50 --pypots SAITS BRITS --record motionsense
 	$(PY) -m benchmarks.polymnist
 	$(PY) -m benchmarks.results
 

@@ -2,7 +2,8 @@
 
 TSI-Bench (the PyPOTS authors' benchmark): artificial masks on top of whatever is missing,
 MAE, MSE and MRE (sum |error| / sum |truth|) on the artificially masked entries only, the
-mean ± SD over mask seeds. Patterns, inside each sequence's own length:
+mean ± SD over mask seeds. Patterns, inside each sequence's own length (up to its last
+observed step):
 
 - ``point 10%`` / ``point 50%``: that fraction of the observed entries, uniformly;
 - ``subsequence``: per channel, one run of 20% of the sequence's length at a random start;
@@ -24,6 +25,34 @@ scored on every mask: MDMM (BFVI) and DKS B-Mask (on JapaneseVowels latent 16, h
 also with ``partial="drop"`` (the experts of partly observed steps left out) on the same
 weights.
 
+PhysioNet and MotionSense come from the data files of the imputegap package (installed
+without its dependencies in the benchmark environment). PhysioNet: the PhysioNet/CinC 2012
+excerpt of SAITS' preprocessing (``z_physionet_saits.txt``: 163 ICU stays x 48 hours, 78% of
+the entries missing by nature; its 38 columns are the 37 time series of
+``polymodal.datasets.physionet.VARIABLES`` and RecordID, in pandas' sorted order; MechVent,
+1 wherever observed, is left out), the stays split at random (seed 0) into 130 to train and
+33 to test, the 36 variables standardised with the training stays' observed entries and
+grouped into six modalities of what is measured together (bedside vitals, invasive and
+non-invasive blood pressure, blood gases, the chemistry panel, the liver and cardiac
+panel). MotionSense (``motion.txt``: 10,000 steps x 20 channels at 50 Hz, complete, each
+column already z-scored; the file does not name its columns and they are not the four
+sensors' 3 axes (12): by their correlations they form groups of 6, 6, 6 and 2 columns, one
+modality each): windows of 100 steps in time order, the first 80 to train and the last 20
+to test, standardised with the training windows. On both: the models at latent 8, hidden 64,
+transition 32, batch 32, lr 1e-3, weight decay 1e-4, gradients clipped at 50, 10 epochs of
+KL warm-up.
+
+With ``--pypots``, PyPOTS' SAITS (2 layers, d_model 256, 4 heads, d_k = d_v = 64, d_ffn 128,
+dropout 0.1, PyPOTS' README), BRITS (RNN hidden 128) and CSDI (the CSDI paper's: 4 layers,
+64 channels, 8 heads, time / feature / diffusion embeddings 128 / 16 / 128, 50 diffusion
+steps; the mean of ``--csdi-samples`` samples) train on the same training sequences, NaN
+where unobserved, batch 32, Adam at lr 1e-3, no validation set (PyPOTS then keeps the epoch
+of the lowest training loss), seed 0, for the same ``--epochs`` as MDMM and DKS (CSDI for
+``--csdi-epochs``). CSDI imputes only the patterns of ``--csdi-patterns`` (its sampling runs
+the network 50 times per mask; none: trained for its seconds per epoch only).
+Seconds per epoch are CPU seconds of the whole training divided by the epochs, one
+torch thread, every model in the same run.
+
 The JapaneseVowels case: 25% of the interior steps of each test utterance (not its first or
 last) deleted in both modalities, MSE on those steps. With ``--diagnose`` it also trains
 MDMM as shipped (latent 5, hidden 20, lr 1e-3) and at latent 16 / hidden 64, each with
@@ -31,7 +60,8 @@ unit-scale Gaussian noise and with scale 0.1, and reports where the information 
 step goes: the transition's std, the per-step KL, the encoders' std, the reconstruction of
 observed against deleted steps, filtering against smoothing.
 
-    python -m benchmarks.tsi [--dataset JapaneseVowels|BasicMotions] [--epochs 200] [--seeds 3]
+    python -m benchmarks.tsi [--dataset JapaneseVowels|BasicMotions|PhysioNet|MotionSense] [--epochs 200] [--seeds 3]
+        [--pypots SAITS BRITS CSDI]
     python -m benchmarks.tsi --diagnose [--epochs 100]
 """
 
@@ -40,33 +70,119 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import importlib.resources
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import polymodal as pm
-from benchmarks.results import Run
+from benchmarks.results import Run, record_options
 from benchmarks.sequences import interpolate, locf
+from polymodal.datasets.physionet import HOURS, VARIABLES
 from polymodal.gaussian import Gaussian, kl_divergence
 
-FIGURES = Path(__file__).parent / "figures"
 PATTERNS = ("point 10%", "point 50%", "subsequence", "block")
 WIDE = {"latent_dim": 16, "hidden": (64, 64), "transition_hidden": 64}
 NARROW = {"latent_dim": 8, "hidden": (64,), "transition_hidden": 32}  # benchmarks/sequences.py's
-DATASETS = {  # record and figure name, loader, models, training options
+UNIT = {"name": "gaussian", "scale": 1.0}
+NOISE = {"name": "gaussian", "scale": 0.1}
+# PhysioNet's variables grouped by what is measured together (one modality each)
+PHYSIONET_GROUPS = {
+    "vitals": ("HR", "RespRate", "Temp", "GCS", "Urine", "Weight"),
+    "invasive_bp": ("DiasABP", "MAP", "SysABP"),
+    "noninvasive_bp": ("NIDiasABP", "NIMAP", "NISysABP"),
+    "blood_gas": ("FiO2", "PaCO2", "PaO2", "pH", "SaO2", "Lactate"),
+    "chemistry": ("BUN", "Creatinine", "Glucose", "HCO3", "HCT", "K", "Mg", "Na", "Platelets", "WBC"),
+    "liver_cardiac": ("ALP", "ALT", "AST", "Albumin", "Bilirubin", "Cholesterol", "TroponinI", "TroponinT"),
+}
+MOTION_GROUPS = {"c00_05": range(0, 6), "c06_11": range(6, 12), "c12_17": range(12, 18), "c18_19": range(18, 20)}
+WINDOW = 100  # MotionSense steps per sequence (2 s at 50 Hz)
+
+
+def imputegap_file(name: str) -> np.ndarray:
+    """One of imputegap's data files (whitespace-separated numbers, ``NaN`` where missing)."""
+    try:
+        folder = importlib.resources.files("imputegap") / "datasets"
+    except ModuleNotFoundError as error:
+        raise ImportError(f"this dataset is imputegap's datasets/{name}: install the imputegap package without its "
+                          "dependencies in the benchmark environment (pip install --no-deps imputegap; make bench-env)"
+                          ) from error
+    return np.genfromtxt(folder / name)
+
+
+def standardised(schema: pm.Schema, groups: dict[str, list[int]], train: np.ndarray,
+                 test: np.ndarray) -> tuple[pm.Batch, None, pm.Batch]:
+    """``train, None, test`` batches of ``[B, T, C]`` arrays (NaN where missing), each channel
+    standardised with the training sequences' observed entries, modality ``m`` the channels ``groups[m]``."""
+    mean, sd = np.nanmean(train, axis=(0, 1)), np.nanstd(train, axis=(0, 1))
+
+    def batch(x: np.ndarray) -> pm.Batch:
+        scaled = ((x - mean) / sd).astype(np.float32)
+        return pm.Batch.from_data(schema, {name: scaled[..., columns] for name, columns in groups.items()})
+
+    return batch(train), None, batch(test)
+
+
+def sequence_schema(groups: dict[str, list[int]]) -> pm.Schema:
+    return pm.Schema([pm.Modality(name, (len(columns),), NOISE, sequential=True) for name, columns in groups.items()])
+
+
+def load_physionet(seed: int = 0, test_share: float = 0.2) -> tuple[pm.Batch, None, pm.Batch]:
+    """The imputegap excerpt of PhysioNet 2012: 163 stays x 48 hours, 36 variables in
+    :data:`PHYSIONET_GROUPS`, the stays split at random into training and test."""
+    table = imputegap_file("z_physionet_saits.txt")
+    columns = sorted(["RecordID", *VARIABLES])  # SAITS' script concatenates with pandas' sorted columns
+    if table.shape[1] != len(columns) or len(table) % HOURS:
+        raise ValueError(f"z_physionet_saits.txt: expected {len(columns)} columns and stays of {HOURS} rows, got {table.shape}")
+    stays = table.reshape(-1, HOURS, len(columns))
+    ids, vent = stays[..., columns.index("RecordID")], stays[..., columns.index("MechVent")]
+    if not (ids == ids[:, :1]).all() or not np.isin(vent[~np.isnan(vent)], [1]).all():
+        raise ValueError("z_physionet_saits.txt: the columns are not RecordID and MechVent where pandas' sorted order puts them")
+    names = [v for group in PHYSIONET_GROUPS.values() for v in group]
+    x = stays[..., [columns.index(v) for v in names]]
+    order = np.random.default_rng(seed).permutation(len(x))
+    held = round(test_share * len(x))
+    groups, start = {}, 0
+    for group, variables in PHYSIONET_GROUPS.items():
+        groups[group], start = list(range(start, start + len(variables))), start + len(variables)
+    return standardised(sequence_schema(groups), groups, x[np.sort(order[held:])], x[np.sort(order[:held])])
+
+
+def load_motionsense(train_share: float = 0.8) -> tuple[pm.Batch, None, pm.Batch]:
+    """imputegap's MotionSense excerpt cut into windows of :data:`WINDOW` steps, the first
+    ``train_share`` of them (in time order) to train, the rest to test."""
+    table = imputegap_file("motion.txt")
+    x = table[: len(table) // WINDOW * WINDOW].reshape(-1, WINDOW, table.shape[1])
+    cut = round(train_share * len(x))
+    groups = {name: list(columns) for name, columns in MOTION_GROUPS.items()}
+    return standardised(sequence_schema(groups), groups, x[:cut], x[cut:])
+
+
+FIELD = {"latent_dim": 8, "hidden": (64,), "transition_hidden": 32}
+FIELD_TRAINING = {"lr": 1e-3, "batch_size": 32, "weight_decay": 1e-4, "clip_grad": 50.0, "kl_warmup": 10}
+FIELD_MODELS = {"MDMM (BFVI)": ("MDMM", FIELD), "DKS B-Mask": ("DKS", {**FIELD, "direction": "backward", "rnn_hidden": 32})}
+DATASETS = {  # record and figure name, loader, models, training options, channels of the figure
     "JapaneseVowels": ("japanese_vowels", pm.load_japanese_vowels, {"MDMM (BFVI)": ("MDMM", WIDE),
                                                  "DKS B-Mask": ("DKS", {**WIDE, "direction": "backward", "rnn_hidden": 64})},
-                       {"lr": 3e-3}),
+                       {"lr": 3e-3}, (0, 1)),
     "BasicMotions": ("basic_motions", lambda: pm.load_basic_motions(label=None, validation=0, likelihood=NOISE),
                      {"MDMM (BFVI)": ("MDMM", NARROW),
                       "DKS B-Mask": ("DKS", {**NARROW, "direction": "backward", "rnn_hidden": 32})},
-                     {"lr": 1e-3, "batch_size": 16, "weight_decay": 1e-4, "clip_grad": 50.0, "kl_warmup": 20}),
+                     {"lr": 1e-3, "batch_size": 16, "weight_decay": 1e-4, "clip_grad": 50.0, "kl_warmup": 20}, (0, 3)),
+    "PhysioNet": ("physionet", load_physionet, FIELD_MODELS, FIELD_TRAINING, (0, 7)),  # HR, NIMAP
+    "MotionSense": ("motionsense", load_motionsense, FIELD_MODELS, FIELD_TRAINING, (0, 12)),
 }
-UNIT = {"name": "gaussian", "scale": 1.0}
-NOISE = {"name": "gaussian", "scale": 0.1}
-SHOWN = 0  # the test utterance of the figure
+INTERIOR = ("JapaneseVowels", "BasicMotions")  # complete data: the interior-steps case applies
+PYPOTS = {
+    "SAITS": {"n_layers": 2, "d_model": 256, "n_heads": 4, "d_k": 64, "d_v": 64, "d_ffn": 128, "dropout": 0.1},
+    "BRITS": {"rnn_hidden_size": 128},
+    "CSDI": {"n_layers": 4, "n_heads": 8, "n_channels": 64, "d_time_embedding": 128, "d_feature_embedding": 16,
+             "d_diffusion_embedding": 128},
+}
+SHOWN = 0  # the test utterance of the diagnosis figure
 
 
 def channels(batch: pm.Batch) -> list[str]:
@@ -78,11 +194,10 @@ def pattern(test: pm.Batch, name: str, seed: int) -> np.ndarray:
     """``[B, T, C]``: the entries an artificial mask of pattern ``name`` hides."""
     g = np.random.default_rng(seed)
     observed = values(test)[1]
-    lengths = observed.any(-1).sum(1)
     if name.startswith("point"):
         return observed & (g.random(observed.shape) < float(name.split()[1].rstrip("%")) / 100)
     hidden = np.zeros_like(observed)
-    for i, length in enumerate(lengths):
+    for i, length in enumerate(lengths(test)):
         run = max(1, int(0.2 * length))
         starts = g.integers(0, length - run + 1, size=observed.shape[2] if name == "subsequence" else 1)
         for c in range(observed.shape[2]):
@@ -115,8 +230,10 @@ def values(batch: pm.Batch) -> tuple[np.ndarray, np.ndarray]:
 
 
 def lengths(test: pm.Batch) -> np.ndarray:
-    """``[B]``: each sequence's length before any step is hidden (hiding its last steps does not shorten it)."""
-    return values(test)[1].any(-1).sum(1)
+    """``[B]``: each sequence's length, up to its last observed step, before any step is hidden
+    (hiding its last steps does not shorten it)."""
+    seen = values(test)[1].any(-1)
+    return np.where(seen.any(1), seen.shape[1] - seen[:, ::-1].argmax(1), 0)
 
 
 def per_channel(batch: pm.Batch, fill, lengths: np.ndarray) -> np.ndarray:
@@ -134,7 +251,8 @@ def per_channel(batch: pm.Batch, fill, lengths: np.ndarray) -> np.ndarray:
 def pooled(statistic):
     def fill(batch: pm.Batch, lengths: np.ndarray) -> np.ndarray:
         x, observed = values(batch)
-        centre = np.array([statistic(x[..., c][observed[..., c]]) for c in range(x.shape[2])])
+        # a channel with nothing observed falls back on the training mean, 0
+        centre = np.array([statistic(v) if (v := x[..., c][observed[..., c]]).size else 0.0 for c in range(x.shape[2])])
         return np.where(observed, x, centre)
 
     return fill
@@ -154,10 +272,42 @@ def scores(filled: np.ndarray, truth: np.ndarray, hidden: np.ndarray) -> dict[st
 
 
 def train(kind: str, options: dict, data: pm.Batch, epochs: int, **training) -> tuple[pm.models.base.Model, float]:
+    """The model trained for ``epochs`` (seed 0) and its CPU seconds per epoch."""
     torch.manual_seed(0)
     model = pm.MODELS[kind.lower()](data.schema, **options)
-    history = pm.Trainer(model, epochs=epochs, seed=0, progress=False, **training).fit(data)
-    return model, float(np.median([h["seconds"] for h in history]))
+    start = time.process_time()
+    pm.Trainer(model, epochs=epochs, seed=0, progress=False, **training).fit(data)
+    return model, (time.process_time() - start) / epochs
+
+
+def with_nan(batch: pm.Batch) -> np.ndarray:
+    """``[B, T, C]`` float32, NaN where unobserved: PyPOTS' input."""
+    x, observed = values(batch)
+    return np.where(observed, x, np.nan).astype(np.float32)
+
+
+def train_pypots(name: str, data: pm.Batch, epochs: int, samples: int = 1) -> tuple[Callable, float]:
+    """PyPOTS' ``name`` trained on ``data`` for ``epochs`` (seed 0): its fill and CPU seconds per epoch."""
+    try:
+        from pypots import imputation
+        from pypots.utils.random import set_random_seed
+    except ImportError as error:
+        raise ImportError("--pypots needs the pypots package: run with the benchmark environment's Python "
+                          "(.venv-bench, make bench-env)") from error
+    x = with_nan(data)
+    set_random_seed(0)
+    model = getattr(imputation, name)(n_steps=x.shape[1], n_features=x.shape[2], batch_size=32, epochs=epochs,
+                                      device="cpu", saving_path=None, verbose=False, **PYPOTS[name])
+    start = time.process_time()
+    model.fit({"X": x})
+    seconds = (time.process_time() - start) / epochs
+    options = {"n_sampling_times": samples} if name == "CSDI" else {}
+
+    def fill(batch: pm.Batch, lengths: np.ndarray) -> np.ndarray:
+        imputed = np.asarray(model.predict({"X": with_nan(batch)}, **options)["imputation"])
+        return imputed.mean(1) if imputed.ndim == 4 else imputed  # CSDI's [B, samples, T, C]
+
+    return fill, seconds
 
 
 def model_fill(model) -> callable:
@@ -191,68 +341,84 @@ def diagnosis(model, test: pm.Batch, hidden: np.ndarray) -> dict[str, float]:
     }
 
 
-def figure(test: pm.Batch, hidden: np.ndarray, fills: dict[str, np.ndarray], title: str, path: Path) -> Path:
-    """Test utterance ``SHOWN``, its first two coefficients: truth, the hidden entries and every fill."""
+def figure(run: Run, test: pm.Batch, hidden: np.ndarray, fills: dict[str, np.ndarray], shown: int,
+           shown_channels: tuple[int, ...], title: str) -> Path:
+    """Test sequence ``shown``, its channels ``shown_channels``: the observed truth, the hidden
+    entries and every fill; the command that reproduces it at the foot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     truth, observed = values(test)
-    length = int(observed[SHOWN].any(-1).sum())
-    fig, axes = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
-    for c, ax in enumerate(axes):
-        steps = np.arange(length)
-        ax.plot(steps, truth[SHOWN, :length, c], color="black", lw=2, label="truth")
-        gone = hidden[SHOWN, :length, c]
-        ax.scatter(steps[gone], truth[SHOWN, :length, c][gone], s=60, facecolors="none", edgecolors="red", label="hidden",
-                   zorder=3)
+    names = [f"{m} {j + 1}" for m in channels(test) for j in range(test.schema[m].shape[0])]
+    length = int(lengths(test)[shown])
+    steps = np.arange(length)
+    fig, axes = plt.subplots(len(shown_channels), 1, figsize=(9, 2.8 * len(shown_channels) + 0.4), sharex=True)
+    for c, ax in zip(shown_channels, axes):
+        seen, gone = observed[shown, :length, c], hidden[shown, :length, c]
+        ax.plot(steps[seen], truth[shown, :length, c][seen], "k.-", lw=1.5, ms=5, label="observed truth")
+        ax.scatter(steps[gone], truth[shown, :length, c][gone], s=60, facecolors="none", edgecolors="red", zorder=3,
+                   label="hidden (scored)")
         for name, fill in fills.items():
-            ax.plot(steps, fill[SHOWN, :length, c], lw=1, label=name)
-        ax.set_ylabel(f"channel {c + 1} (standardised)")
+            ax.plot(steps, fill[shown, :length, c], lw=1, label=name)
+        ax.set_ylabel(f"{names[c]} (standardised)")
     axes[0].set_title(title)
     axes[0].legend(ncol=4, fontsize=7)
-    axes[1].set_xlabel("step")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    axes[-1].set_xlabel("step")
+    fig.text(0.01, 0.005, run.record["command"], fontsize=7, family="monospace")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    path = run.figure_path("tsi")
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
 
-def protocol(run: Run, dataset: str, epochs: int, seeds: int) -> None:
-    slug, load, models, training = DATASETS[dataset]
+def protocol(run: Run, dataset: str, epochs: int, seeds: int, pypots: list[str], csdi: dict) -> None:
+    """The patterns' scores of every method on ``dataset``; ``csdi``: CSDI's ``epochs``, ``patterns`` and ``samples``."""
+    slug, load, models, training, shown_channels = DATASETS[dataset]
     data, _, test = load()
     truth, size = values(test)[0], lengths(test)
     methods = dict(BASELINES)
-    run.table("seconds per epoch", "median over the epochs of the one training run, this machine")
+    run.table("seconds per epoch", "CPU seconds of the training divided by its epochs, one torch thread, this run")
     for name, (kind, options) in models.items():
-        start = time.perf_counter()
         model, epoch_s = train(kind, options, data, epochs, **training)
         run.add("seconds per epoch", row=name, column=dataset, value=epoch_s)
-        run.note(f"{name}: trained {epochs} epochs in {time.perf_counter() - start:.0f} s")
         methods[name] = model_fill(model)
         if kind == "MDMM":  # the same weights, each partly observed step's expert left out
             dropped = copy.copy(model)
             dropped.config = dataclasses.replace(model.config, partial="drop")
             methods[f"{name}, partial steps dropped"] = model_fill(dropped)
+    for name in pypots:
+        methods[name], epoch_s = train_pypots(name, data, csdi["epochs"] if name == "CSDI" else epochs, csdi["samples"])
+        run.add("seconds per epoch", row=name, column=dataset, value=epoch_s)
+    run.note(f"every model trained {epochs} epochs (seed 0)" + (f", but CSDI {csdi['epochs']}" if "CSDI" in pypots else ""))
+    if "CSDI" in pypots:
+        imputed = ", ".join(csdi["patterns"])
+        run.note(f"CSDI imputes {imputed} only (its sampling runs its network 50 times per mask), the mean of "
+                 f"{csdi['samples']} sample(s)" if imputed else "CSDI imputes nothing: trained for its seconds per epoch only")
+    csdi_patterns = csdi["patterns"]
     for p in PATTERNS:
         for seed in range(5 if p == "point 10%" else seeds):
             hidden = pattern(test, p, seed)
             inputs = hide(test, hidden)
-            fills = {name: fill(inputs, size) for name, fill in methods.items()}
+            fills = {name: fill(inputs, size) for name, fill in methods.items() if name != "CSDI" or p in csdi_patterns}
             for name, filled in fills.items():
                 for metric, value in scores(filled, truth, hidden).items():
                     run.add(f"{dataset} {metric}", row=name, column=p, value=value, seed=seed)
             if p == "block" and seed == 0:
-                title = f"{dataset}, block pattern: test sequence {SHOWN}"
-                path = figure(test, hidden, fills, title, FIGURES / f"tsi_{slug}.png")
-                run.figure(path, f"{dataset}, block of 20% of the steps hidden across all channels: each method's fill")
+                shown = int(hidden[..., list(shown_channels)].sum((1, 2)).argmax())
+                title = f"{dataset}, block pattern: test sequence {shown}"
+                run.figure(figure(run, test, hidden, fills, shown, shown_channels, title),
+                           f"{dataset}, block of 20% of the steps hidden across all channels: each method's fill")
+    if dataset not in INTERIOR:
+        return
     hidden = interior(test)
     inputs = hide(test, hidden)
     for name, fill in methods.items():
-        run.add(f"{dataset}, 25% of interior steps deleted (MSE)", row=name, column=f"{epochs} epochs",
-                value=scores(fill(inputs, size), truth, hidden)["MSE"], seed=0)
+        if name != "CSDI" or "interior" in csdi_patterns:
+            run.add(f"{dataset}, 25% of interior steps deleted (MSE)", row=name, column=f"{epochs} epochs",
+                    value=scores(fill(inputs, size), truth, hidden)["MSE"], seed=0)
 
 
 def diagnose(run: Run, epochs: int) -> None:
@@ -271,31 +437,40 @@ def diagnose(run: Run, epochs: int) -> None:
             run.add("where a deleted step's information goes", row=metric, column=name, value=value, seed=0)
         fills[name] = model_fill(model)(hide(test, hidden), lengths(test))
     fills["linear interpolation"] = BASELINES["linear interpolation"](hide(test, hidden), lengths(test))
-    path = figure(test, hidden, fills, f"JapaneseVowels, 25% of interior steps deleted: test utterance {SHOWN}",
-                  FIGURES / "tsi_vowels_diagnosis.png")
+    title = f"JapaneseVowels, 25% of interior steps deleted: test utterance {SHOWN}"
+    path = figure(run, test, hidden, fills, SHOWN, (0, 1), title)
     run.figure(path, "JapaneseVowels, 25% of interior steps deleted: each MDMM variant's fill and linear interpolation")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 200; 100 with --diagnose)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs of every model (default 200; 100 with --diagnose)")
     parser.add_argument("--seeds", type=int, default=3, help="mask seeds of every pattern but point 10%% (which has 5)")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="JapaneseVowels")
+    parser.add_argument("--pypots", nargs="*", choices=sorted(PYPOTS), default=[], help="PyPOTS models to compare (needs pypots)")
+    parser.add_argument("--csdi-patterns", nargs="*", choices=[*PATTERNS, "interior"], default=["point 10%"],
+                        help="the patterns CSDI imputes (its sampling runs its network 50 times per mask)")
+    parser.add_argument("--csdi-samples", type=int, default=1, help="CSDI's samples per fill (their mean)")
+    parser.add_argument("--csdi-epochs", type=int, default=None, help="CSDI's training epochs (default: --epochs)")
     parser.add_argument("--diagnose", action="store_true", help="the MDMM variants of the JapaneseVowels case instead")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
     torch.set_num_threads(1)
     if args.diagnose:
         epochs = args.epochs or 100
-        run = Run("tsi", args, title="JapaneseVowels: where MDMM loses a deleted step",
-                  description=(__doc__.split("\n\n")[4] + f" {epochs} epochs, batch 128, seed 0, one run per variant."))
+        run = Run("tsi", args, title="JapaneseVowels: where MDMM loses a deleted step", name=args.record or "diagnosis",
+                  description=(__doc__.split("\n\n")[6] + f" {epochs} epochs, batch 128, seed 0, one run per variant."))
         diagnose(run, epochs)
-        run.save("diagnosis")
     else:
         epochs = args.epochs or 200
+        slug = DATASETS[args.dataset][0]
         run = Run("tsi", args, title="Time-series imputation, TSI-Bench's protocol",
-                  description=" ".join(__doc__.split("\n\n")[1:4]).replace("\n", " "))
-        protocol(run, args.dataset, epochs, args.seeds)
-        run.save("default" if args.dataset == "JapaneseVowels" else DATASETS[args.dataset][0])
+                  name=args.record or ("default" if args.dataset == "JapaneseVowels" else slug),
+                  libraries=["pypots"] if args.pypots else [],
+                  description=" ".join(__doc__.split("\n\n")[1:6]).replace("\n", " "))
+        csdi = {"epochs": args.csdi_epochs or epochs, "patterns": args.csdi_patterns, "samples": args.csdi_samples}
+        protocol(run, args.dataset, epochs, args.seeds, args.pypots, csdi)
+    run.save()
 
 
 if __name__ == "__main__":
