@@ -14,6 +14,7 @@ transform, over settings and seeds. ``Imputer`` is the default, ``model="auto"``
 blended per column); ``Imputer-gaussian`` and ``Imputer-miwae`` fit one of them alone;
 ``Imputer-mix`` adds the MissForest-like to the blend
 (``model=["gaussian", "miwae", "missforest"]``).
+The figure plots each table's error against the MCAR rate (the settings' ``mcar`` rates).
 Calibration: the fraction of removed numeric test cells whose true value lies inside the
 5%-95% quantiles of ``--draws`` multiple imputations (``Imputer.sample``).
 
@@ -45,7 +46,7 @@ from benchmarks.results import Run, record_options
 from benchmarks.tabular import corrupt, load
 from polymodal.metrics import nrmse, pfc
 
-SETTINGS = ["mcar 0.3", "mcar 0.5", "mar 0.5", "mnar 0.5"]
+SETTINGS = ["mcar 0.1", "mcar 0.3", "mcar 0.5", "mar 0.5", "mnar 0.5"]
 CLASSICAL = ("mean", "mode", "KNN", "MICE", "MissForest", "HyperImpute")
 
 
@@ -163,6 +164,29 @@ def speed(run: Run, repeats: int) -> None:
         run.note(f"{label} / IterativeImputer, ratio of the medians: {ratio:.1f}x")
 
 
+def plot(run: Run, tables: list[str]) -> None:
+    """Each table's error against the MCAR rate, a line per imputer (mean over seeds, bars one SD)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(tables), figsize=(3.4 * len(tables), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], tables):
+        for label, row in run.values(name).items():
+            rates = sorted((float(s.split()[1]), s) for s in row if s.startswith("mcar "))
+            values = [row[s] for _, s in rates]
+            ax.errorbar([r for r, _ in rates], [statistics.mean(v) for v in values],
+                        [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values], marker="o", capsize=2, label=label)
+        ax.set(xlabel="MCAR rate", ylabel="PFC" if load(name)[1] else "NRMSE", title=name.replace("_", " "))
+        ax.grid(True, alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    path = run.figure_path("imputer")
+    figure.savefig(path, dpi=120)
+    run.figure(path, "test error against the MCAR rate per table (mean ± SD over seeds; lower is better)")
+
+
 def verdict(ours: list[float], best: list[float]) -> str:
     gap = statistics.mean(ours) - statistics.mean(best)
     spread = max(statistics.stdev(ours), statistics.stdev(best)) if len(ours) > 1 else 0.0
@@ -218,6 +242,8 @@ def main() -> None:
                     best = min(classical, key=lambda c: statistics.mean(scores[c][s]))
                     marks.append(f"{s} {verdict(scores[label][s], scores[best][s])} (vs {best})")
                 run.note(f"{name}, {label} against the best scikit-learn imputer: " + ", ".join(marks))
+    if sum(s.startswith("mcar ") for s in args.settings) > 1:
+        plot(run, args.data)
     run.save()
 
 

@@ -339,7 +339,8 @@ class Trainer:
     def _optimizer(self, model: nn.Module):
         c = self.config
         kind = AdamW if c.optimizer == "adamw" else Adam
-        # fused: one kernel for all parameters, 7-12% faster per MVAE step than the per-tensor loop (benchmarks/RESULTS.md)
+        # fused: one kernel for all parameters, 7-12% faster per MVAE step than the per-tensor loop (the two
+        # optimizers timed interleaved in one process on the case of python -m benchmarks.speed)
         optimizer = kind(model.parameters(), lr=c.lr, weight_decay=c.weight_decay, fused=True)
         scheduler = None
         if c.lr_schedule == "cosine":

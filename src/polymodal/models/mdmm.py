@@ -54,7 +54,8 @@ Deliberate differences from the reference code, and why:
 * lambda_m defaults to 1, the ELBO itself, not the reference's "auto" 1 / (M * features of m)
   (0.5 each for the spirals' x and y): at 0.5 two of three spiral seeds failed once the KL
   warm-up ended (the forward transition collapsed to its std floor); at 1 both of them trained
-  (benchmarks/RESULTS.md, sessions 5-6). Set ``weights`` to override.
+  (``python -m benchmarks.spirals --models BFVI --seed S --bfvi '{"weights": {"x": 0.5, "y": 0.5}}'``).
+  Set ``weights`` to override.
 * With ``rescale`` (default) each lambda_m is divided by the fraction of m's entries observed
   in the batch's targets, so that on incomplete data the reconstruction keeps its weight
   against the KL terms, which cover every step. Complete data is unaffected; for a fraction f
