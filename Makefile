@@ -39,12 +39,13 @@ bench: dev
 	$(PY) -m benchmarks.speed
 	$(PY) -m benchmarks.speed --busy
 	$(MAKE) bench-env
-	$(BENCH)/bin/python -m benchmarks.against_multivae --compile
+	$(BENCH)/bin/python -m benchmarks.against_multivae
 	$(PY) -m benchmarks.start
 	$(PY) -m benchmarks.tabular
 	$(PY) -m benchmarks.cli_impute
 	$(PY) -m benchmarks.spirals --weak
-	$(PY) -m benchmarks.imputer
+	for t in breast_cancer wine glass biopsy; do $(PY) -m benchmarks.imputer --data $$t --record $$t || exit 1; done
+	$(PY) -m benchmarks.imputer --speed 3
 	$(PY) -m benchmarks.imputer_scale
 	$(PY) -m benchmarks.tsi
 	$(BENCH)/bin/python -m benchmarks.tsi --dataset PhysioNet --epochs 50 --pypots SAITS BRITS CSDI --csdi-epochs 1 --csdi-patterns --record physionet
