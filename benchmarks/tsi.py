@@ -22,7 +22,10 @@ observed span), and the models, trained once on the training utterances (seed 0)
 scored on every mask: MDMM (BFVI) and DKS B-Mask (on JapaneseVowels latent 16, hidden
 (64, 64), transition 64, batch 128, Adam at lr 3e-3), fills decoded from the smoothing / inference network's mean path; MDMM
 also with ``partial="drop"`` (the experts of partly observed steps left out) on the same
-weights.
+weights; on JapaneseVowels MDMM also with ``partial="mask"`` (each encoder reads its
+modality's values with the hidden entries zeroed beside the entry mask) and
+``entry_drop=0.3`` (in training each sequence's input entries hidden at a rate drawn in
+[0, 0.3]).
 
 The JapaneseVowels case: 25% of the interior steps of each test utterance (not its first or
 last) deleted in both modalities, MSE on those steps. With ``--diagnose`` it also trains
@@ -47,16 +50,18 @@ import numpy as np
 import torch
 
 import polymodal as pm
-from benchmarks.results import Run
+from benchmarks.results import Run, record_options
 from benchmarks.sequences import interpolate, locf
 from polymodal.gaussian import Gaussian, kl_divergence
 
 FIGURES = Path(__file__).parent / "figures"
 PATTERNS = ("point 10%", "point 50%", "subsequence", "block")
 WIDE = {"latent_dim": 16, "hidden": (64, 64), "transition_hidden": 64}
+MASKED = {"partial": "mask", "entry_drop": 0.3}  # the encoders read the entry mask, trained on partly observed steps
 NARROW = {"latent_dim": 8, "hidden": (64,), "transition_hidden": 32}  # benchmarks/sequences.py's
 DATASETS = {  # record and figure name, loader, models, training options
     "JapaneseVowels": ("japanese_vowels", pm.load_japanese_vowels, {"MDMM (BFVI)": ("MDMM", WIDE),
+                                                 "MDMM (BFVI), masked encoder": ("MDMM", {**WIDE, **MASKED}),
                                                  "DKS B-Mask": ("DKS", {**WIDE, "direction": "backward", "rnn_hidden": 64})},
                        {"lr": 3e-3}),
     "BasicMotions": ("basic_motions", lambda: pm.load_basic_motions(label=None, validation=0, likelihood=NOISE),
@@ -220,8 +225,9 @@ def figure(test: pm.Batch, hidden: np.ndarray, fills: dict[str, np.ndarray], tit
     return path
 
 
-def protocol(run: Run, dataset: str, epochs: int, seeds: int) -> None:
+def protocol(run: Run, dataset: str, epochs: int, seeds: int, only: list[str] | None = None) -> None:
     slug, load, models, training = DATASETS[dataset]
+    models = {name: spec for name, spec in models.items() if only is None or name in only}
     data, _, test = load()
     truth, size = values(test)[0], lengths(test)
     methods = dict(BASELINES)
@@ -232,7 +238,7 @@ def protocol(run: Run, dataset: str, epochs: int, seeds: int) -> None:
         run.add("seconds per epoch", row=name, column=dataset, value=epoch_s)
         run.note(f"{name}: trained {epochs} epochs in {time.perf_counter() - start:.0f} s")
         methods[name] = model_fill(model)
-        if kind == "MDMM":  # the same weights, each partly observed step's expert left out
+        if kind == "MDMM" and model.config.partial == "zeros":  # the same weights, partly observed steps' experts left out
             dropped = copy.copy(model)
             dropped.config = dataclasses.replace(model.config, partial="drop")
             methods[f"{name}, partial steps dropped"] = model_fill(dropped)
@@ -281,21 +287,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 200; 100 with --diagnose)")
     parser.add_argument("--seeds", type=int, default=3, help="mask seeds of every pattern but point 10%% (which has 5)")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="JapaneseVowels")
+    parser.add_argument("--models", nargs="+", help="train only these of the dataset's models (default: all)")
     parser.add_argument("--diagnose", action="store_true", help="the MDMM variants of the JapaneseVowels case instead")
-    args = parser.parse_args()
+    args = record_options(parser).parse_args()
     torch.set_num_threads(1)
     if args.diagnose:
         epochs = args.epochs or 100
         run = Run("tsi", args, title="JapaneseVowels: where MDMM loses a deleted step",
                   description=(__doc__.split("\n\n")[4] + f" {epochs} epochs, batch 128, seed 0, one run per variant."))
         diagnose(run, epochs)
-        run.save("diagnosis")
+        run.save(args.record or "diagnosis")
     else:
         epochs = args.epochs or 200
         run = Run("tsi", args, title="Time-series imputation, TSI-Bench's protocol",
                   description=" ".join(__doc__.split("\n\n")[1:4]).replace("\n", " "))
-        protocol(run, args.dataset, epochs, args.seeds)
-        run.save("default" if args.dataset == "JapaneseVowels" else DATASETS[args.dataset][0])
+        protocol(run, args.dataset, epochs, args.seeds, args.models)
+        run.save(args.record or ("default" if args.dataset == "JapaneseVowels" else DATASETS[args.dataset][0]))
 
 
 if __name__ == "__main__":
