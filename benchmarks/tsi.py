@@ -25,7 +25,8 @@ also with ``partial="drop"`` (the experts of partly observed steps left out) on 
 weights; on JapaneseVowels MDMM also with ``partial="mask"`` (each encoder reads its
 modality's values with the hidden entries zeroed beside the entry mask) and
 ``entry_drop=0.3`` (in training each sequence's input entries hidden at a rate drawn in
-[0, 0.3]).
+[0, 0.3]), with ``transition_identity`` (the gated transitions' linear path starting at
+the identity), and with both; ``--models`` trains only the named ones.
 
 The JapaneseVowels case: 25% of the interior steps of each test utterance (not its first or
 last) deleted in both modalities, MSE on those steps. With ``--diagnose`` it also trains
@@ -58,10 +59,14 @@ FIGURES = Path(__file__).parent / "figures"
 PATTERNS = ("point 10%", "point 50%", "subsequence", "block")
 WIDE = {"latent_dim": 16, "hidden": (64, 64), "transition_hidden": 64}
 MASKED = {"partial": "mask", "entry_drop": 0.3}  # the encoders read the entry mask, trained on partly observed steps
+IDENTITY = {"transition_identity": True}  # the gated transitions' linear path starts as the identity
 NARROW = {"latent_dim": 8, "hidden": (64,), "transition_hidden": 32}  # benchmarks/sequences.py's
 DATASETS = {  # record and figure name, loader, models, training options
     "JapaneseVowels": ("japanese_vowels", pm.load_japanese_vowels, {"MDMM (BFVI)": ("MDMM", WIDE),
                                                  "MDMM (BFVI), masked encoder": ("MDMM", {**WIDE, **MASKED}),
+                                                 "MDMM (BFVI), identity transition": ("MDMM", {**WIDE, **IDENTITY}),
+                                                 "MDMM (BFVI), masked encoder, identity transition":
+                                                     ("MDMM", {**WIDE, **MASKED, **IDENTITY}),
                                                  "DKS B-Mask": ("DKS", {**WIDE, "direction": "backward", "rnn_hidden": 64})},
                        {"lr": 3e-3}),
     "BasicMotions": ("basic_motions", lambda: pm.load_basic_motions(label=None, validation=0, likelihood=NOISE),

@@ -312,3 +312,11 @@ def test_masked_encoders_let_a_partly_observed_steps_entries_move_the_fill():
     m.train()
     kept = m.training_inputs(batch).observed
     assert not all(kept[n].all() for n in ("a", "b")) and any((kept[n].any(-1) & ~kept[n].all(-1)).any() for n in ("a", "b"))
+
+
+def test_transition_identity_starts_both_transitions_linear_paths_at_the_identity():
+    m = model(transition_identity=True)
+    z = torch.randn(4, 3)
+    for direction in ("fwd", "bwd"):
+        torch.testing.assert_close(m.transitions[direction].linear(z), z)
+    assert not torch.allclose(model().transitions["fwd"].linear(z), z)

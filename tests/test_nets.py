@@ -125,6 +125,7 @@ def test_gated_transition_matches_its_formula():
     torch.testing.assert_close(out.mean, (1 - g) * gtf.linear(z) + g * nl)
     torch.testing.assert_close(out.std, nn.functional.softplus(gtf.scale(nl)) + 0.01)
     assert (out.std >= 0.01).all()
+    torch.testing.assert_close(GatedTransition(3, 8, identity=True).linear(z), z)  # Krishnan et al.'s initialisation
 
 
 SEQUENTIAL = {

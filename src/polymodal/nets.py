@@ -248,16 +248,21 @@ class GatedTransition(nn.Module):
     mean = (1 - g) * linear(z) + g * nonlinear(z) with gate g = sigmoid(MLP(z)), and
     std = softplus(linear(nonlinear(z))) + min_std, as in the BFVI reference code (Krishnan et
     al. put a ReLU before that linear map, which leaves the std of a state whose units are off
-    to the bias alone).
+    to the bias alone). With ``identity`` the linear path starts as the identity, as Krishnan
+    et al. initialise it, so that an untrained chain carries its state forward.
     """
 
-    def __init__(self, latent: int, hidden: int, min_std: float = 1e-3):
+    def __init__(self, latent: int, hidden: int, min_std: float = 1e-3, identity: bool = False):
         super().__init__()
         self.min_std = min_std
         self.gate = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, latent))
         self.nonlinear = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, latent))
         self.linear = nn.Linear(latent, latent)
         self.scale = nn.Linear(latent, latent)
+        if identity:
+            with torch.no_grad():
+                self.linear.weight.copy_(torch.eye(latent))
+                self.linear.bias.zero_()
 
     def forward(self, z: Tensor) -> Gaussian:
         gate = torch.sigmoid(self.gate(z))
