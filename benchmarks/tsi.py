@@ -23,7 +23,11 @@ observed span), and the models, trained once on the training utterances (seed 0)
 scored on every mask: MDMM (BFVI) and DKS B-Mask (on JapaneseVowels latent 16, hidden
 (64, 64), transition 64, batch 128, Adam at lr 3e-3), fills decoded from the smoothing / inference network's mean path; MDMM
 also with ``partial="drop"`` (the experts of partly observed steps left out) on the same
-weights.
+weights; on JapaneseVowels MDMM also with ``partial="mask"`` (each encoder reads its
+modality's values with the hidden entries zeroed beside the entry mask) and
+``entry_drop=0.3`` (in training each sequence's input entries hidden at a rate drawn in
+[0, 0.3]), with ``transition_identity`` (the gated transitions' linear path starting at
+the identity), and with both; ``--models`` trains only the named ones.
 
 PhysioNet and MotionSense come from the data files of the imputegap package (installed
 without its dependencies in the benchmark environment). PhysioNet: the PhysioNet/CinC 2012
@@ -86,6 +90,8 @@ from polymodal.gaussian import Gaussian, kl_divergence
 
 PATTERNS = ("point 10%", "point 50%", "subsequence", "block")
 WIDE = {"latent_dim": 16, "hidden": (64, 64), "transition_hidden": 64}
+MASKED = {"partial": "mask", "entry_drop": 0.3}  # the encoders read the entry mask, trained on partly observed steps
+IDENTITY = {"transition_identity": True}  # the gated transitions' linear path starts as the identity
 NARROW = {"latent_dim": 8, "hidden": (64,), "transition_hidden": 32}  # benchmarks/sequences.py's
 UNIT = {"name": "gaussian", "scale": 1.0}
 NOISE = {"name": "gaussian", "scale": 0.1}
@@ -166,6 +172,10 @@ FIELD_TRAINING = {"lr": 1e-3, "batch_size": 32, "weight_decay": 1e-4, "clip_grad
 FIELD_MODELS = {"MDMM (BFVI)": ("MDMM", FIELD), "DKS B-Mask": ("DKS", {**FIELD, "direction": "backward", "rnn_hidden": 32})}
 DATASETS = {  # record and figure name, loader, models, training options, channels of the figure
     "JapaneseVowels": ("japanese_vowels", pm.load_japanese_vowels, {"MDMM (BFVI)": ("MDMM", WIDE),
+                                                 "MDMM (BFVI), masked encoder": ("MDMM", {**WIDE, **MASKED}),
+                                                 "MDMM (BFVI), identity transition": ("MDMM", {**WIDE, **IDENTITY}),
+                                                 "MDMM (BFVI), masked encoder, identity transition":
+                                                     ("MDMM", {**WIDE, **MASKED, **IDENTITY}),
                                                  "DKS B-Mask": ("DKS", {**WIDE, "direction": "backward", "rnn_hidden": 64})},
                        {"lr": 3e-3}, (0, 1)),
     "BasicMotions": ("basic_motions", lambda: pm.load_basic_motions(label=None, validation=0, likelihood=NOISE),
@@ -374,9 +384,12 @@ def figure(run: Run, test: pm.Batch, hidden: np.ndarray, fills: dict[str, np.nda
     return path
 
 
-def protocol(run: Run, dataset: str, epochs: int, seeds: int, pypots: list[str], csdi: dict) -> None:
-    """The patterns' scores of every method on ``dataset``; ``csdi``: CSDI's ``epochs``, ``patterns`` and ``samples``."""
+def protocol(run: Run, dataset: str, epochs: int, seeds: int, pypots: list[str], csdi: dict,
+             only: list[str] | None = None) -> None:
+    """The patterns' scores of every method on ``dataset`` (of its models, those in ``only``
+    when given); ``csdi``: CSDI's ``epochs``, ``patterns`` and ``samples``."""
     slug, load, models, training, shown_channels = DATASETS[dataset]
+    models = {name: spec for name, spec in models.items() if only is None or name in only}
     data, _, test = load()
     truth, size = values(test)[0], lengths(test)
     methods = dict(BASELINES)
@@ -385,7 +398,7 @@ def protocol(run: Run, dataset: str, epochs: int, seeds: int, pypots: list[str],
         model, epoch_s = train(kind, options, data, epochs, **training)
         run.add("seconds per epoch", row=name, column=dataset, value=epoch_s)
         methods[name] = model_fill(model)
-        if kind == "MDMM":  # the same weights, each partly observed step's expert left out
+        if kind == "MDMM" and model.config.partial == "zeros":  # the same weights, partly observed steps' experts left out
             dropped = copy.copy(model)
             dropped.config = dataclasses.replace(model.config, partial="drop")
             methods[f"{name}, partial steps dropped"] = model_fill(dropped)
@@ -453,6 +466,7 @@ def main() -> None:
                         help="the patterns CSDI imputes (its sampling runs its network 50 times per mask)")
     parser.add_argument("--csdi-samples", type=int, default=1, help="CSDI's samples per fill (their mean)")
     parser.add_argument("--csdi-epochs", type=int, default=None, help="CSDI's training epochs (default: --epochs)")
+    parser.add_argument("--models", nargs="+", help="train only these of the dataset's models (default: all)")
     parser.add_argument("--diagnose", action="store_true", help="the MDMM variants of the JapaneseVowels case instead")
     args = record_options(parser).parse_args()
     torch.set_num_threads(1)
@@ -469,7 +483,7 @@ def main() -> None:
                   libraries=["pypots"] if args.pypots else [],
                   description=" ".join(__doc__.split("\n\n")[1:6]).replace("\n", " "))
         csdi = {"epochs": args.csdi_epochs or epochs, "patterns": args.csdi_patterns, "samples": args.csdi_samples}
-        protocol(run, args.dataset, epochs, args.seeds, args.pypots, csdi)
+        protocol(run, args.dataset, epochs, args.seeds, args.pypots, csdi, args.models)
     run.save()
 
 

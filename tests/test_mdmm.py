@@ -287,3 +287,36 @@ def test_partial_drop_leaves_out_the_expert_of_a_partly_observed_step():
     assert not torch.equal(m.evidence(part, ones).precision, m.evidence(gone, ones).precision)
     with pytest.raises(pm.ConfigError, match="partial"):
         pm.MDMM(schema, partial="skip")
+
+
+def test_masked_encoders_let_a_partly_observed_steps_entries_move_the_fill():
+    schema = pm.Schema([pm.Modality(n, (2,), sequential=True) for n in ("a", "b")])
+    values = torch.randn(2, 3, 5, 2, generator=torch.Generator().manual_seed(0))
+    hole = (torch.arange(5)[None, :, None] == 2) & (torch.arange(2) == 1)  # entry 1 of a at step 2
+    torch.manual_seed(0)
+    m = pm.MDMM(schema, latent_dim=3, hidden=(8,), transition_hidden=8, partial="mask", entry_drop=0.5)
+    m.eval()
+
+    def fill(a):
+        torch.manual_seed(1)  # the same backward particles
+        return m.impute(pm.Batch.from_data(schema, {"a": a, "b": values[1]}, {"a": ~hole.expand(3, 5, 2)})).values["a"][:, 2, 1]
+
+    moved = values[0].clone()
+    moved[:, 2, 0] += 1  # the observed entry of the partly observed step
+    assert not torch.allclose(fill(moved), fill(values[0]))
+    hidden = values[0].clone()
+    hidden[:, 2, 1] += 1  # the hidden entry itself is never read
+    torch.testing.assert_close(fill(hidden), fill(values[0]))
+    batch = pm.Batch.from_data(schema, {"a": values[0], "b": values[1]})
+    assert m.training_inputs(batch) is batch  # deletion only in training
+    m.train()
+    kept = m.training_inputs(batch).observed
+    assert not all(kept[n].all() for n in ("a", "b")) and any((kept[n].any(-1) & ~kept[n].all(-1)).any() for n in ("a", "b"))
+
+
+def test_transition_identity_starts_both_transitions_linear_paths_at_the_identity():
+    m = model(transition_identity=True)
+    z = torch.randn(4, 3)
+    for direction in ("fwd", "bwd"):
+        torch.testing.assert_close(m.transitions[direction].linear(z), z)
+    assert not torch.allclose(model().transitions["fwd"].linear(z), z)

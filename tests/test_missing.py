@@ -156,3 +156,18 @@ def assert_only_removes_keeping_something(batch, out):
     for name in SCHEMA.names:
         assert not (out.observed[name] & ~batch.observed[name]).any()
     assert torch.equal(presence(out).any(0), presence(batch).any(0))
+
+
+def test_drop_entries_hides_single_entries_at_a_rate_per_sequence():
+    schema = Schema([Modality("a", (4,), sequential=True), Modality("b", (2,), sequential=True)])
+    batch = Batch.from_data(schema, {"a": torch.randn(400, 10, 4), "b": torch.randn(400, 10, 2)})
+    out = missing.drop_entries(batch, 0.6, ["a"], generator=gen())
+    assert out.observed["b"].all()
+    hidden = (~out.observed["a"]).float()
+    assert abs(hidden.mean() - 0.3) < 0.02  # rates uniform in [0, 0.6]
+    rates = hidden.mean((1, 2))
+    assert rates.min() < 0.05 and rates.max() > 0.5  # from whole sequences to sparse ones
+    partial = out.observed["a"].any(-1) & ~out.observed["a"].all(-1)
+    assert partial.float().mean() > 0.3  # most hidden entries leave their step partly observed
+    assert torch.equal(missing.drop_entries(out, 0.6, generator=gen(1)).observed["a"] & ~out.observed["a"],
+                       torch.zeros_like(out.observed["a"]))  # only ever removes

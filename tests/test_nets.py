@@ -125,6 +125,7 @@ def test_gated_transition_matches_its_formula():
     torch.testing.assert_close(out.mean, (1 - g) * gtf.linear(z) + g * nl)
     torch.testing.assert_close(out.std, nn.functional.softplus(gtf.scale(nl)) + 0.01)
     assert (out.std >= 0.01).all()
+    torch.testing.assert_close(GatedTransition(3, 8, identity=True).linear(z), z)  # Krishnan et al.'s initialisation
 
 
 SEQUENTIAL = {
@@ -218,3 +219,21 @@ def test_conv_nets_take_the_activation():
     default = Decoder(image, 8, channels=(4, 8, 16))
     assert nn.SiLU in {type(m) for m in default.modules()}
     assert default(torch.zeros(2, 8)).shape == (2, 3, 28, 28, 1)  # MultiVae's 28 -> 14 -> 7 -> 4 and back
+
+
+def test_masked_encoder_reads_the_observed_entries_and_tells_a_gap_from_a_zero():
+    encoder = Encoder(MODALITIES["vector"], LATENT, **SMALL, with_mask=True)
+    x, observed = torch.randn(3, 5), torch.tensor([True, False, True, True, False]).expand(3, 5)
+    out = encoder(x, observed)
+    torch.testing.assert_close(encoder(x + 7 * ~observed, observed).mean, out.mean)  # hidden values are never read
+    assert not torch.allclose(encoder(x + 1, observed).mean, out.mean)
+    zero = x * observed  # the same input with the gaps observed as zeros
+    assert not torch.allclose(encoder(zero, torch.ones_like(observed)).mean, out.mean)
+    with pytest.raises(ValueError, match="observed"):
+        encoder(x)
+    for name in ("labels", "image-mlp", "scalar"):
+        modality = MODALITIES[name]
+        x = inputs(modality, (2, 3))
+        assert Encoder(modality, LATENT, **SMALL, with_mask=True)(x, torch.rand(x.shape) < 0.5).mean.shape == (2, 3, LATENT)
+    with pytest.raises(ValueError, match="with_mask"):
+        Encoder(Modality("img", (1, 8, 8), net="conv"), LATENT, **SMALL, with_mask=True)

@@ -4,8 +4,8 @@ Masks follow the library's convention: ``True`` means *observed*. Feature-level 
 (:func:`mcar`, :func:`mar`, :func:`mnar`) return a boolean tensor; modality-level
 corruptions (:func:`drop_modalities`, :func:`paired_split`; on sequences they act per
 sequence) and time-step corruptions (:func:`drop_steps`, :func:`drop_burst`,
-:func:`keep_segment`) take and return a :class:`~polymodal.Batch`, and only ever remove
-observations.
+:func:`keep_segment`; :func:`drop_entries` for single entries of sequences) take and return
+a :class:`~polymodal.Batch`, and only ever remove observations.
 
 MAR and MNAR follow the VSAE paper's appendix C.4, with the probability read as the
 probability of being *missing*:
@@ -173,6 +173,22 @@ def drop_burst(
         steps = torch.arange(t)
         keep[name] = (steps < start[:, None]) | (steps >= (start + length)[:, None])
     return _keep_steps(batch, keep)
+
+
+def drop_entries(
+    batch: Batch, fraction: float, names: list[str] | None = None, generator: torch.Generator | None = None
+) -> Batch:
+    """Delete single entries: each sequence draws a rate uniformly in ``[0, fraction]`` and
+    loses each entry of the named sequential modalities (default: all) at that rate, so that
+    steps come out partly observed, and sequences anywhere from whole to sparse."""
+    _check_rate(fraction)
+    observed = {}
+    for name in _sequential(batch, names):
+        mask = batch.observed[name]
+        rate = torch.rand(mask.shape[0], generator=generator) * fraction
+        kept = torch.rand(mask.shape, generator=generator) >= rate.view(-1, *[1] * (mask.dim() - 1))
+        observed[name] = mask & kept.to(mask.device)
+    return batch.with_observed(observed)
 
 
 def keep_segment(batch: Batch, start: float, stop: float, names: list[str] | None = None) -> Batch:

@@ -126,7 +126,9 @@ def gaussian_mlp(in_features: int, hidden: Sequence[int], latent: int, max_var: 
 
 class Encoder(nn.Module):
     """Default encoder of a modality: its values -> a Gaussian expert over the latent. The
-    ``activation`` of MLP and conv nets may be another than SiLU (ReLU, say, to match other code)."""
+    ``activation`` of MLP and conv nets may be another than SiLU (ReLU, say, to match other code).
+    With ``with_mask`` (MLP modalities) it reads the values with unobserved entries zeroed and
+    the entry mask beside them, so that an entry's absence is told apart from a zero."""
 
     def __init__(
         self,
@@ -136,22 +138,30 @@ class Encoder(nn.Module):
         channels: Sequence[int] = (32, 64),
         max_var: float | None = None,
         activation: type[nn.Module] = nn.SiLU,
+        with_mask: bool = False,
     ):
         super().__init__()
-        self.modality = modality
+        if with_mask and modality.net != "mlp":
+            raise ValueError(f"Encoder: with_mask needs an MLP modality, {modality.name!r} is {modality.net!r}")
+        self.modality, self.with_mask = modality, with_mask
         width = hidden[-1] if hidden else latent
         if modality.net == "conv":
             self.body: nn.Module = nn.Sequential(ConvEncoder(modality.shape, channels, width, activation), activation())
         else:
-            n_in = modality.size * (modality.num_classes if modality.categorical else 1)
+            n_in = input_width(modality) + (modality.size if with_mask else 0)
             self.body = nn.Sequential(MLP(n_in, hidden[:-1], width, activation), activation()) if hidden else nn.Identity()
             width = width if hidden else n_in
         self.head = ExpertHead(width, latent, max_var)
 
-    def forward(self, x: Tensor) -> Gaussian:
+    def forward(self, x: Tensor, observed: Tensor | None = None) -> Gaussian:
+        """``x`` ``[*lead, *features]``; ``observed`` (same shape) is required ``with_mask``."""
         event = len(self.modality.shape)
         lead = x.shape[: x.dim() - event]
-        if self.modality.categorical:
+        if self.with_mask:
+            if observed is None:
+                raise ValueError(f"Encoder of {self.modality.name!r}: with_mask needs the observed mask")
+            x = torch.cat([flat_input(self.modality, x, observed), observed.reshape(*lead, -1).to(x.dtype)], -1)
+        elif self.modality.categorical:
             x = F.one_hot(x.long(), self.modality.num_classes).float()
         h = self.body(x.reshape(lead.numel(), -1) if self.modality.net == "mlp" else x.reshape(-1, *self.modality.shape))
         expert = self.head(h)
@@ -238,16 +248,21 @@ class GatedTransition(nn.Module):
     mean = (1 - g) * linear(z) + g * nonlinear(z) with gate g = sigmoid(MLP(z)), and
     std = softplus(linear(nonlinear(z))) + min_std, as in the BFVI reference code (Krishnan et
     al. put a ReLU before that linear map, which leaves the std of a state whose units are off
-    to the bias alone).
+    to the bias alone). With ``identity`` the linear path starts as the identity, as Krishnan
+    et al. initialise it, so that an untrained chain carries its state forward.
     """
 
-    def __init__(self, latent: int, hidden: int, min_std: float = 1e-3):
+    def __init__(self, latent: int, hidden: int, min_std: float = 1e-3, identity: bool = False):
         super().__init__()
         self.min_std = min_std
         self.gate = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, latent))
         self.nonlinear = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, latent))
         self.linear = nn.Linear(latent, latent)
         self.scale = nn.Linear(latent, latent)
+        if identity:
+            with torch.no_grad():
+                self.linear.weight.copy_(torch.eye(latent))
+                self.linear.bias.zero_()
 
     def forward(self, z: Tensor) -> Gaussian:
         gate = torch.sigmoid(self.gate(z))

@@ -29,6 +29,7 @@ class DMMConfig:
     burst: float = 0.1
     inputs: list[str] | None = None
     rescale: bool = True
+    transition_identity: bool = False
 
 
 class DeepMarkovModel(Model):
@@ -36,7 +37,9 @@ class DeepMarkovModel(Model):
     p(z), the forward transition p(z_t | z_{t-1}) = p(z) * q~_fwd(z_t | z_{t-1}) through a gated
     transition network, and one decoder per modality. Subclasses add the inference network,
     which reads the ``inputs`` modalities (default: all); the others, e.g. a label to be
-    predicted, are targets only."""
+    predicted, are targets only. With ``transition_identity`` the gated transitions' linear
+    paths start as the identity (Krishnan et al.'s initialisation; off by default, as the
+    BFVI reference)."""
 
     Config = DMMConfig
     data = "sequences"
@@ -53,7 +56,8 @@ class DeepMarkovModel(Model):
         self.input_names = [n for n in schema.names if c.inputs is None or n in c.inputs]
         d = c.latent_dim
         self.decoders = ModalityDict({m.name: Decoder(m, d, c.hidden) for m in schema})
-        self.transitions = nn.ModuleDict({"fwd": GatedTransition(d, c.transition_hidden, c.transition_min_std)})
+        self.transitions = nn.ModuleDict({"fwd": GatedTransition(d, c.transition_hidden, c.transition_min_std,
+                                                                     c.transition_identity)})
         self.prior_mean = nn.Parameter(torch.zeros(d))
         self.prior_log_std = nn.Parameter(torch.zeros(d))
 
