@@ -266,7 +266,7 @@ class GatedTransition(nn.Module):
     def forward(self, z: Tensor) -> Gaussian:
         gate = torch.sigmoid(self.gate(z))
         nonlinear = self.nonlinear(z)
-        mean = (1 - gate) * self.linear(z) + gate * nonlinear
+        mean = torch.lerp(self.linear(z), nonlinear, gate)  # (1 - g) linear + g nonlinear in one op
         std = F.softplus(self.scale(nonlinear)) + self.min_std
         return Gaussian(mean, std**2)
 

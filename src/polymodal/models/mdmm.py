@@ -171,11 +171,11 @@ class MDMM(DeepMarkovModel):
             futures.append(future)
             post = (future * steps[t]).gaussian()
             posts.append(post)
-            z = post.rsample((particles,))
-            samples.append(z[0])
+            z = post.rsample((particles,) if particles > 1 else ())  # one particle: its draws, without the axis
+            samples.append(z[0] if particles > 1 else z)
             if t > 0:
                 if particles == 1:  # one particle's moment match is that particle's Gaussian itself
-                    future = (prior_expert * backward(z[0])).gaussian()
+                    future = (prior_expert * backward(z)).gaussian()
                 else:
                     moved = (prior_expert * backward(z.flatten(0, 1))).gaussian()
                     future = moment_match(Gaussian(moved.mean.view(z.shape), moved.var.view(z.shape)), dim=0)
