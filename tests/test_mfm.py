@@ -107,7 +107,7 @@ def test_modality_dropout_hides_one_input_from_the_fusion_of_complete_rows_in_tr
     model.loss(batch)
     assert all(f is None for f in seen)  # evaluation reads every input
     seen.clear()
-    off = small()
+    off = small(modality_dropout=0.0)
     off_codes = off.full_codes
     off.full_codes = lambda features, fused=None: (seen.append(fused), off_codes(features, fused))[1]
     off.train()
