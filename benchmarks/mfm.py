@@ -11,9 +11,10 @@ hand, print features) as the simple alternative. The per-pattern surrogate (the 
 runs beside the mask-conditioned one. A figure of conditional generations (Z_y fixed, then
 each Z_a fixed) goes to ``benchmarks/figures/``.
 
-Part 2 (``--part motions``): ``load_basic_motions()`` (32 training sequences, 8 held out for
-validation: early stopping with patience 40 on the validation loss, best weights kept; 40 test
-sequences); MFM with GRU encoders and decoders, activity weight 10, batches of 8: accuracy
+Part 2 (``--part motions``): ``load_basic_motions(seed=seed, split=seed)``: per seed the 80
+sequences split anew, 40 and 40 stratified by activity, then 8 of the 40 held out for
+validation (early stopping with patience 40 on the validation loss, best weights kept), 32 to
+train on; 40 test sequences. MFM with GRU encoders and decoders, activity weight 10, batches of 8: accuracy
 and macro-F1 with both sensors, the accelerometer alone and the gyroscope alone (the
 surrogate), MSE of the missing sensor reconstructed from the other (against the training
 mean, 1 after standardisation); logistic regression and a random forest (500 trees) on
@@ -21,8 +22,10 @@ per-channel summary features (mean, SD, min, max) of the same 32 training sequen
 both sensors and each alone. A figure of the gyroscope reconstructed from the accelerometer
 alone against the truth goes to ``benchmarks/figures/``.
 
-    python -m benchmarks.mfm --part digits [--seeds 0 1 2] [--epochs 30] [--weights auto] [--variants MFM]
-    python -m benchmarks.mfm --part motions [--seeds 0 1 2] [--epochs 300]    # record motions
+    python -m benchmarks.mfm --part digits [--seeds 0 1 2] [--epochs 30] [--weights auto]    # record digits
+    python -m benchmarks.mfm --part motions [--seeds 0 1 2 3 4] [--epochs 300]               # record motions
+
+``--variants`` runs only the rows named (e.g. ``--variants MFM "MFM, no modality dropout"``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ ACCURACY, F1, MSE, FIT = "accuracy", "macro-F1", "reconstruction MSE", "training
 DIGIT_NETS = {"shared_dim": 16, "modality_dim": 8, "factor_dim": 32, "hidden": (256,), "channels": (32, 64)}
 DIGIT_VARIANTS = {
     "MFM": {},
+    "MFM, no modality dropout": {"modality_dropout": 0.0},
     "MFM, per-pattern surrogate": {"surrogate": "pattern"},
     "purely discriminative": {"objective": "discriminative"},
     "purely generative + probe": {"objective": "generative"},
@@ -54,9 +58,18 @@ DIGIT_VARIANTS = {
 }
 MOTION_VARIANTS = {
     "MFM": {},
+    "MFM, no modality dropout": {"modality_dropout": 0.0},
     "purely discriminative": {"objective": "discriminative"},
     "no factorisation": {"factorised": False},
 }
+
+
+def chosen(variants: dict[str, dict], args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """The variants named by ``--variants`` (all by default)."""
+    unknown = sorted(set(args.variants or []) - set(variants))
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; choose from {list(variants)}")
+    return [(name, options) for name, options in variants.items() if not args.variants or name in args.variants]
 
 
 def run_digits(args: argparse.Namespace, run: Run) -> None:
@@ -66,8 +79,7 @@ def run_digits(args: argparse.Namespace, run: Run) -> None:
     run.table(FIT, "wall time of the training")
     for seed in args.seeds:
         train, test, y_train, y_test = pm.load_digit_styles(seed=seed, label=True)
-        for name in args.variants:
-            options = DIGIT_VARIANTS[name]
+        for name, options in chosen(DIGIT_VARIANTS, args):
             torch.manual_seed(seed)
             model = pm.MFM(train.schema, weights=args.weights, **DIGIT_NETS, **options)
             start = time.perf_counter()
@@ -117,9 +129,9 @@ def run_motions(args: argparse.Namespace, run: Run) -> None:
     run.table(MSE, "the missing sensor from the other (standardised: the training mean scores about 1); lower is better")
     run.table(FIT, "wall time of the training and the epochs run (early stopping, patience 40)")
     for seed in args.seeds:
-        train, valid, test = pm.load_basic_motions(seed=seed)
+        train, valid, test = pm.load_basic_motions(seed=seed, split=seed)
         y_train, y_test = train.values["activity"].long(), test.values["activity"].long()
-        for name, options in MOTION_VARIANTS.items():
+        for name, options in chosen(MOTION_VARIANTS, args):
             torch.manual_seed(seed)
             model = pm.MFM(train.schema, weights={"activity": 10.0}, hidden=(64,), rnn_hidden=64, **options)
             start = time.perf_counter()
@@ -163,12 +175,12 @@ def run_motions(args: argparse.Namespace, run: Run) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["digits", "motions"], required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (digits), 0 1 2 3 4 (motions)")
     parser.add_argument("--epochs", type=int, default=None, help="default: 30 (digits), 300 (motions)")
     parser.add_argument("--weights", type=weights_option, default={"label": 5000.0}, help="digits: auto or name=value pairs")
-    parser.add_argument("--variants", nargs="+", choices=list(DIGIT_VARIANTS), default=list(DIGIT_VARIANTS),
-                        help="digits: the MFM variants to train")
+    parser.add_argument("--variants", nargs="+", default=None, help="the MFM rows to run (default: all)")
     args = record_options(parser).parse_args()
+    args.seeds = args.seeds or {"digits": [0, 1, 2], "motions": [0, 1, 2, 3, 4]}[args.part]
     args.epochs = args.epochs or {"digits": 30, "motions": 300}[args.part]
     titles = {"digits": "MFM on handwritten and printed digits with a label",
               "motions": "MFM on BasicMotions (accelerometer and gyroscope, 4 activities)"}

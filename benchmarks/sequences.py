@@ -34,6 +34,10 @@ baseline is a logistic regression on each channel's mean and SD over the sequenc
     python -m benchmarks.sequences [--epochs 300] [--workers 2] [--out runs/sequences]
     python -m benchmarks.sequences --profile    # where a BFVI training step spends its time (printed, no record)
 
+The ``training step`` table times one training step (loss, gradient, Adam; a batch of 16) of
+every model in this one process, the models taking turns, in CPU time (``--speed-steps`` each,
+median): its ratio to F-Mask does not depend on what else runs on the machine.
+
 Checkpoints go to ``--out``; the figures (one per task) to ``benchmarks/figures/sequences_<task>.png``.
 """
 
@@ -271,6 +275,32 @@ def figures(run: Run, results: dict[str, dict], test: pm.Batch, stem: str = "seq
         run.figure(path, f"{task}: test sequence {SHOWN}, the truth against each method's fill")
 
 
+def speed(run: Run, names: list[str], steps: int) -> None:
+    """CPU time of one training step of each model (batch 16), the models taking turns in
+    this process; medians and the ratio to F-Mask into the run's ``training step`` table."""
+    torch.set_num_threads(1)
+    train, _, _ = data()
+    batch = train.select(slice(0, 16))
+    models = {name: build(name, train.schema, 0).train() for name in names}
+    optimizers = {name: torch.optim.Adam(model.parameters(), 1e-3) for name, model in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for turn in range(steps + 1):
+        for name, model in models.items():
+            start = time.process_time()
+            optimizers[name].zero_grad()
+            model.loss(batch).loss.backward()
+            optimizers[name].step()
+            if turn:  # the first turn warms up
+                times[name].append(time.process_time() - start)
+    run.table("training step", f"CPU time of one training step (batch 16, 100 steps), median of {steps}, the models "
+                               "taking turns in one process")
+    median = {name: float(np.median(t)) for name, t in times.items()}
+    for name in names:
+        run.add("training step", row=name, column="CPU ms", value=1000 * median[name])
+        if "F-Mask" in median:
+            run.add("training step", row=name, column="x F-Mask", value=median[name] / median["F-Mask"])
+
+
 def profile(steps: int = 20) -> None:
     """Where the time of a BFVI and an F-Mask training step goes, on BasicMotions batches of 16."""
     torch.set_num_threads(1)
@@ -306,6 +336,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/sequences")
     parser.add_argument("--profile", action="store_true", help="profile training steps instead")
+    parser.add_argument("--speed-steps", type=int, default=10, help="training steps timed per model (0: no timing)")
     args = record_options(parser).parse_args()
     if args.profile:
         profile()
@@ -314,6 +345,8 @@ def main() -> None:
               description="BFVI and the RNN-inference variants against simple baselines on a smart watch's "
                           "accelerometer and gyroscope: 32 training sequences (8 held out for the best epoch), 40 test "
                           "sequences corrupted per task; MSE on the deleted entries, activity accuracy per sequence.")
+    if args.speed_steps:
+        speed(run, args.models, args.speed_steps)
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         pending = {name: pool.apply_async(evaluate, (name, args.epochs, args.out, args.seed)) for name in args.models}
         results = {name: p.get() for name, p in pending.items()}

@@ -56,3 +56,12 @@ def test_without_aeon_the_error_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_aeon)
     with pytest.raises(ImportError, match=r"polymodal\[data\]"):
         pm.load_basic_motions()
+
+
+def test_a_resampled_split_is_stratified_and_depends_on_its_seed():
+    train, _, test = pm.load_basic_motions(validation=0, split=3)
+    for batch in (train, test):
+        assert torch.bincount(batch.values["activity"].long(), minlength=4).tolist() == [10] * 4
+    assert not torch.equal(train.values["accel"], pm.load_basic_motions(validation=0)[0].values["accel"])
+    assert not torch.equal(test.values["accel"], pm.load_basic_motions(validation=0, split=4)[2].values["accel"])
+    assert torch.equal(test.values["gyro"], pm.load_basic_motions(validation=0, split=3)[2].values["gyro"])

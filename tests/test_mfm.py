@@ -86,6 +86,45 @@ def test_training_learns_the_label_and_the_missing_input(surrogate):
     assert metrics.mse(a_from_b, test.values["a"]) < 0.6 * metrics.mse(torch.zeros_like(a_from_b) + 2 / 3, test.values["a"])
 
 
+def test_modality_dropout_hides_one_input_from_the_fusion_of_complete_rows_in_training():
+    batch = mixed(toy(40))
+    model = small(modality_dropout=1.0)
+    seen = []
+    full_codes = model.full_codes
+    model.full_codes = lambda features, fused=None: (seen.append(fused), full_codes(features, fused))[1]
+    model.train()
+    model.loss(batch)
+    fused = next(f for f in seen if f is not None)  # [inputs, B]: what the fusion read
+    complete = model.present(batch).all(0)
+    assert (fused.sum(0)[complete] == 1).all() and fused[:, ~complete].all()  # each complete row lost one input
+    assert fused[0, complete].any() and fused[1, complete].any()  # either input may be the one dropped
+    # The fused code is the fusion of the features with the dropped input's zeroed.
+    features = model.features_of(batch)
+    zeroed = [x * fused[i, :, None] for i, x in enumerate(features)]
+    torch.testing.assert_close(full_codes(features, fused)[:, model.blocks["y"]], model.to_y(torch.cat(zeroed, -1)))
+    seen.clear()
+    model.eval()
+    model.loss(batch)
+    assert all(f is None for f in seen)  # evaluation reads every input
+    seen.clear()
+    off = small(modality_dropout=0.0)
+    off_codes = off.full_codes
+    off.full_codes = lambda features, fused=None: (seen.append(fused), off_codes(features, fused))[1]
+    off.train()
+    off.loss(batch)
+    assert all(f is None for f in seen)
+
+
+@pytest.mark.slow
+def test_modality_dropout_still_learns_the_label_from_both_inputs_and_each_alone():
+    train, test = toy(256, seed=0), toy(200, seed=1)
+    model = small(modality_dropout=0.5, weights={"y": 5.0})
+    pm.Trainer(model, epochs=60, batch_size=64, progress=False, seed=0).fit(train)
+    y = test.values["y"]
+    for batch in (test, test.without("a"), test.without("b")):
+        assert metrics.accuracy(model.predict(batch, "y"), y) > 0.85
+
+
 def test_mmd_option_is_joint_or_per_block():
     model = small()
     z = torch.randn(16, model.latent_size)

@@ -13,6 +13,7 @@ from polymodal.nets import (
     GatedTransition,
     SequenceDecoder,
     SequenceEncoder,
+    SiLU,
 )
 
 LATENT = 4
@@ -26,7 +27,7 @@ def seed():
 
 def test_mlp_layers_and_shapes():
     mlp = MLP(5, [8, 6], 3)
-    assert [type(m) for m in mlp] == [nn.Linear, nn.SiLU, nn.Linear, nn.SiLU, nn.Linear]
+    assert [type(m) for m in mlp] == [nn.Linear, SiLU, nn.Linear, SiLU, nn.Linear]
     assert [m.out_features for m in mlp if isinstance(m, nn.Linear)] == [8, 6, 3]
     assert mlp(torch.randn(2, 7, 5)).shape == (2, 7, 3)
     assert len(MLP(5, [], 3)) == 1
@@ -215,9 +216,9 @@ def test_conv_nets_take_the_activation():
     for net in (Encoder(image, 8, hidden=(32,), channels=(4, 8, 16), activation=nn.ReLU),
                 Decoder(image, 8, channels=(4, 8, 16), activation=nn.ReLU)):
         kinds = {type(m) for m in net.modules()}
-        assert nn.ReLU in kinds and nn.SiLU not in kinds
+        assert nn.ReLU in kinds and SiLU not in kinds
     default = Decoder(image, 8, channels=(4, 8, 16))
-    assert nn.SiLU in {type(m) for m in default.modules()}
+    assert SiLU in {type(m) for m in default.modules()}
     assert default(torch.zeros(2, 8)).shape == (2, 3, 28, 28, 1)  # MultiVae's 28 -> 14 -> 7 -> 4 and back
 
 

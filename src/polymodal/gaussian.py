@@ -67,7 +67,7 @@ class Gaussian:
     @property
     def natural(self) -> Experts:
         """This Gaussian as an expert in natural parameters."""
-        precision = 1.0 / self.var
+        precision = self.var.reciprocal()  # not 1.0 / var: Python's reflected division adds a multiplication by 1
         return Experts(precision, precision * self.mean, POSITIVE)
 
     def masked(self, mask: Tensor) -> Experts:
@@ -200,7 +200,7 @@ class Experts:
                     f"combined precision is not positive (minimum {self.precision.min().item():.3g}): a quotient divided "
                     "out experts narrower than the product of the others, or a mask left no expert (include the prior expert)"
                 )
-        return Gaussian(self.shift / self.precision, 1.0 / self.precision)
+        return Gaussian(self.shift / self.precision, self.precision.reciprocal())
 
 
 def stack(experts: list[Gaussian], dim: int = 0) -> Gaussian:

@@ -18,10 +18,24 @@ from .gaussian import Gaussian
 from .modalities import Modality
 
 
+def silu(x: Tensor) -> Tensor:
+    """SiLU, x * sigmoid(x). On the CPU it is written out: there PyTorch's gradient of
+    ``F.silu`` took 20 ms for a ``[3, 16, 100, 64]`` tensor against 1 ms for the two ops (PyTorch
+    2.13), the largest cost of a sequence model's training step; the values agree to rounding."""
+    return x * torch.sigmoid(x) if x.device.type == "cpu" else F.silu(x)
+
+
+class SiLU(nn.SiLU):
+    """``nn.SiLU`` computed by :func:`silu`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return silu(x)
+
+
 class MLP(nn.Sequential):
     """Linear layers with ``activation`` (SiLU) between them; none after the last."""
 
-    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, activation: type[nn.Module] = nn.SiLU):
+    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, activation: type[nn.Module] = SiLU):
         sizes = [in_features, *hidden, out_features]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -47,7 +61,7 @@ class ConvEncoder(nn.Module):
     then a linear layer."""
 
     def __init__(self, shape: tuple[int, ...], channels: Sequence[int], out_features: int,
-                 activation: type[nn.Module] = nn.SiLU):
+                 activation: type[nn.Module] = SiLU):
         super().__init__()
         c, h, w = _image_dims(shape)
         self.shape = shape
@@ -69,7 +83,7 @@ class ConvDecoder(nn.Module):
     ``activation`` between them."""
 
     def __init__(self, in_features: int, channels: Sequence[int], shape: tuple[int, ...], n_params: int,
-                 activation: type[nn.Module] = nn.SiLU):
+                 activation: type[nn.Module] = SiLU):
         super().__init__()
         c, h, w = _image_dims(shape)
         hs, ws = _halvings(h, channels), _halvings(w, channels)
@@ -120,7 +134,7 @@ class ExpertHead(nn.Module):
 def gaussian_mlp(in_features: int, hidden: Sequence[int], latent: int, max_var: float | None = None) -> nn.Sequential:
     """An MLP (SiLU after every hidden layer) ending in the Gaussian head: ``[*, in]`` -> a
     Gaussian over ``[*, latent]``."""
-    body: list[nn.Module] = [MLP(in_features, hidden[:-1], hidden[-1]), nn.SiLU()] if hidden else []
+    body: list[nn.Module] = [MLP(in_features, hidden[:-1], hidden[-1]), SiLU()] if hidden else []
     return nn.Sequential(*body, ExpertHead(hidden[-1] if hidden else in_features, latent, max_var))
 
 
@@ -137,7 +151,7 @@ class Encoder(nn.Module):
         hidden: Sequence[int] = (256, 256),
         channels: Sequence[int] = (32, 64),
         max_var: float | None = None,
-        activation: type[nn.Module] = nn.SiLU,
+        activation: type[nn.Module] = SiLU,
         with_mask: bool = False,
     ):
         super().__init__()
@@ -178,7 +192,7 @@ class Decoder(nn.Module):
         latent: int,
         hidden: Sequence[int] = (256, 256),
         channels: Sequence[int] = (32, 64),
-        activation: type[nn.Module] = nn.SiLU,
+        activation: type[nn.Module] = SiLU,
     ):
         super().__init__()
         self.modality = modality
@@ -267,7 +281,7 @@ class GatedTransition(nn.Module):
     def forward(self, z: Tensor) -> Gaussian:
         gate = torch.sigmoid(self.gate(z))
         nonlinear = self.nonlinear(z)
-        mean = (1 - gate) * self.linear(z) + gate * nonlinear
+        mean = torch.lerp(self.linear(z), nonlinear, gate)  # (1 - g) linear + g nonlinear in one op
         std = F.softplus(self.scale(nonlinear)) + self.min_std
         return Gaussian(mean, std**2)
 
@@ -363,10 +377,10 @@ class FeatureEncoder(nn.Module):
 
     def forward(self, x: Tensor, observed: Tensor) -> Tensor:
         if self.modality.sequential:
-            return F.silu(self.body(x, observed))
+            return silu(self.body(x, observed))
         if self.modality.net == "conv":
-            return F.silu(self.body(torch.where(observed, x, torch.zeros_like(x))))
-        return F.silu(self.body(flat_input(self.modality, x, observed)))
+            return silu(self.body(torch.where(observed, x, torch.zeros_like(x))))
+        return silu(self.body(flat_input(self.modality, x, observed)))
 
 
 class FactorDecoder(nn.Module):

@@ -52,10 +52,14 @@ def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_basic_motions(
-    label: str | None = "sequence", validation: int = 8, seed: int = 0, likelihood: Any = LEARNED
+    label: str | None = "sequence", validation: int = 8, seed: int = 0, likelihood: Any = LEARNED,
+    split: int | None = None,
 ) -> tuple[Batch, Batch | None, Batch]:
     """``train, validation, test`` batches of BasicMotions, complete.
 
+    The 40 training and 40 test sequences are the archive's; with ``split`` an integer, the
+    80 are pooled and split anew, 40 and 40 stratified by activity (10 of each on each side),
+    with ``split`` as the random seed, so that results can be averaged over several test sets.
     ``validation`` of the 40 training sequences (stratified: 2 per activity by default, chosen
     with ``seed``) are held out for model selection, leaving 32 to train on; with
     ``validation=0`` all 40 train and the validation batch is ``None``. Each channel is standardised with the mean and SD of the
@@ -65,6 +69,12 @@ def load_basic_motions(
     schema = basic_motions_schema(label, likelihood)
     series, activity = _split("train")
     test_series, test_activity = _split("test")
+    if split is not None:
+        pooled, labels = np.concatenate([series, test_series]), np.concatenate([activity, test_activity])
+        train, test = train_test_split(np.arange(len(labels)), test_size=len(test_activity), stratify=labels,
+                                       random_state=split)
+        train, test = np.sort(train), np.sort(test)
+        series, activity, test_series, test_activity = pooled[train], labels[train], pooled[test], labels[test]
     order = np.arange(len(activity))
     fit, held = order, None
     if validation:

@@ -37,7 +37,7 @@ from ..config import AT_LEAST_ONE, ConfigError, checked
 from ..data import Batch
 from ..gaussian import Gaussian, kl_divergence, stack, where
 from ..modalities import Schema
-from ..nets import MLP, ExpertHead, flat_input, input_width
+from ..nets import MLP, ExpertHead, SiLU, flat_input, input_width
 from .base import LossOutput, ModalityDict
 from .dmm import DeepMarkovModel, DMMConfig
 
@@ -64,7 +64,7 @@ class DKS(DeepMarkovModel):
             n: nn.GRUCell(w, c.rnn_hidden) if c.skip else nn.GRU(w, c.rnn_hidden, batch_first=True) for n, w in widths.items()
         })
         width = c.latent_dim + len(self.input_names) * c.rnn_hidden
-        body: list[nn.Module] = [MLP(width, c.hidden[:-1], c.hidden[-1]), nn.SiLU()] if c.hidden else []
+        body: list[nn.Module] = [MLP(width, c.hidden[:-1], c.hidden[-1]), SiLU()] if c.hidden else []
         self.combiner = nn.Sequential(*body, ExpertHead(c.hidden[-1] if c.hidden else width, c.latent_dim))
 
     @property

@@ -111,7 +111,7 @@ from torch import Tensor
 
 from ..config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, ConfigError, checked
 from ..data import Batch
-from ..gaussian import Experts, Gaussian, kl_divergence, moment_match, stack, where
+from ..gaussian import POSITIVE, Experts, Gaussian, kl_divergence, moment_match, stack, where
 from ..missing import drop_entries
 from ..modalities import Schema
 from ..nets import Encoder, GatedTransition
@@ -189,41 +189,57 @@ class MDMM(DeepMarkovModel):
         its future term is p(z), as at a sequence's own last step, so that trailing
         unobserved steps change nothing before them (the backward chain through them would
         be p(z) only if the model were exactly stationary)."""
-        steps = evidence.unbind(2)
+        lead, steps = _rows(evidence)
         informed = evidence.precision.gt(0).any(-1)  # [S, B, T]: some expert at the step
-        later = informed.flip(-1).cummax(-1).values.flip(-1)  # some expert at t..T
-        prior = self.prior(steps[0].shape[:2])
+        later = informed.flip(-1).cummax(-1).values.flip(-1).reshape(-1, len(steps))  # some expert at t..T
+        bounded = not bool(later.all())  # one check for the whole recursion, not one per step
+        prior = self.prior((later.shape[0],))
+        backward = self.transitions["bwd"]
+        prior_expert = self.prior(()).natural  # p(z) of p(z_{t-1} | z_t) = p(z) q~_bwd(z_{t-1} | z_t), made once
         future = prior
         posts, futures, samples = [], [], []
         for t in reversed(range(len(steps))):
             futures.append(future)
             post = (future * steps[t]).gaussian()
             posts.append(post)
-            z = post.rsample((particles,))
-            samples.append(z[0])
+            z = post.rsample((particles,) if particles > 1 else ())  # one particle: its draws, without the axis
+            samples.append(z[0] if particles > 1 else z)
             if t > 0:
-                future = where(later[..., t], moment_match(self.transition(z, "backward"), dim=0), prior)
-        return stack(posts[::-1], -2), stack(futures[::-1], -2), torch.stack(samples[::-1], -2)
+                if particles == 1:  # one particle's moment match is that particle's Gaussian itself
+                    future = (prior_expert * backward(z)).gaussian()
+                else:
+                    moved = (prior_expert * backward(z.flatten(0, 1))).gaussian()
+                    future = moment_match(Gaussian(moved.mean.view(z.shape), moved.var.view(z.shape)), dim=0)
+                if bounded:
+                    future = where(later[:, t], future, prior)
+        return _steps(lead, posts[::-1]), _steps(lead, futures[::-1]), torch.stack(samples[::-1], 1).view(*lead, -1)
 
     def forward_smooth(self, evidence: Experts, futures: Gaussian, sample: bool = True):
         """Algorithm 2's forward pass: the conditional smoothing posteriors, the conditional
         priors p(z_t | z_{t-1}) and the path (samples, or means when ``sample`` is False)."""
-        steps = (evidence * futures).unbind(2)
-        posts, priors, path = [], [], []
+        lead, steps = _rows(evidence * futures)
+        forward = self.transitions["fwd"]
+        posts, experts, path = [], [], []
         z = None
         for t in range(len(steps)):
             if z is None:  # p(z_1 | z_0) = p(z) cancels the divided-out p(z)
-                conditional = self.prior(steps[0].shape[:2])
                 post = steps[0].gaussian()
             else:
-                expert = self.transitions["fwd"](z)
-                conditional = (self.prior(()) * expert).gaussian()
+                expert = forward(z).natural
+                experts.append(expert)
                 post = (steps[t] * expert).gaussian()
             z = post.rsample() if sample else post.mean
             posts.append(post)
-            priors.append(conditional)
             path.append(z)
-        return stack(posts, -2), stack(priors, -2), torch.stack(path, -2)
+        prior = self.prior(lead[:-1])
+        priors = prior.mean[..., None, :], prior.var[..., None, :]
+        if experts:
+            # The conditional priors p(z_t | z_{t-1}) = p(z) q~_fwd(z_t | z_{t-1}) of every step at once.
+            precision = torch.stack([e.precision for e in experts], 1).view(*lead[:-1], -1, priors[0].shape[-1])
+            shift = torch.stack([e.shift for e in experts], 1).view(precision.shape)
+            rest = (self.prior(()).natural * Experts(precision, shift, POSITIVE)).gaussian()
+            priors = torch.cat([priors[0], rest.mean], -2), torch.cat([priors[1], rest.var], -2)
+        return _steps(lead, posts), Gaussian(*priors), torch.stack(path, 1).view(*lead, -1)
 
     def subsets(self, device) -> Tensor:
         """``[S, inputs]`` input subsets: all inputs, then the configured ``subsets`` (by
@@ -305,3 +321,18 @@ class MDMM(DeepMarkovModel):
             return path, posts.log_prob(path).sum(-1)
 
         return draw
+
+
+def _rows(experts: Experts) -> tuple[torch.Size, tuple[Experts, ...]]:
+    """Experts ``[*lead, T, D]`` -> ``lead + (T,)`` and one ``[prod(lead), D]`` per step: the
+    recursions run on rows, so that the transition network's layers get matrices (no reshapes,
+    which would each cost a node of the graph at every step)."""
+    *lead, steps, d = experts.shape
+    rows = Experts(experts.precision.reshape(-1, steps, d), experts.shift.reshape(-1, steps, d), experts.known)
+    return torch.Size((*lead, steps)), rows.unbind(1)
+
+
+def _steps(lead: torch.Size, per_step: list[Gaussian]) -> Gaussian:
+    """Per-step Gaussians ``[rows, D]`` -> one ``[*lead, D]`` (the inverse of :func:`_rows`)."""
+    stacked = stack(per_step, 1)
+    return Gaussian(stacked.mean.view(*lead, -1), stacked.var.view(*lead, -1))
