@@ -13,9 +13,10 @@ categories over all hidden categorical cells).
 
 Methods: ``Imputer()`` (the default), ``Imputer(model="gaussian")``, scikit-learn's
 ``IterativeImputer(max_iter=10)``, ``SimpleImputer`` (mean / most frequent) and
-``KNNImputer``, and miceforest (LightGBM) where it is installed (the benchmark environment
-only). ``Imputer(model="gaussian")``, scikit-learn's imputers and miceforest see the category
-codes as numbers; their fills are rounded to the nearest code. Each run (table, rows, method, seed) is a child process:
+``KNNImputer``, and miceforest (LightGBM, 3 iterations, without mean matching: fills are
+LightGBM's predictions) where it is installed (the benchmark environment only).
+``Imputer(model="gaussian")``, scikit-learn's imputers and miceforest see the category codes
+as numbers; their fills are rounded to the nearest code. Each run (table, rows, method, seed) is a child process:
 ``time`` is its fit + transform in wall seconds, ``CPU`` in CPU seconds (what a
 busy machine stretches less), ``peak RSS`` its ``ru_maxrss`` (the Python process with
 torch, numpy and the table loaded; ``base RSS`` is that before fitting; imports are not timed). A run past
@@ -145,8 +146,10 @@ def fill(method: str, incomplete: pd.DataFrame, seed: int) -> pd.DataFrame:
     if method == "miceforest":
         import miceforest
 
+        # no mean matching: miceforest 6.0.5's calls a private LightGBM method that LightGBM 4.7 no
+        # longer has, so its fills are LightGBM's predictions (what an error on the cells favours anyway)
         kernel = miceforest.ImputationKernel(pd.DataFrame(x, columns=[f"v{j}" for j in range(x.shape[1])]),
-                                             random_state=seed, num_datasets=1)
+                                             random_state=seed, num_datasets=1, mean_match_candidates=0)
         kernel.mice(3)
         return numbers_back(kernel.complete_data(0).to_numpy(dtype=float), incomplete)
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
