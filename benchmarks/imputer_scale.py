@@ -32,6 +32,7 @@ its first 10^5 rows, and times ``polymodal impute MODEL big.csv -o out.csv`` wit
     python -m benchmarks.imputer_scale --threads 1 2 0 --tables long --rows 100000
     python -m benchmarks.imputer_scale --cli 10000000
     python -m benchmarks.imputer_scale --resume out.txt ...         # runs that out.txt printed are not rerun
+    python -m benchmarks.imputer_scale --resume out.txt --logged-only ...  # a record of out.txt's runs alone
 """
 
 from __future__ import annotations
@@ -231,6 +232,8 @@ def scaling(args: argparse.Namespace, run: Run) -> None:
                     if method == "KNNImputer" and rows > args.knn_rows:
                         continue
                     key = (name, rows, method, seed)
+                    if args.logged_only and key not in done:
+                        continue
                     found = done[key] if key in done else run_child([name, str(rows), method, str(seed)], args.timeout)
                     print(name, rows, method, seed, json.dumps(found), flush=True)
                     if found is None:
@@ -273,10 +276,12 @@ def plot(run: Run) -> None:
     for ax, (name, methods) in zip(axes[0], points.items()):
         for method, sizes in methods.items():
             order = sorted(sizes)
-            ax.plot(order, [float(np.median(sizes[r])) for r in order], marker="o", label=method)
+            ax.plot(order, [float(np.median(sizes[r])) for r in order], marker="o", label=method,
+                    color=f"C{METHODS.index(method)}")  # a method's colour is the same in every panel
         ax.set(xscale="log", yscale="log", xlabel="rows", ylabel="fit + transform, CPU s", title=name)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    shown = {label: line for ax in axes[0] for line, label in zip(*ax.get_legend_handles_labels())}
+    axes[0][0].legend(list(shown.values()), list(shown), fontsize=7)
     figure.tight_layout()
     FIGURE.parent.mkdir(exist_ok=True)
     figure.savefig(FIGURE, dpi=120)
@@ -356,7 +361,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", help="only time these torch thread counts (0: all cores)")
     parser.add_argument("--cli", type=int, metavar="ROWS", help="only time `polymodal impute` of a CSV of ROWS rows")
     parser.add_argument("--name", default="default", help="the record's name")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT", help="a note for the record (repeatable)")
     parser.add_argument("--resume", metavar="LOG", help="take the runs that LOG (this script's output) printed")
+    parser.add_argument("--logged-only", action="store_true", help="with --resume: record only the runs LOG printed, "
+                        "running none (a record of runs stopped before they all finished)")
     parser.add_argument("--child", nargs=4, metavar=("TABLE", "ROWS", "METHOD", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

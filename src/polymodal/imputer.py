@@ -545,8 +545,9 @@ def auto_threads(work: str) -> int:
     Gaussian mixture's EM and the fills (batched over thousands of rows) the cores that are
     idle now: torch's default (the physical cores, or ``OMP_NUM_THREADS``) less the load
     average. Threads beyond the idle cores make everything slower, not a little: on a
-    2-core machine with a load of 11, two threads took 10-28x the time of one for EM, MIWAE's
-    steps and its fills (benchmarks/imputer_scale.py)."""
+    2-core machine with a load average of 15-28, two threads took 7.6-21x the wall time of one
+    and 17-43x its CPU time for the Gaussian mixture's fit + fill and for MIWAE's steps
+    (benchmarks/results/imputer_scale/threads.json)."""
     if work == "train":
         return 1
     busy = math.floor(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
