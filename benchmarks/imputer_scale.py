@@ -6,16 +6,17 @@ dropped) and two synthetic ones of known structure, each column a function of a 
 Gaussian latent (numeric: linear plus a sine, noise SD 0.3; categorical, 3 classes: the
 argmax of a linear map plus Gumbel noise): ``wide`` (80 numeric and 20 categorical columns,
 up to 10^5 rows) and ``long`` (16 numeric, 4 categorical, up to 10^6 rows). Rows are a seeded
-subsample of the table (the real tables stop at their size). On top of the natural holes, 20%
+subsample of the table (the real tables' last size is the whole table). On top of the natural holes, 20%
 of the observed cells are hidden (MCAR, seeded) and scored: NRMSE (RMSE over the column's
 hidden cells / SD of its observed values, mean over numeric columns) and PFC (wrong
 categories over all hidden categorical cells).
 
 Methods: ``Imputer()`` (the default), ``Imputer(model="gaussian")``, scikit-learn's
 ``IterativeImputer(max_iter=10)``, ``SimpleImputer`` (mean / most frequent) and
-``KNNImputer``, and miceforest (LightGBM) where it is installed (the benchmark environment
-only). ``Imputer(model="gaussian")``, scikit-learn's imputers and miceforest see the category
-codes as numbers; their fills are rounded to the nearest code. Each run (table, rows, method, seed) is a child process:
+``KNNImputer``, and miceforest (LightGBM, 3 iterations, without mean matching: fills are
+LightGBM's predictions) where it is installed (the benchmark environment only).
+``Imputer(model="gaussian")``, scikit-learn's imputers and miceforest see the category codes
+as numbers; their fills are rounded to the nearest code. Each run (table, rows, method, seed) is a child process:
 ``time`` is its fit + transform in wall seconds, ``CPU`` in CPU seconds (what a
 busy machine stretches less), ``peak RSS`` its ``ru_maxrss`` (the Python process with
 torch, numpy and the table loaded; ``base RSS`` is that before fitting; imports are not timed). A run past
@@ -31,6 +32,7 @@ its first 10^5 rows, and times ``polymodal impute MODEL big.csv -o out.csv`` wit
     python -m benchmarks.imputer_scale --threads 1 2 0 --tables long --rows 100000
     python -m benchmarks.imputer_scale --cli 10000000
     python -m benchmarks.imputer_scale --resume out.txt ...         # runs that out.txt printed are not rerun
+    python -m benchmarks.imputer_scale --resume out.txt --logged-only ...  # a record of out.txt's runs alone
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ import pandas as pd
 from benchmarks.results import RECORDS, Run
 
 FIGURE = Path(__file__).resolve().parent / "figures" / "imputer_scale.png"
-SIZES = {"star": (1000, 10000), "nafld1": (1000, 10000), "wide": (1000, 10000, 100_000),
+SIZES = {"star": (1000, 10000, 11_598), "nafld1": (1000, 10000, 17_549), "wide": (1000, 10000, 100_000),
          "long": (1000, 10000, 100_000, 1_000_000)}
 METHODS = ("Imputer", "Imputer-gaussian", "IterativeImputer", "SimpleImputer", "KNNImputer", "miceforest")
 HIDDEN = 0.2
@@ -145,8 +147,10 @@ def fill(method: str, incomplete: pd.DataFrame, seed: int) -> pd.DataFrame:
     if method == "miceforest":
         import miceforest
 
+        # no mean matching: miceforest 6.0.5's calls a private LightGBM method that LightGBM 4.7 no
+        # longer has, so its fills are LightGBM's predictions (what an error on the cells favours anyway)
         kernel = miceforest.ImputationKernel(pd.DataFrame(x, columns=[f"v{j}" for j in range(x.shape[1])]),
-                                             random_state=seed, num_datasets=1)
+                                             random_state=seed, num_datasets=1, mean_match_candidates=0)
         kernel.mice(3)
         return numbers_back(kernel.complete_data(0).to_numpy(dtype=float), incomplete)
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
@@ -170,7 +174,7 @@ def child(name: str, rows: int, method: str, seed: int) -> None:
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer  # noqa: F401
 
-    import polymodal  # noqa: F401  (the imports are not timed)
+    from polymodal import Imputer  # noqa: F401  (the imports are not timed: polymodal loads the Imputer lazily)
 
     truth = table(name, rows, seed)
     incomplete, hidden = hide(truth, seed)
@@ -219,6 +223,7 @@ def logged(path: str | None) -> dict[tuple[str, int, str, int], dict | None]:
 
 def scaling(args: argparse.Namespace, run: Run) -> None:
     done = logged(args.resume)
+    cpu: dict[tuple[str, int], dict[str, float]] = {}
     for name in args.tables:
         for rows in [r for r in args.rows if r in SIZES[name]]:
             for method in [m for m in args.methods if installed(m)]:
@@ -227,6 +232,8 @@ def scaling(args: argparse.Namespace, run: Run) -> None:
                     if method == "KNNImputer" and rows > args.knn_rows:
                         continue
                     key = (name, rows, method, seed)
+                    if args.logged_only and key not in done:
+                        continue
                     found = done[key] if key in done else run_child([name, str(rows), method, str(seed)], args.timeout)
                     print(name, rows, method, seed, json.dumps(found), flush=True)
                     if found is None:
@@ -234,11 +241,18 @@ def scaling(args: argparse.Namespace, run: Run) -> None:
                         continue
                     run.add("time (s)", row=method, column=column, value=found["seconds"], seed=seed)
                     run.add("CPU (s)", row=method, column=column, value=found["cpu"], seed=seed)
+                    cpu.setdefault((column, seed), {})[method] = found["cpu"]
                     run.add("peak RSS (MB)", row=method, column=column, value=found["peak_mb"], seed=seed)
                     run.add("base RSS (MB)", row=method, column=column, value=found["base_mb"], seed=seed)
                     for metric in ("nrmse", "pfc"):
                         if not math.isnan(found[metric]):
                             run.add(metric.upper(), row=method, column=column, value=found[metric], seed=seed)
+    # CPU seconds measured in separate processes under the same load are comparable, wall seconds are not
+    for (column, seed), methods in cpu.items():
+        for method, seconds in methods.items():
+            if "IterativeImputer" in methods and method != "IterativeImputer":
+                run.add("CPU / IterativeImputer's CPU", row=method, column=column,
+                        value=seconds / methods["IterativeImputer"], seed=seed)
 
 
 def plot(run: Run) -> None:
@@ -249,50 +263,63 @@ def plot(run: Run) -> None:
     import matplotlib.pyplot as plt
 
     points: dict[str, dict[str, dict[int, list[float]]]] = {}
-    for path in sorted((RECORDS / "imputer_scale").glob("*.json")):
-        cells = json.loads(path.read_text())["tables"].get("CPU (s)", {"rows": {}})["rows"]
+    records = [json.loads(path.read_text()) for path in (RECORDS / "imputer_scale").glob("*.json")]
+    for record in sorted(records, key=lambda r: r["started"]):  # a later record's runs replace an earlier one's
+        cells = record["tables"].get("CPU (s)", {"rows": {}})["rows"]
         for method, row in cells.items():
             for column, cell in row.items():
                 name, rows = column.rsplit(" ", 1)
-                points.setdefault(name, {}).setdefault(method, {}).setdefault(int(rows), []).extend(cell["values"])
+                points.setdefault(name, {}).setdefault(method, {})[int(rows)] = cell["values"]
     if not points:
         return
     figure, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 3.6), squeeze=False)
     for ax, (name, methods) in zip(axes[0], points.items()):
         for method, sizes in methods.items():
             order = sorted(sizes)
-            ax.plot(order, [float(np.median(sizes[r])) for r in order], marker="o", label=method)
+            ax.plot(order, [float(np.median(sizes[r])) for r in order], marker="o", label=method,
+                    color=f"C{METHODS.index(method)}")  # a method's colour is the same in every panel
         ax.set(xscale="log", yscale="log", xlabel="rows", ylabel="fit + transform, CPU s", title=name)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    shown = {label: line for ax in axes[0] for line, label in zip(*ax.get_legend_handles_labels())}
+    axes[0][0].legend(list(shown.values()), list(shown), fontsize=7)
     figure.tight_layout()
     FIGURE.parent.mkdir(exist_ok=True)
     figure.savefig(FIGURE, dpi=120)
     run.figure(FIGURE, "fit + transform CPU time against rows per method and table (median over seeds; log-log; "
-                       "every record of this benchmark)")
+                       "every record of this benchmark, the latest one's runs where two measured the same)")
 
 
 def threads(args: argparse.Namespace, run: Run) -> None:
-    """The Gaussian mixture's fit + fill and 100 of MIWAE's steps at each thread count."""
+    """The Gaussian mixture's fit + fill and 100 of MIWAE's steps at each thread count: wall and
+    CPU seconds, and each count's ratio to the first, measured in this one process."""
     import torch
 
     import polymodal as pm
 
     rows = max(args.rows)
     incomplete, _ = hide(synthetic(rows, 16, 0), 0)
+    work = {"Imputer(model='gaussian') fit + transform":
+            lambda n: pm.Imputer(model="gaussian", threads=n).fit(incomplete).transform(incomplete),
+            "MIWAE, 100 steps": lambda n: pm.Imputer(model="miwae", steps=100, validation=0, threads=n)
+            .fit(incomplete.iloc[:20000])}
+    load = os.getloadavg()[0]
+    first: dict[str, tuple[float, float]] = {}
     for count in args.threads:
         n = count or os.cpu_count()
         label = f"{n} threads" + (" (all cores)" if count == 0 else "")
         torch.set_num_threads(n)
-        start = time.perf_counter()
-        pm.Imputer(model="gaussian", threads=n).fit(incomplete).transform(incomplete)
-        run.add("threads: seconds", row="Imputer(model='gaussian') fit + transform", column=label,
-                value=time.perf_counter() - start)
-        start = time.perf_counter()
-        pm.Imputer(model="miwae", steps=100, validation=0, threads=n).fit(incomplete.iloc[:20000])
-        run.add("threads: seconds", row="MIWAE, 100 steps", column=label, value=time.perf_counter() - start)
-    run.note(f"threads: {rows} x 16 synthetic numeric table; load average at the end "
-             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        for name, job in work.items():
+            before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            job(n)
+            after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            first.setdefault(name, (wall, cpu))
+            run.add("threads: wall seconds", row=name, column=label, value=wall)
+            run.add("threads: CPU seconds", row=name, column=label, value=cpu)
+            run.add("threads: wall / first count's wall", row=name, column=label, value=wall / first[name][0])
+            run.add("threads: CPU / first count's CPU", row=name, column=label, value=cpu / first[name][1])
+    run.note(f"threads: {rows} x 16 synthetic numeric table; load average {load:.1f} at the start, "
+             f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores")
 
 
 def cli(args: argparse.Namespace, run: Run) -> None:
@@ -325,7 +352,7 @@ def cli(args: argparse.Namespace, run: Run) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--rows", type=int, nargs="+", default=[1000, 10000, 100_000, 1_000_000])
+    parser.add_argument("--rows", type=int, nargs="+", default=sorted({r for sizes in SIZES.values() for r in sizes}))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--one-seed-from", type=int, default=100_000, help="rows from which only the first seed runs")
@@ -334,7 +361,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", help="only time these torch thread counts (0: all cores)")
     parser.add_argument("--cli", type=int, metavar="ROWS", help="only time `polymodal impute` of a CSV of ROWS rows")
     parser.add_argument("--name", default="default", help="the record's name")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT", help="a note for the record (repeatable)")
     parser.add_argument("--resume", metavar="LOG", help="take the runs that LOG (this script's output) printed")
+    parser.add_argument("--logged-only", action="store_true", help="with --resume: record only the runs LOG printed, "
+                        "running none (a record of runs stopped before they all finished)")
     parser.add_argument("--child", nargs=4, metavar=("TABLE", "ROWS", "METHOD", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

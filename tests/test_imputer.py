@@ -169,7 +169,8 @@ def test_auto_blends_per_column_the_candidates_on_their_held_out_cells(tmp_path,
     for c in table.columns:  # a column given wholly to one candidate scores exactly as that candidate does
         if weights.loc[c].max() == 1.0:
             assert imputer.validation_scores_[c] == pytest.approx(scores.loc[c, imputer.choice_[c]])
-    assert list(imputer.histories_["gaussian"].columns) == ["components", "ridge", "valid_score", "iterations", "seconds"]
+    assert list(imputer.histories_["gaussian"].columns) == ["components", "ridge", "rows", "valid_score", "iterations",
+                                                            "seconds"]
     filled = imputer.transform(table)
     assert not filled.isna().any().any()
     loaded = pm.load_imputer(imputer.save(tmp_path / "auto"))
@@ -180,6 +181,18 @@ def test_auto_blends_per_column_the_candidates_on_their_held_out_cells(tmp_path,
     monkeypatch.setattr(pm.imputer, "SHRINK_CELLS", 1e9)
     alike = pm.Imputer(steps=60, samples=20).fit(table).weights_.drop(index="kind")
     assert (alike.nunique() == 1).all()
+
+
+def test_the_gaussian_grid_is_compared_on_a_subsample_and_only_the_chosen_mixture_refitted(monkeypatch):
+    _, x, _ = wine_table()
+    monkeypatch.setattr(pm.candidates, "GRID_ROWS", 100)
+    history = pm.Imputer(model="gaussian").fit(x).histories_["gaussian"]
+    tried, refit = history.iloc[:-1], history.iloc[-1]
+    assert len(tried) == len(pm.candidates.GAUSSIAN_GRID) and (tried["rows"] == 100).all()
+    best = tried.loc[tried["valid_score"].idxmin()]
+    assert refit["rows"] == len(x) and (refit["components"], refit["ridge"]) == (best["components"], best["ridge"])
+    monkeypatch.setattr(pm.candidates, "GRID_ROWS", len(x))  # a table no larger than the subsample: no refit
+    assert len(pm.Imputer(model="gaussian").fit(x).histories_["gaussian"]) == len(pm.candidates.GAUSSIAN_GRID)
 
 
 def test_candidate_lists_cellwise_models_and_what_cannot_be_saved(tmp_path):

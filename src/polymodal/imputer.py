@@ -58,7 +58,9 @@ CELLWISE = ("gaussian", *IterativeCandidate.NAMES)
 # model="auto" (the default): these compete per column.
 AUTO_CANDIDATES = ("gaussian", "miwae")
 IMPUTER = "imputer.json"
-# Importance samples per cell when scoring the held-out cells during training.
+# Importance samples per cell when scoring the held-out cells during training. They cost more
+# than MIWAE's steps on nafld1 and STAR, but 25 stopped MIWAE earlier on STAR, at a PFC of
+# 0.31-0.38 instead of 0.27-0.33 (2 of 2 runs; benchmarks/results/imputer_scale/real.json, its notes).
 VALIDATION_SAMPLES = 100
 # The held-out cells come from at most this many rows, so that validating costs the same on
 # any table (on 10^5 rows and more, 20% of the rows would cost more than the training steps).
@@ -94,7 +96,7 @@ class Imputer(TransformerMixin, BaseEstimator):
     ``model="auto"`` (the default) fits two candidates and blends them per column on the
     held-out cells: ``"gaussian"``, a Gaussian mixture fitted by EM to the incomplete numeric
     cells (:class:`~polymodal.GaussianMixture`, by EM on at most 20,000 rows; the held-out
-    cells choose its number of components and ridge), and ``"miwae"``, the best deep imputer of
+    cells choose its number of components and ridge, compared on at most 2,000 rows), and ``"miwae"``, the best deep imputer of
     ``benchmarks/tabular.py``. Each numeric column is filled by the convex combination of the
     candidates' fills (weights multiples of 0.1) with the least held-out squared error, that
     error shrunk towards the same weights' error over the whole table (:meth:`_blend`: a
@@ -544,8 +546,9 @@ def auto_threads(work: str) -> int:
     Gaussian mixture's EM and the fills (batched over thousands of rows) the cores that are
     idle now: torch's default (the physical cores, or ``OMP_NUM_THREADS``) less the load
     average. Threads beyond the idle cores make everything slower, not a little: on a
-    2-core machine with a load of 11, two threads took 10-28x the time of one for EM, MIWAE's
-    steps and its fills (benchmarks/imputer_scale.py)."""
+    2-core machine with a load average of 15-28, two threads took 7.6-21x the wall time of one
+    and 17-43x its CPU time for the Gaussian mixture's fit + fill and for MIWAE's steps
+    (benchmarks/results/imputer_scale/threads.json)."""
     if work == "train":
         return 1
     busy = math.floor(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
