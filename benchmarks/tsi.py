@@ -296,15 +296,22 @@ def with_nan(batch: pm.Batch) -> np.ndarray:
     return np.where(observed, x, np.nan).astype(np.float32)
 
 
-def train_pypots(name: str, data: pm.Batch, epochs: int, samples: int = 1) -> tuple[Callable, float]:
-    """PyPOTS' ``name`` trained on ``data`` for ``epochs`` (seed 0): its fill and CPU seconds per epoch."""
+def padded(x: np.ndarray, steps: int) -> np.ndarray:
+    """``x`` (``[B, T, C]``) with NaN steps appended up to ``steps``."""
+    return np.pad(x, ((0, 0), (0, max(steps - x.shape[1], 0)), (0, 0)), constant_values=np.nan)
+
+
+def train_pypots(name: str, data: pm.Batch, epochs: int, samples: int = 1, steps: int = 0) -> tuple[Callable, float]:
+    """PyPOTS' ``name`` trained on ``data`` for ``epochs`` (seed 0): its fill and CPU seconds per epoch.
+    Its models take sequences of one length, fixed at training: every sequence is padded with NaN
+    to ``steps`` (at least the training sequences' length), so longer test sequences fit too."""
     try:
         from pypots import imputation
         from pypots.utils.random import set_random_seed
     except ImportError as error:
         raise ImportError("--pypots needs the pypots package: run with the benchmark environment's Python "
                           "(.venv-bench, make bench-env)") from error
-    x = with_nan(data)
+    x = padded(with_nan(data), steps)
     set_random_seed(0)
     model = getattr(imputation, name)(n_steps=x.shape[1], n_features=x.shape[2], batch_size=32, epochs=epochs,
                                       device="cpu", saving_path=None, verbose=False, **PYPOTS[name])
@@ -314,8 +321,10 @@ def train_pypots(name: str, data: pm.Batch, epochs: int, samples: int = 1) -> tu
     options = {"n_sampling_times": samples} if name == "CSDI" else {}
 
     def fill(batch: pm.Batch, lengths: np.ndarray) -> np.ndarray:
-        imputed = np.asarray(model.predict({"X": with_nan(batch)}, **options)["imputation"])
-        return imputed.mean(1) if imputed.ndim == 4 else imputed  # CSDI's [B, samples, T, C]
+        x = with_nan(batch)
+        imputed = np.asarray(model.predict({"X": padded(x, model.n_steps)}, **options)["imputation"])
+        imputed = imputed.mean(1) if imputed.ndim == 4 else imputed  # CSDI's [B, samples, T, C]
+        return imputed[:, : x.shape[1]]
 
     return fill, seconds
 
@@ -403,7 +412,8 @@ def protocol(run: Run, dataset: str, epochs: int, seeds: int, pypots: list[str],
             dropped.config = dataclasses.replace(model.config, partial="drop")
             methods[f"{name}, partial steps dropped"] = model_fill(dropped)
     for name in pypots:
-        methods[name], epoch_s = train_pypots(name, data, csdi["epochs"] if name == "CSDI" else epochs, csdi["samples"])
+        methods[name], epoch_s = train_pypots(name, data, csdi["epochs"] if name == "CSDI" else epochs, csdi["samples"],
+                                              steps=truth.shape[1])
         run.add("seconds per epoch", row=name, column=dataset, value=epoch_s)
     run.note(f"every model trained {epochs} epochs (seed 0)" + (f", but CSDI {csdi['epochs']}" if "CSDI" in pypots else ""))
     if "CSDI" in pypots:
