@@ -312,6 +312,9 @@ def test_masked_encoders_let_a_partly_observed_steps_entries_move_the_fill():
     m.train()
     kept = m.training_inputs(batch).observed
     assert not all(kept[n].all() for n in ("a", "b")) and any((kept[n].any(-1) & ~kept[n].all(-1)).any() for n in ("a", "b"))
+    video = pm.Schema([pm.Modality("frames", (1, 8, 8), net="conv", sequential=True), schema["b"]])
+    with pytest.raises(pm.ConfigError, match=r"partial='mask' needs MLP encoders.*\['frames'\]"):
+        pm.MDMM(video, partial="mask")
 
 
 def test_transition_identity_starts_both_transitions_linear_paths_at_the_identity():

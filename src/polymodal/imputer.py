@@ -96,10 +96,10 @@ class Imputer(TransformerMixin, BaseEstimator):
     ``model="auto"`` (the default) fits two candidates and blends them per column on the
     held-out cells: ``"gaussian"``, a Gaussian mixture fitted by EM to the incomplete numeric
     cells (:class:`~polymodal.GaussianMixture`, by EM on at most 20,000 rows; the held-out
-    cells choose its number of components and ridge, compared on at most 2,000 rows), and ``"miwae"``, the best deep imputer of
-    ``benchmarks/tabular.py``. Each numeric column is filled by the convex combination of the
-    candidates' fills (weights multiples of 0.1) with the least held-out squared error, that
-    error shrunk towards the same weights' error over the whole table (:meth:`_blend`: a
+    cells choose its number of components and ridge, compared on at most 2,000 rows), and
+    ``"miwae"``, the best deep imputer of ``benchmarks/tabular.py``. Each numeric column is
+    filled by the convex combination of the candidates' fills (weights multiples of 0.1) with
+    the least held-out squared error, that error shrunk towards the same weights' error over the whole table (:meth:`_blend`: a
     column with few held-out cells follows the table); each categorical column by the
     polymodal model with the least shrunk PFC. ``weights_`` holds the weights per column,
     ``choice_`` the heaviest candidate, ``candidate_scores_`` each candidate's raw held-out

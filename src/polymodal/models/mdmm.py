@@ -149,6 +149,10 @@ class MDMM(DeepMarkovModel):
         if unknown or any(not subset for subset in c.subsets or []):
             raise ConfigError(f"MDMM: each of subsets must name input modalities {self.input_names}, got {c.subsets}")
         masked = c.partial == "mask"
+        images = [n for n in self.input_names if schema[n].net != "mlp"]
+        if masked and images:
+            raise ConfigError(f"MDMM: partial='mask' needs MLP encoders (it feeds them the entry mask beside the values); "
+                              f"{images} use conv nets: choose partial='zeros' or 'drop'")
         self.encoders = ModalityDict({n: Encoder(schema[n], c.latent_dim, c.hidden, with_mask=masked) for n in self.input_names})
         self.transitions["bwd"] = GatedTransition(c.latent_dim, c.transition_hidden, c.transition_min_std,
                                                   c.transition_identity)
