@@ -317,9 +317,9 @@ def test_masked_encoders_let_a_partly_observed_steps_entries_move_the_fill():
         pm.MDMM(video, partial="mask")
 
 
-def test_transition_identity_starts_both_transitions_linear_paths_at_the_identity():
-    m = model(transition_identity=True)
+def test_transitions_linear_paths_start_at_the_identity_by_default_and_at_random_as_the_reference():
+    m = model()
     z = torch.randn(4, 3)
     for direction in ("fwd", "bwd"):
         torch.testing.assert_close(m.transitions[direction].linear(z), z)
-    assert not torch.allclose(model().transitions["fwd"].linear(z), z)
+    assert not torch.allclose(model(transition_identity=False).transitions["fwd"].linear(z), z)

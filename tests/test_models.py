@@ -75,6 +75,7 @@ def digits(n=48):
     return train.select(list(range(n)))
 
 
+# The recurrent models keep the transitions' random start their losses were recorded with.
 CASES = {
     "mvae": (digits, lambda s: pm.MVAE(s, latent_dim=4, hidden=(32, 32), weights={})),
     "mvae-cross": (digits, lambda s: pm.MVAE(s, latent_dim=4, hidden=(32,), cross=True, weights={"label": 5.0})),
@@ -84,8 +85,10 @@ CASES = {
     "vsae-iw": (table, lambda s: pm.VSAE(s, latent_dim=3, hidden=(16,), joint_hidden=(16,), samples=4, hide=0.5)),
     "miwae": (table, lambda s: pm.MIWAE(s, latent_dim=3, hidden=(16,), samples=5)),
     "zerofill-vae": (table, lambda s: pm.ZeroFillVAE(s, latent_dim=3, hidden=(16,), condition_on_mask=True)),
-    "mdmm": (spirals, lambda s: pm.MDMM(s, latent_dim=3, hidden=(8,), transition_hidden=8, particles=4)),
-    "dks": (spirals, lambda s: pm.DKS(s, latent_dim=3, hidden=(8,), transition_hidden=8, rnn_hidden=6)),
+    "mdmm": (spirals, lambda s: pm.MDMM(s, latent_dim=3, hidden=(8,), transition_hidden=8, particles=4,
+                                          transition_identity=False)),
+    "dks": (spirals, lambda s: pm.DKS(s, latent_dim=3, hidden=(8,), transition_hidden=8, rnn_hidden=6,
+                                        transition_identity=False)),
     "mmvae": (digits, lambda s: pm.MMVAE(s, latent_dim=4, hidden=(32,), samples=3)),
     "mmvae-dreg": (digits, lambda s: pm.MMVAE(s, latent_dim=4, hidden=(32,), samples=3, gradient="dreg")),
     "mopoe": (table, lambda s: pm.MoPoE(s, latent_dim=4, hidden=(16,))),
@@ -100,7 +103,7 @@ CASES = {
     "mmvaeplus-iwae": (table, lambda s: pm.MMVAEPlus(s, latent_dim=3, private_dim=2, hidden=(16,), samples=3,
                                                     gradient="iwae")),
     "dks-skip": (spirals, lambda s: pm.DKS(s, latent_dim=3, hidden=(8,), transition_hidden=8, rnn_hidden=6,
-                                          direction="backward", skip=True)),
+                                          direction="backward", skip=True, transition_identity=False)),
 }
 
 

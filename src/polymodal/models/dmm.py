@@ -29,7 +29,7 @@ class DMMConfig:
     burst: float = 0.1
     inputs: list[str] | None = None
     rescale: bool = True
-    transition_identity: bool = False
+    transition_identity: bool = True
 
 
 class DeepMarkovModel(Model):
@@ -37,9 +37,9 @@ class DeepMarkovModel(Model):
     p(z), the forward transition p(z_t | z_{t-1}) = p(z) * q~_fwd(z_t | z_{t-1}) through a gated
     transition network, and one decoder per modality. Subclasses add the inference network,
     which reads the ``inputs`` modalities (default: all); the others, e.g. a label to be
-    predicted, are targets only. With ``transition_identity`` the gated transitions' linear
-    paths start as the identity (Krishnan et al.'s initialisation; off by default, as the
-    BFVI reference)."""
+    predicted, are targets only. With ``transition_identity`` (default) the gated transitions'
+    linear paths start as the identity (Krishnan et al.'s initialisation; the BFVI reference
+    starts them at random, ``transition_identity=False``)."""
 
     Config = DMMConfig
     data = "sequences"
