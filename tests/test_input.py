@@ -473,13 +473,16 @@ def people():
 @pytest.mark.parametrize("name", ["miwae", "vsae", "mvae"])
 def test_the_imputer_fills_real_tables_and_keeps_their_dtypes(name):
     frame = people()
-    filled = pm.Imputer(model=name, **FAST).fit(frame).transform(frame)
+    filled = pm.Imputer(model=name, round_integers=True, **FAST).fit(frame).transform(frame)
     assert not filled.isna().any().any()
     assert list(filled.dtypes) == list(frame.dtypes)
     observed = frame.notna()
     for c in frame:
         assert filled[c][observed[c]].tolist() == frame[c][observed[c]].tolist()
     assert set(filled["colour"]) <= {"red", "blue", "green"} and set(filled["kind"]) <= {"a", "b"}
+    estimates = pm.Imputer(model=name, **FAST).fit(frame).transform(frame)["rooms"]  # not rounded by default
+    assert estimates.dtype == "Float64" and (estimates % 1 != 0).any()
+    assert estimates[observed["rooms"]].tolist() == frame["rooms"][observed["rooms"]].tolist()
 
 
 def test_modules_keyed_by_awkward_modality_names_save_and_load(tmp_path):

@@ -186,14 +186,34 @@ def test_text_dates_are_refused_unless_named_categorical(cells):
 
 
 @pytest.mark.parametrize("model", ["auto", "mvae"])
-def test_the_imputer_fills_a_one_class_column_and_keeps_integers_whole(model):
+def test_the_imputer_fills_a_one_class_column_and_keeps_integers_whole_when_asked(model):
     rng = np.random.default_rng(0)
     n = 40
     table = pd.DataFrame({"x": rng.normal(size=n), "Month": rng.integers(5, 10, n).astype(float),
                           "only": pd.Series(["yes"] * n, dtype="str")})
     table = table.mask(rng.random(table.shape) < 0.25)
-    imputer = pm.Imputer(model=model, steps=3, samples=10, validation=0.0).fit(table)
-    for filled in [imputer.transform(table), *imputer.sample(table, 3)]:
-        assert (filled["only"] == "yes").all() and (filled.dtypes == table.dtypes).all()
-        assert (filled["Month"] % 1 == 0).all() and filled["Month"].notna().all()
-        assert filled["x"].notna().all()
+    for whole in (True, False):
+        imputer = pm.Imputer(model=model, steps=3, samples=10, validation=0.0, round_integers=whole).fit(table)
+        for filled in [imputer.transform(table), *imputer.sample(table, 3)]:
+            assert (filled["only"] == "yes").all() and (filled.dtypes == table.dtypes).all()
+            assert ((filled["Month"] % 1 == 0).all() == whole) and filled["Month"].notna().all()
+            assert filled["x"].notna().all()
+
+
+def test_integer_columns_keep_the_estimate_without_rounding_and_the_choice_is_saved():
+    import json
+
+    from polymodal.tables import transform_from_config
+
+    table = pd.DataFrame({"Month": [5.0, 6.0, np.nan, 9.0], "count": pd.array([1, None, 3, 4], dtype="Int64"),
+                          "whole": pd.array([1, 2, 3, 4], dtype="Int64")})
+    tables = pm.TableSchema(round_integers=False).fit(table)
+    batch = tables.transform(table)
+    guess = {"Month": 0.55, "count": 0.4, "whole": 0.0}  # scaled: Month 7.2, count 2.2
+    values = {k: torch.where(batch.observed[k], batch.values[k], torch.tensor(v)) for k, v in guess.items()}
+    filled = tables.fill(table, pm.Batch(batch.schema, values, {k: torch.ones_like(v) for k, v in batch.observed.items()}))
+    assert filled["Month"].tolist() == pytest.approx([5.0, 6.0, 7.2, 9.0])
+    assert filled["count"].dtype == "Float64" and filled["count"].tolist() == pytest.approx([1.0, 2.2, 3.0, 4.0])
+    assert filled["whole"].dtype == "Int64"  # nothing to fill: the column is kept as it was
+    assert not transform_from_config(json.loads(json.dumps(tables.config()))).round_integers
+    assert pm.TableSchema.from_config({k: v for k, v in tables.config().items() if k != "round_integers"}).round_integers

@@ -245,7 +245,8 @@ def impute_fit(args: argparse.Namespace) -> None:
     if values.shape[1] == 0:
         raise DataError(f"{source}: no columns to fill; it has only {columns}, and the id column "
                         f"{args.id or 'id'!r} is copied, not modelled")
-    options = {"steps": args.steps, **({} if args.samples is None else {"samples": args.samples})}
+    # a file written back keeps its integer columns whole, as `impute MODEL` with a fitted table model does
+    options = {"steps": args.steps, "round_integers": True, **({} if args.samples is None else {"samples": args.samples})}
     with about(source):
         imputer = Imputer(model=args.model, random_state=args.seed, progress=not args.quiet, **options).fit(values)
     show(*imputer_lines(imputer, values))

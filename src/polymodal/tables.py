@@ -22,8 +22,9 @@ Which columns are categorical: those named in ``categorical``, and those whose d
 nullable ``Int64`` / ``Float64`` included, are numeric. An integer column, one of an integer
 dtype or a float column whose observed training values are all whole numbers (pandas reads
 an integer column with holes as float), comes back from ``inverse_transform`` rounded, in
-its dtype. A categorical column with one category is filled with it (its modality has a
-second class that no cell has: a categorical likelihood needs two).
+its dtype, unless ``round_integers=False`` (the :class:`~polymodal.Imputer`'s default). A
+categorical column with one category is filled with it (its modality has a second class that
+no cell has: a categorical likelihood needs two).
 
 Documented behaviour for degenerate input, each a :class:`~polymodal.DataError` naming the
 column: a column with no observed value in the training table (nothing can be learned about
@@ -172,10 +173,13 @@ def _integer_dtype(dtype: Any) -> bool:
 
 def _restore(values: list | np.ndarray, dtype: Any, whole: bool = False) -> pd.Series:
     """``values`` in a column's original ``dtype``: rounded if ``whole`` (an integer column),
-    NaN kept where the dtype cannot hold it (a numpy int or bool column then stays float or object)."""
+    NaN kept where the dtype cannot hold it (a numpy int or bool column then stays float or object);
+    an integer column's values that are not whole stay floats (``Float64`` for a nullable ``Int64``)."""
     series = pd.Series(values, dtype=float if isinstance(values, np.ndarray) else object)
     if whole:
         series = series.round()
+    if _integer_dtype(dtype) and (series.dropna() % 1 != 0).any():
+        return series.astype("Float64") if isinstance(dtype, pd.api.extensions.ExtensionDtype) else series
     if _integer_dtype(dtype):
         info = np.iinfo(dtype.numpy_dtype if isinstance(dtype, pd.api.extensions.ExtensionDtype) else dtype)
         series = series.clip(info.min, info.max)  # an imputation below 0 must not wrap round in a uint
@@ -203,6 +207,8 @@ class TableSchema:
     ``groups`` maps a modality name to a list of numeric columns that form one vector
     modality; every other column is a modality of its own, named after the column.
     ``na_values`` lists the values that mark missing cells besides NaN (e.g. ``["?", -999]``).
+    ``round_integers``: integer columns (see the module's docstring) come back rounded, in their
+    dtype; with ``False`` they keep the model's estimate, as floats where it is not whole.
     """
 
     def __init__(
@@ -211,11 +217,13 @@ class TableSchema:
         groups: Mapping[str, Sequence[str]] | None = None,
         numeric: str | dict | Likelihood | None = None,
         na_values: Sequence[Any] = (),
+        round_integers: bool = True,
     ):
         self.categorical = categorical
         self.groups = groups
         self.numeric = numeric
         self.na_values = na_values
+        self.round_integers = round_integers
 
     def unmark(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` with the cells equal to one of ``na_values`` missing."""
@@ -328,7 +336,10 @@ class TableSchema:
         for c in self.columns_:
             holes = unmarked[c].isna()
             if holes.any():  # where() keeps the column's dtype (nullable Int64, boolean, category)
-                out[c] = frame[c].where(~holes, filled[c])
+                column = frame[c]
+                if _integer_dtype(column.dtype) and not _integer_dtype(filled[c].dtype):  # estimates not whole
+                    column = column.astype(filled[c].dtype)
+                out[c] = column.where(~holes, filled[c])
         return out
 
     def config(self) -> dict[str, Any]:
@@ -337,7 +348,8 @@ class TableSchema:
         numeric = None if self.numeric is None else make_likelihood(self.numeric).config()
         return {
             "kind": "table", "categorical": self.categorical, "groups": self.groups, "numeric": numeric,
-            "na_values": list(self.na_values), "columns": self.columns_, "integers": self.integers_,
+            "na_values": list(self.na_values), "round_integers": self.round_integers, "columns": self.columns_,
+            "integers": self.integers_,
             "categories": list(self.categories_.items()),
             "min": list(self.min_.items()), "scale": list(self.scale_.items()),
             "modalities": list(self.modality_columns_.items()), "schema": self.schema_.config(),
@@ -346,7 +358,8 @@ class TableSchema:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TableSchema:
-        tables = cls(config["categorical"], config["groups"], config["numeric"], config.get("na_values", ()))
+        tables = cls(config["categorical"], config["groups"], config["numeric"], config.get("na_values", ()),
+                     bool(config.get("round_integers", True)))
         tables.columns_ = list(config["columns"])
         tables.categories_ = {c: list(v) for c, v in config["categories"]}
         tables.min_ = dict(config["min"])
@@ -415,7 +428,8 @@ class TableSchema:
                     out[c] = _restore([cats[min(int(v), len(cats) - 1)] if np.isfinite(v) else np.nan
                                        for v in values[:, j]], self.dtypes_[c])
                 else:
-                    out[c] = _restore(values[:, j] * self.scale_[c] + self.min_[c], self.dtypes_[c], c in self.integers_)
+                    out[c] = _restore(values[:, j] * self.scale_[c] + self.min_[c], self.dtypes_[c],
+                                      self.round_integers and c in self.integers_)
         return pd.DataFrame(out, columns=self.columns_)
 
 
