@@ -118,9 +118,10 @@ class Imputer(TransformerMixin, BaseEstimator):
     :class:`~polymodal.TableSchema`. An integer column (an integer dtype, or floats whose
     observed values are all whole) gets the model's estimate as it is, a float where it is not
     whole, as scikit-learn's imputers give it: rounding a 0/1 column's 0.3 to 0 raises its error
-    (on survival's ``nafld1`` at 10^4 rows the NRMSE was 0.771-0.782 rounded against
-    0.730-0.744 not, over 3 seeds, and IterativeImputer's 0.736-0.752) and biases estimates
-    drawn from the filled table. ``round_integers=True`` rounds them, in their dtype.
+    (on survival's ``nafld1`` at 10^4 rows the NRMSE was 0.774-0.782 rounded and is 0.730-0.744
+    not, over 3 seeds, against IterativeImputer's 0.736-0.752: benchmarks/results/imputer_scale/real.json)
+    and biases estimates drawn from the filled table. ``round_integers=True`` rounds them, in
+    their dtype.
 
     Training: ``steps`` optimisation steps of Adam (``lr``) at most (``None``: 1500, whatever
     the size of the table), on batches of ``batch_size`` rows (``None``: the whole table up to
