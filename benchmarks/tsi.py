@@ -298,12 +298,13 @@ def scores(filled: np.ndarray, truth: np.ndarray, hidden: np.ndarray) -> dict[st
     return {"MAE": float(np.abs(error).mean()), "MSE": float((error**2).mean()), "MRE": float(np.abs(error).sum() / scale.sum())}
 
 
-def train(kind: str, options: dict, data: pm.Batch, epochs: int, **training) -> tuple[pm.models.base.Model, float]:
-    """The model trained for ``epochs`` (seed 0) and its CPU seconds per epoch."""
-    torch.manual_seed(0)
+def train(kind: str, options: dict, data: pm.Batch, epochs: int, seed: int = 0,
+          **training) -> tuple[pm.models.base.Model, float]:
+    """The model trained for ``epochs`` from ``seed`` and its CPU seconds per epoch."""
+    torch.manual_seed(seed)
     model = pm.MODELS[kind.lower()](data.schema, **options)
     start = time.process_time()
-    pm.Trainer(model, epochs=epochs, seed=0, progress=False, **training).fit(data)
+    pm.Trainer(model, epochs=epochs, seed=seed, progress=False, **training).fit(data)
     return model, (time.process_time() - start) / epochs
 
 
@@ -318,8 +319,9 @@ def padded(x: np.ndarray, steps: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, max(steps - x.shape[1], 0)), (0, 0)), constant_values=np.nan)
 
 
-def train_pypots(name: str, data: pm.Batch, epochs: int, samples: int = 1, steps: int = 0) -> tuple[Callable, float]:
-    """PyPOTS' ``name`` trained on ``data`` for ``epochs`` (seed 0): its fill and CPU seconds per epoch.
+def train_pypots(name: str, data: pm.Batch, epochs: int, samples: int = 1, steps: int = 0,
+                 seed: int = 0) -> tuple[Callable, float]:
+    """PyPOTS' ``name`` trained on ``data`` for ``epochs`` from ``seed``: its fill and CPU seconds per epoch.
     Its models take sequences of one length, fixed at training: every sequence is padded with NaN
     to ``steps`` (at least the training sequences' length), so longer test sequences fit too."""
     try:
@@ -329,7 +331,7 @@ def train_pypots(name: str, data: pm.Batch, epochs: int, samples: int = 1, steps
         raise ImportError("--pypots needs the pypots package: run with the benchmark environment's Python "
                           "(.venv-bench, make bench-env)") from error
     x = padded(with_nan(data), steps)
-    set_random_seed(0)
+    set_random_seed(seed)
     model = getattr(imputation, name)(n_steps=x.shape[1], n_features=x.shape[2], batch_size=32, epochs=epochs,
                                       device="cpu", saving_path=None, verbose=False, **PYPOTS[name])
     start = time.process_time()
@@ -411,9 +413,9 @@ def figure(run: Run, test: pm.Batch, hidden: np.ndarray, fills: dict[str, np.nda
 
 
 def protocol(run: Run, dataset: str, epochs: int, seeds: int, pypots: list[str], csdi: dict,
-             only: list[str] | None = None) -> None:
+             only: list[str] | None = None, train_seed: int = 0) -> None:
     """The patterns' scores of every method on ``dataset`` (of its models, those in ``only``
-    when given); ``csdi``: CSDI's ``epochs``, ``patterns`` and ``samples``."""
+    when given), each trained from ``train_seed``; ``csdi``: CSDI's ``epochs``, ``patterns`` and ``samples``."""
     slug, load, models, training, shown_channels = DATASETS[dataset]
     models = {name: spec for name, spec in models.items() if only is None or name in only}
     data, _, test = load()
@@ -421,7 +423,7 @@ def protocol(run: Run, dataset: str, epochs: int, seeds: int, pypots: list[str],
     methods = dict(BASELINES)
     run.table("seconds per epoch", "CPU seconds of the training divided by its epochs, one torch thread, this run")
     for name, (kind, options) in models.items():
-        model, epoch_s = train(kind, options, data, epochs, **training)
+        model, epoch_s = train(kind, options, data, epochs, train_seed, **training)
         run.add("seconds per epoch", row=name, column=dataset, value=epoch_s)
         methods[name] = model_fill(model)
         if kind == "MDMM" and model.config.partial == "zeros":  # the same weights, partly observed steps' experts left out
@@ -430,9 +432,10 @@ def protocol(run: Run, dataset: str, epochs: int, seeds: int, pypots: list[str],
             methods[f"{name}, partial steps dropped"] = model_fill(dropped)
     for name in pypots:
         methods[name], epoch_s = train_pypots(name, data, csdi["epochs"] if name == "CSDI" else epochs, csdi["samples"],
-                                              steps=truth.shape[1])
+                                              steps=truth.shape[1], seed=train_seed)
         run.add("seconds per epoch", row=name, column=dataset, value=epoch_s)
-    run.note(f"every model trained {epochs} epochs (seed 0)" + (f", but CSDI {csdi['epochs']}" if "CSDI" in pypots else ""))
+    but_csdi = f", but CSDI {csdi['epochs']}" if "CSDI" in pypots else ""
+    run.note(f"every model trained {epochs} epochs (seed {train_seed}){but_csdi}")
     if "CSDI" in pypots:
         imputed = ", ".join(csdi["patterns"])
         run.note(f"CSDI imputes {imputed} only (its sampling runs its network 50 times per mask), the mean of "
@@ -494,6 +497,7 @@ def main() -> None:
     parser.add_argument("--csdi-samples", type=int, default=1, help="CSDI's samples per fill (their mean)")
     parser.add_argument("--csdi-epochs", type=int, default=None, help="CSDI's training epochs (default: --epochs)")
     parser.add_argument("--models", nargs="+", help="train only these of the dataset's models (default: all)")
+    parser.add_argument("--train-seed", type=int, default=0, help="the seed every model trains from")
     parser.add_argument("--diagnose", action="store_true", help="the MDMM variants of the JapaneseVowels case instead")
     args = record_options(parser).parse_args()
     torch.set_num_threads(1)
@@ -510,7 +514,7 @@ def main() -> None:
                   libraries=["pypots"] if args.pypots else [],
                   description=" ".join(__doc__.split("\n\n")[1:6]).replace("\n", " "))
         csdi = {"epochs": args.csdi_epochs or epochs, "patterns": args.csdi_patterns, "samples": args.csdi_samples}
-        protocol(run, args.dataset, epochs, args.seeds, args.pypots, csdi, args.models)
+        protocol(run, args.dataset, epochs, args.seeds, args.pypots, csdi, args.models, args.train_seed)
     run.save()
 
 
