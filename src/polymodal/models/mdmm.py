@@ -59,7 +59,8 @@ Deliberate differences from the reference code, and why:
   as Krishnan et al. do, where the reference starts them at random: on JapaneseVowels this
   took the deleted steps of the case above from MSE 0.042 to 0.034 and the observed steps'
   reconstruction from 0.008 to 0.004 (training seed 0; seed 1: 0.040 to 0.034). For DKS
-  B-Mask it changed neither (interior MSE 0.115 and 0.117, seeds 0 and 1 alike).
+  B-Mask it changed nothing (interior MSE 0.115 against 0.117 at seed 0, 0.127 against 0.126
+  at seed 1; one unrecorded 200-epoch run each).
 * The transition's std floor is ``transition_min_std`` (default 1e-3, the reference's); at
   that floor the transition's precision (up to 10^6) can outweigh every encoder's.
 * Encoders and decoders are the library's default nets (SiLU MLPs, variance softplus + 1e-4).
