@@ -19,7 +19,7 @@ batch 16, weight decay 1e-4, gradients clipped at 50, 20 epochs of KL warm-up; l
 MDMM's loss diverged at 3e-3).
 Methods: the per-channel mean and median of the test set's observed entries, LOCF (the first
 observation carried backward before it), linear interpolation (held constant beyond the
-observed span), and the models, trained once on the training utterances (seed 0) and
+observed span), and the models, trained once on the training utterances (seed 0, or ``--train-seed``) and
 scored on every mask: MDMM (BFVI) and DKS B-Mask (on JapaneseVowels latent 16, hidden
 (64, 64), transition 64, batch 128, Adam at lr 3e-3), fills decoded from the smoothing / inference network's mean path; MDMM
 also with ``partial="drop"`` (the experts of partly observed steps left out) on the same
@@ -56,7 +56,7 @@ dropout 0.1, PyPOTS' README), BRITS (RNN hidden 128) and CSDI (the CSDI paper's:
 64 channels, 8 heads, time / feature / diffusion embeddings 128 / 16 / 128, 50 diffusion
 steps; the mean of ``--csdi-samples`` samples) train on the same training sequences, NaN
 where unobserved, batch 32, Adam at lr 1e-3, no validation set (PyPOTS then keeps the epoch
-of the lowest training loss), seed 0, for the same ``--epochs`` as MDMM and DKS (CSDI for
+of the lowest training loss), the same seed, for the same ``--epochs`` as MDMM and DKS (CSDI for
 ``--csdi-epochs``). CSDI imputes only the patterns of ``--csdi-patterns`` (its sampling runs
 the network 50 times per mask; none: trained for its seconds per epoch only).
 Seconds per epoch are CPU seconds of the whole training divided by the epochs, one

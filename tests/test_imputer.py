@@ -123,6 +123,8 @@ def test_without_held_out_cells_all_steps_run_and_the_score_is_nan():
         pm.Imputer(holdout=1.0).fit(x)
     with pytest.raises(pm.ConfigError, match="steps must be an integer >= 1"):
         pm.Imputer(steps=0).fit(x)
+    with pytest.raises(pm.ConfigError, match="round_integers must be True or False, got 'yes'"):
+        pm.Imputer(round_integers="yes").fit(x)
 
 
 def test_a_column_whose_only_cells_fall_in_the_held_out_cells_still_trains_and_fills():
