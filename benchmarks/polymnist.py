@@ -39,9 +39,11 @@ of MVAE ``cross=True`` and MEME (t = the label), each with its default options a
 (latent 16, MLPs of 256, 256), against a logistic regression and ``ClfImg`` fitted on the
 labelled images only.
 
-Part ``speed``: MVAE on PolyMNIST with the nets above, samples/s of ``Trainer`` steps with
-``precision`` fp32 and bf16 (CUDA only) and ``check_every`` 1 and 50, the median of the epochs
-after the first, all in one run on one device (``benchmarks/gpu_check.sh`` runs it on a GPU).
+Part ``speed``: training samples/s on PolyMNIST with the nets above, the median of the epochs
+after the first: each of ``--models`` in polymodal and, for those also in ``--multivae``, in
+MultiVae right after it (same data, seed and device). On CUDA also MVAE with the ``Trainer``
+options ``precision`` fp32 and bf16 and ``check_every`` 1 and 50 (``benchmarks/gpu_check.sh``
+runs this part on a GPU).
 
 MultiVae's side needs ``.venv-bench`` (``make bench-env``). ``--limit N`` keeps the first N
 training and test tuples (a smoke run).
@@ -50,6 +52,7 @@ training and test tuples (a smoke run).
     .venv-bench/bin/python -m benchmarks.polymnist [...] --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
     python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30] [--weights auto]
     python -m benchmarks.polymnist --part speed --device cuda [--epochs 6]
+    .venv-bench/bin/python -m benchmarks.polymnist --part speed --epochs 3 --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
 """
 
 from __future__ import annotations
@@ -106,12 +109,12 @@ class Polymodal:
     def __init__(self, name: str, schema: pm.Schema):
         self.model = multivae_nets(BUILDERS[name](schema))
 
-    def fit(self, data: pm.Batch, epochs: int, seed: int, device: str) -> float:
-        """Train; the training samples/s."""
+    def fit(self, data: pm.Batch, epochs: int, seed: int, device: str) -> list[float]:
+        """Train; the seconds of each epoch."""
         history = pm.Trainer(self.model, epochs=epochs, batch_size=BATCH, lr=LR, seed=seed, device=device,
                              progress=False).fit(data)
         self.model.cpu()
-        return len(data) * len(history) / sum(h["seconds"] for h in history)
+        return [h["seconds"] for h in history]
 
     @torch.no_grad()
     def translate(self, test: pm.Batch, given: Sequence[str], targets: Sequence[str]) -> dict[str, Tensor]:
@@ -170,12 +173,12 @@ class MultiVae:
         return IncompleteDataset(data={n: batch.values[n][rows].to(device) * present[n].view(-1, 1, 1, 1) for n in present},
                                  masks=present)
 
-    def fit(self, data: pm.Batch, epochs: int, seed: int, device: str) -> float:
+    def fit(self, data: pm.Batch, epochs: int, seed: int, device: str) -> list[float]:
         torch.manual_seed(seed)
         model = self.model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=LR)
         order = torch.Generator().manual_seed(seed)
-        seconds = 0.0
+        seconds = []
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             model.train()
@@ -187,9 +190,9 @@ class MultiVae:
             model.update()
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            seconds += time.perf_counter() - start
+            seconds.append(time.perf_counter() - start)
         model.cpu().eval()
-        return len(data) * epochs / seconds
+        return seconds
 
     @torch.no_grad()
     def translate(self, test: pm.Batch, given: Sequence[str], targets: Sequence[str]) -> dict[str, Tensor]:
@@ -338,9 +341,9 @@ def run_coherence(args, run: Run) -> None:
                     torch.manual_seed(seed)
                     model = side(name, data.schema)
                     row = f"{name} ({side.library}){suffix}"
-                    speed = model.fit(data, args.epochs, seed, args.device)
+                    seconds = model.fit(data, args.epochs, seed, args.device)
                     scores = {**coherences(model, test, y_test, classifiers), **probes(model, part, test, y_train, y_test),
-                              "samples/s": speed}
+                              "samples/s": len(data) * len(seconds) / sum(seconds)}
                     for column, value in scores.items():
                         run.add(table, row=row, column=column, value=value, seed=seed)
                     print(table, row, seed, {k: round(v, 3) for k, v in scores.items()}, flush=True)
@@ -394,12 +397,25 @@ def run_speed(args, run: Run) -> None:
     train, _, _, _ = pm.load_polymnist()
     train = limited(train, args.limit)
     device = pm.training.resolve_device(args.device)
-    table = f"MVAE training samples/s on {device.type}"
-    run.table(table, f"median of epochs 2..{args.epochs}, batch {BATCH}, MultiVae's PolyMNIST nets; "
-                     "ratio to fp32 checked every step")
-    precisions = ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
+    median = f"median of epochs 2..{args.epochs} ({len(train)} tuples), batch {BATCH}, MultiVae's PolyMNIST nets"
+    table = f"training samples/s on {device.type}"
+    run.table(table, f"{median}, fp32; each model's two libraries one after the other; ratio: polymodal over MultiVae")
+    for name in args.models:
+        speeds = {}
+        for side in (Polymodal, MultiVae) if name in args.multivae else (Polymodal,):
+            torch.manual_seed(0)
+            seconds = side(name, train.schema).fit(train, args.epochs, 0, args.device)
+            speeds[side.library] = statistics.median(len(train) / s for s in seconds[1:])
+            run.add(table, row=name, column=side.library, value=speeds[side.library])
+        if len(speeds) == 2:
+            run.add(table, row=name, column="ratio", value=speeds["polymodal"] / speeds["MultiVae"])
+        print(name, {k: round(v, 1) for k, v in speeds.items()}, flush=True)
+    if device.type != "cuda":
+        return
+    table = "MVAE training samples/s with the GPU options"
+    run.table(table, f"{median}; ratio to fp32 checked every step")
     speeds = {}
-    for precision, check_every in itertools.product(precisions, (1, 50)):
+    for precision, check_every in itertools.product(["fp32", "bf16"], (1, 50)):
         torch.manual_seed(0)
         model = multivae_nets(BUILDERS["MVAE"](train.schema))
         history = pm.Trainer(model, epochs=args.epochs, batch_size=BATCH, lr=LR, device=args.device, precision=precision,

@@ -47,6 +47,7 @@ DATA = ("static", "sequences", "any")
 # The task queries of the contract; those that need a density importance-sample the model.
 QUERIES = frozenset({"embed", "reconstruct", "impute", "predict", "generate", "log_likelihood", "draw_imputations"})
 DENSITY_QUERIES = frozenset({"log_likelihood", "draw_imputations"})
+STACKED = 1024  # the most entries of a modality whose reconstruction is stacked with its alikes' (see reconstruction)
 
 
 class NeverObservedWarning(UserWarning):
@@ -227,11 +228,15 @@ class Model(nn.Module):
         weights = self.lambdas if weights is None else weights
         alike: dict[tuple, list[str]] = {}
         for name, obs in decoded.items():
+            # Small modalities alike (a table's columns) are scored as one: a few large operations, not many small
+            # ones. Large ones (images) are scored each alone: stacking them would copy every decoder output.
             key = (obs.family, obs.event_ndim, self.schema[name].sequential, weights[name], tuple(obs.params.shape),
-                   tuple(batch.values[name].shape))
+                   tuple(batch.values[name].shape)) if self.schema[name].size <= STACKED else (name,)
             alike.setdefault(key, []).append(name)
         total = None
-        for (family, event, sequential, weight, *_), names in alike.items():
+        for names in alike.values():
+            family, event = decoded[names[0]].family, decoded[names[0]].event_ndim
+            sequential, weight = self.schema[names[0]].sequential, weights[names[0]]
             masks = []
             for name in names:
                 mask = batch.observed[name]
@@ -240,7 +245,7 @@ class Model(nn.Module):
                 masks.append(mask)
             if len(names) == 1:
                 obs, x, mask = decoded[names[0]], batch.values[names[0]], masks[0]
-            else:  # modalities alike (a table's columns) are scored as one: a few large operations, not many small ones
+            else:
                 obs = Observation(family, torch.stack([decoded[n].params for n in names], -(event + 2)), event + 1)
                 x, mask = torch.stack([batch.values[n] for n in names], -(event + 1)), torch.stack(masks, -(event + 1))
             term = obs.log_prob(x, mask)
