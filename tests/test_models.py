@@ -166,3 +166,23 @@ def test_auto_weights_of_scalar_columns_are_ones_and_of_sequences_count_one_step
     assert pm.auto_weights(columns) == {"x": 1.0, "y": 1.0}
     steps = pm.Schema([pm.Modality("x", (2,), sequential=True), pm.Modality("y", (), sequential=True)])
     assert pm.MDMM(steps, weights="auto").lambdas == {"x": 1.0, "y": 2.0}  # entries of one step
+
+
+def test_reconstruction_scores_small_alike_modalities_together_and_large_ones_alone_with_one_sum():
+    """Alike modalities under STACKED entries are stacked into one term, larger ones (images) are
+    scored each alone; either way the reconstruction is sum_m lambda_m log p(x_m | z) over the
+    observed entries."""
+    from polymodal.models.base import STACKED
+
+    side = int(STACKED**0.5) + 1  # an image over the stacking limit
+    schema = pm.Schema([*(pm.Modality(f"c{i}", ()) for i in range(3)),
+                        *(pm.Modality(f"img{i}", (side, side), likelihood=pm.likelihoods.Laplace(0.5)) for i in range(2))])
+    assert schema["img0"].size > STACKED >= schema["c0"].size
+    g = torch.Generator().manual_seed(0)
+    values = {m.name: torch.randn(6, *m.shape, generator=g) for m in schema}
+    observed = {n: torch.rand(v.shape, generator=g) > 0.3 for n, v in values.items()}
+    batch = pm.Batch(schema, values, observed)
+    model = pm.MVAE(schema, latent_dim=3, hidden=(8,), weights={"c1": 2.0, "img1": 0.5})
+    decoded = model.decode(torch.randn(4, 6, 3, generator=g))
+    by_hand = sum(model.lambdas[n] * decoded[n].log_prob(values[n], observed[n]) for n in schema.names)
+    torch.testing.assert_close(model.reconstruction(batch, decoded), by_hand)
