@@ -61,6 +61,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,7 +146,11 @@ class MultiVae:
 
     def __init__(self, name: str, schema: pm.Schema):
         use_torchvision_stand_in()
-        from multivae import models
+        try:
+            from multivae import models
+        except ImportError as error:
+            raise SystemExit(f"--multivae {name}: MultiVae is not installed in {sys.executable}; run from "
+                             ".venv-bench (make bench-env)") from error
         from multivae.models.base.base_config import BaseAEConfig
         from multivae.models.nn.mmnist import DecoderConvMMNIST
 

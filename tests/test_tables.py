@@ -217,3 +217,8 @@ def test_integer_columns_keep_the_estimate_without_rounding_and_the_choice_is_sa
     assert filled["whole"].dtype == "Int64"  # nothing to fill: the column is kept as it was
     assert not transform_from_config(json.loads(json.dumps(tables.config()))).round_integers
     assert pm.TableSchema.from_config({k: v for k, v in tables.config().items() if k != "round_integers"}).round_integers
+
+
+def test_a_round_integers_other_than_true_or_false_is_a_data_error_naming_it():
+    with pytest.raises(pm.DataError, match="round_integers must be True or False, got 'no'"):
+        pm.TableSchema(round_integers="no").fit(pd.DataFrame({"x": [1.0, 2.0]}))

@@ -239,6 +239,8 @@ class TableSchema:
         bare = [name for name, cols in (self.groups or {}).items() if isinstance(cols, str)]
         if bare:
             raise DataError(f"groups {bare}: each group must be a list of column names, not a string")
+        if not isinstance(self.round_integers, (bool, np.bool_)):
+            raise DataError(f"round_integers must be True or False, got {self.round_integers!r}")
         frame = self.unmark(_frame(table))
         if len(frame) == 0:
             raise DataError("empty table: no rows")
