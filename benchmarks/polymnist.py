@@ -41,8 +41,10 @@ of MVAE ``cross=True`` and MEME (t = the label), each with its default options a
 labelled images only.
 
 Part ``speed``: training samples/s on PolyMNIST with the nets above, the median of the epochs
-after the first: each of ``--models`` in polymodal and, for those also in ``--multivae``, in
-MultiVae right after it (same data, seed and device). On CUDA also MVAE with the ``Trainer``
+after the first: each of ``--models`` in polymodal, at each ``--precision`` (fp32; bf16 on a
+GPU or a CPU with native bf16, where the convolutions run in bfloat16), and, for those also in
+``--multivae``, in MultiVae (fp32, it has no other) right after it (same data, seed and
+device); with polymodal's final training loss at each precision. On CUDA also MVAE with the ``Trainer``
 options ``precision`` fp32 and bf16 and ``check_every`` 1 and 50 (``benchmarks/gpu_check.sh``
 runs this part on a GPU).
 
@@ -53,7 +55,7 @@ training and test tuples (a smoke run).
     .venv-bench/bin/python -m benchmarks.polymnist [...] --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
     python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30] [--weights auto]
     python -m benchmarks.polymnist --part speed --device cuda [--epochs 6]
-    .venv-bench/bin/python -m benchmarks.polymnist --part speed --epochs 3 --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
+    .venv-bench/bin/python -m benchmarks.polymnist --part speed --epochs 3 --precision fp32 bf16 --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
 """
 
 from __future__ import annotations
@@ -109,14 +111,17 @@ class Polymodal:
 
     library = "polymodal"
 
-    def __init__(self, name: str, schema: pm.Schema):
+    def __init__(self, name: str, schema: pm.Schema, precision: str = "fp32"):
         self.model = multivae_nets(BUILDERS[name](schema))
+        self.precision = precision
+        self.losses: list[float] = []
 
     def fit(self, data: pm.Batch, epochs: int, seed: int, device: str) -> list[float]:
-        """Train; the seconds of each epoch."""
+        """Train; the seconds of each epoch (``losses`` keeps each epoch's mean training loss)."""
         history = pm.Trainer(self.model, epochs=epochs, batch_size=BATCH, lr=LR, seed=seed, device=device,
-                             progress=False).fit(data)
+                             precision=self.precision, progress=False).fit(data)
         self.model.cpu()
+        self.losses = [h["loss"] for h in history]
         return [h["seconds"] for h in history]
 
     @torch.no_grad()
@@ -405,17 +410,27 @@ def run_speed(args, run: Run) -> None:
     train = limited(train, args.limit)
     device = pm.training.resolve_device(args.device)
     median = f"median of epochs 2..{args.epochs} ({len(train)} tuples), batch {BATCH}, MultiVae's PolyMNIST nets"
-    table = f"training samples/s on {device.type}"
-    run.table(table, f"{median}, fp32; each model's two libraries one after the other; ratio: polymodal over MultiVae")
+    table, losses = f"training samples/s on {device.type}", "polymodal's final training loss"
+    run.table(table, f"{median}; each model's runs one right after the other; polymodal at precision "
+              f"{', '.join(args.precision)} (Trainer(precision=...)), MultiVae in fp32 (it has no other); "
+              "ratio: polymodal over MultiVae")
+    run.table(losses, f"the mean loss of epoch {args.epochs}, by precision (the bf16 runs should learn as fp32 does)")
     for name in args.models:
         speeds = {}
-        for side in (Polymodal, MultiVae) if name in args.multivae else (Polymodal,):
+        sides = [Polymodal(name, train.schema, precision) for precision in args.precision]
+        if name in args.multivae:
+            sides.append(MultiVae(name, train.schema))
+        for side in sides:
+            column = side.library if side.library == "MultiVae" or side.precision == "fp32" else f"polymodal {side.precision}"
             torch.manual_seed(0)
-            seconds = side(name, train.schema).fit(train, args.epochs, 0, args.device)
-            speeds[side.library] = statistics.median(len(train) / s for s in seconds[1:])
-            run.add(table, row=name, column=side.library, value=speeds[side.library])
-        if len(speeds) == 2:
-            run.add(table, row=name, column="ratio", value=speeds["polymodal"] / speeds["MultiVae"])
+            seconds = side.fit(train, args.epochs, 0, args.device)
+            speeds[column] = statistics.median(len(train) / s for s in seconds[1:])
+            run.add(table, row=name, column=column, value=speeds[column])
+            if side.library == "polymodal":
+                run.add(losses, row=name, column=side.precision, value=side.losses[-1])
+        if "MultiVae" in speeds:
+            for column in [c for c in speeds if c != "MultiVae"]:
+                run.add(table, row=name, column=column.replace("polymodal", "ratio"), value=speeds[column] / speeds["MultiVae"])
         print(name, {k: round(v, 1) for k, v in speeds.items()}, flush=True)
     if device.type != "cuda":
         return
@@ -444,6 +459,8 @@ def main() -> None:
     parser.add_argument("--multivae", nargs="*", choices=MULTIVAE, default=[],
                         help="MultiVae 1.0.3's models on the same work (needs .venv-bench)")
     parser.add_argument("--complete", action="store_true", help="at η > 0 also train on the complete tuples only")
+    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
+                        help="speed part: polymodal's Trainer precision(s); bf16 needs a GPU or a CPU with native bf16")
     parser.add_argument("--clf-epochs", type=int, default=10, help="epochs of the digit classifiers")
     parser.add_argument("--limit", type=int, default=None, help="keep the first N training and test samples")
     parser.add_argument("--device", default="cpu")

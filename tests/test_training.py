@@ -309,13 +309,45 @@ def test_deferring_the_check_changes_nothing_else(tmp_path):
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"precision": "bf16"}, r"precision='bf16' needs a CUDA device, and the device is 'cpu'"),
     ({"precision": "fp16"}, "precision"),
     ({"check_every": 0}, "check_every"),
 ])
 def test_precision_and_check_every_are_checked(options, match):
     with pytest.raises(pm.ConfigError, match=match):
         pm.Trainer(pm.MVAE(data().schema, latent_dim=2, hidden=(8,)), **options)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_refused(monkeypatch):
+    monkeypatch.setattr(pm.training, "native_cpu_bf16", lambda: False)
+    with pytest.raises(pm.ConfigError, match=r"precision='bf16' on a CPU needs native bfloat16 arithmetic \(AVX512-BF16"):
+        pm.Trainer(pm.MVAE(data().schema, latent_dim=2, hidden=(8,)), precision="bf16")
+
+
+def test_bf16_on_a_cpu_learns_what_fp32_learns(monkeypatch):
+    """bf16 autocast runs on any CPU (slowly without native bf16, which the Trainer then refuses:
+    the check is bypassed here so that the test runs everywhere)."""
+    monkeypatch.setattr(pm.training, "native_cpu_bf16", lambda: True)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = pm.MVAE(data().schema, latent_dim=2, hidden=(16,))
+        history = pm.Trainer(model, epochs=20, batch_size=16, precision=precision, progress=False).fit(data())
+        losses[precision] = [h["loss"] for h in history]
+        assert next(model.parameters()).dtype == torch.float32
+    assert losses["bf16"][-1] < losses["bf16"][0] - 2
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
+
+
+def test_under_bf16_autocast_the_nets_run_in_bf16_and_the_distributions_in_fp32():
+    schema = pm.Schema([pm.Modality("image", (1, 8, 8), net="conv"), pm.Modality("x", (3,))])
+    batch = pm.Batch.from_data(schema, {"image": torch.rand(4, 1, 8, 8), "x": torch.randn(4, 3)})
+    model = pm.MVAE(schema, latent_dim=2, hidden=(8,), channels=(4,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.decoders["image"](torch.zeros(4, 2)).dtype == torch.bfloat16
+        posterior = model.encoders["image"](batch.values["image"])
+        observation = model.observation("image", posterior.mean)
+        loss = model.loss(batch).loss
+    assert posterior.mean.dtype == posterior.var.dtype == observation.params.dtype == loss.dtype == torch.float32
 
 
 @pytest.mark.cuda

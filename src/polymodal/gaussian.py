@@ -33,6 +33,15 @@ from torch import Tensor
 
 LOG_2PI = math.log(2 * math.pi)
 POINT_VAR = 1e-8  # the variance of a Gaussian that stands for a point (a deterministic code)
+HALF = (torch.bfloat16, torch.float16)
+
+
+def widen(t: Tensor) -> Tensor:
+    """``t`` in float32 if it holds 16-bit floats (a net's output under ``precision="bf16"``
+    autocast), else as it is: the nets may run in bfloat16, but every distribution, product of
+    experts and log-likelihood is computed in at least float32 (CPU autocast keeps exp, log,
+    softplus and sums in bfloat16, whose 8-bit mantissa would blur a product of experts)."""
+    return t.float() if t.dtype in HALF else t
 
 
 class NonPositivePrecisionError(ValueError):
@@ -45,6 +54,9 @@ class Gaussian:
 
     mean: Tensor
     var: Tensor
+
+    def __post_init__(self) -> None:
+        self.mean, self.var = widen(self.mean), widen(self.var)
 
     @classmethod
     def standard(cls, shape: tuple[int, ...], device=None, dtype=None) -> Gaussian:

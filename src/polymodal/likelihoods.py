@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .gaussian import widen
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -36,7 +38,7 @@ class Observation:
 
     def __init__(self, family: Likelihood, params: Tensor, event_ndim: int):
         self.family = family
-        self.params = params
+        self.params = widen(params)
         self.event_ndim = event_ndim
 
     def log_prob(self, x: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .gaussian import Gaussian
+from .gaussian import Gaussian, widen
 from .modalities import Modality
 
 
@@ -123,7 +123,7 @@ class ExpertHead(nn.Module):
         self.max_var, self.min_var = max_var, min_var
 
     def forward(self, h: Tensor) -> Gaussian:
-        mean, raw = self.linear(h).chunk(2, -1)
+        mean, raw = widen(self.linear(h)).chunk(2, -1)
         if self.max_var:
             var = self.min_var + (self.max_var - self.min_var) * torch.sigmoid(raw)
         else:
