@@ -55,12 +55,14 @@ training and test tuples (a smoke run).
     .venv-bench/bin/python -m benchmarks.polymnist [...] --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
     python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30] [--weights auto]
     python -m benchmarks.polymnist --part speed --device cuda [--epochs 6]
-    .venv-bench/bin/python -m benchmarks.polymnist --part speed --epochs 3 --precision fp32 bf16 --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
+    .venv-bench/bin/python -m benchmarks.polymnist --part speed --epochs 3 --precision fp32 bf16 \
+        --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import statistics
 import sys
@@ -417,12 +419,13 @@ def run_speed(args, run: Run) -> None:
     run.table(losses, f"the mean loss of epoch {args.epochs}, by precision (the bf16 runs should learn as fp32 does)")
     for name in args.models:
         speeds = {}
-        sides = [Polymodal(name, train.schema, precision) for precision in args.precision]
+        builders = [functools.partial(Polymodal, name, train.schema, precision) for precision in args.precision]
         if name in args.multivae:
-            sides.append(MultiVae(name, train.schema))
-        for side in sides:
+            builders.append(functools.partial(MultiVae, name, train.schema))
+        for build in builders:
+            torch.manual_seed(0)  # each precision starts from the same weights
+            side = build()
             column = side.library if side.library == "MultiVae" or side.precision == "fp32" else f"polymodal {side.precision}"
-            torch.manual_seed(0)
             seconds = side.fit(train, args.epochs, 0, args.device)
             speeds[column] = statistics.median(len(train) / s for s in seconds[1:])
             run.add(table, row=name, column=column, value=speeds[column])
