@@ -336,6 +336,7 @@ def test_bf16_on_a_cpu_learns_what_fp32_learns(monkeypatch):
         assert next(model.parameters()).dtype == torch.float32
     assert losses["bf16"][-1] < losses["bf16"][0] - 2
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
+    assert losses["bf16"] != losses["fp32"]  # the nets did run in bfloat16
 
 
 def test_under_bf16_autocast_the_nets_run_in_bf16_and_the_distributions_in_fp32():
