@@ -155,7 +155,7 @@ def resolve_device(name: str) -> torch.device:
 def native_cpu_bf16() -> bool:
     """Whether this CPU has bfloat16 dot products in hardware (AVX512-BF16 or AMX), where
     oneDNN runs a bf16 convolution or matrix product about 1.6x faster than fp32. torch
-    exposes the check only privately; without either flag it says False."""
+    exposes these checks only privately; a torch without them gets False."""
     cpu = torch.cpu
     return any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
@@ -256,7 +256,7 @@ class Trainer:
         if config.precision == "bf16":
             if self.device.type == "cpu" and not native_cpu_bf16():
                 raise ConfigError("Trainer: precision='bf16' on a CPU needs native bfloat16 arithmetic (AVX512-BF16 or "
-                                  "AMX), which this CPU lacks; there bf16 autocast is slower than fp32, so it is refused "
+                                  "AMX), which this CPU lacks; on such a CPU bf16 autocast is slower than fp32, so it is refused "
                                   "rather than ignored: use precision='fp32'")
             if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
                 raise ConfigError(f"Trainer: precision='bf16': the GPU {torch.cuda.get_device_name(self.device)} has no "
