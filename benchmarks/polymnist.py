@@ -38,7 +38,9 @@ Part ``labels``: ``load_mnist_subset`` (image + label), with the labels of 1%, 2
 training images kept (stratified, chosen with the seed); label accuracy from the image alone
 of MVAE ``cross=True`` and MEME (t = the label), each with its default options and weights
 (latent 16, MLPs of 256, 256), against a logistic regression and ``ClfImg`` fitted on the
-labelled images only.
+labelled images only. ``--models MVAE`` or ``MEME`` keeps one of the two; ``--fractions`` sets
+the labelled fractions; ``--weights`` with several settings (``auto label=10 label=50``) trains
+each model once per setting, a row each.
 
 Part ``speed``: training samples/s on PolyMNIST with the nets above, the median of the epochs
 after the first: each of ``--models`` in polymodal, at each ``--precision`` (fp32; bf16 on a
@@ -53,7 +55,7 @@ training and test tuples (a smoke run).
 
     python -m benchmarks.polymnist [--eta 0 0.5] [--seeds 0 1] [--epochs 30] [--models MVAE MoPoE] [--complete]
     .venv-bench/bin/python -m benchmarks.polymnist [...] --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
-    python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30] [--weights auto]
+    python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30] [--weights auto label=50] [--models MVAE]
     python -m benchmarks.polymnist --part speed --device cuda [--epochs 6]
     .venv-bench/bin/python -m benchmarks.polymnist --part speed --epochs 3 --precision fp32 bf16 \
         --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
@@ -378,13 +380,25 @@ def labelled_subset(train: pm.Batch, fraction: float, seed: int) -> pm.Batch:
     return train.with_observed({"label": keep})
 
 
+LABEL_MODELS = {"MVAE cross=True": functools.partial(pm.MVAE, cross=True), "MEME": pm.MEME}
+
+
+def weights_text(weights: dict[str, float] | str | None) -> str:
+    """``auto``, ``label=50``, or ``default`` for a model's own."""
+    if weights is None:
+        return "default"
+    return weights if isinstance(weights, str) else ",".join(f"{k}={v:g}" for k, v in weights.items())
+
+
 def run_labels(args, run: Run) -> None:
     train, test = pm.load_mnist_subset()
     train = limited(train, args.limit)
     y_test = test.values["label"].long()
     table = "label accuracy from the image"
     run.table(table, f"MNIST subset (4,000 training images), the labels of a fraction kept; {args.epochs} epochs, batch 64")
-    for fraction in (0.01, 0.02, 0.05):
+    settings = args.weights or [None]
+    builders = {name: build for name, build in LABEL_MODELS.items() if name.split()[0] in args.models}
+    for fraction in args.fractions:
         column = f"{fraction:.0%} labelled"
         for seed in args.seeds:
             data = labelled_subset(train, fraction, seed)
@@ -396,10 +410,11 @@ def run_labels(args, run: Run) -> None:
             cnn = train_classifier(images, labels, epochs=max(20, 2000 // len(images)), seed=seed)
             run.add(table, row="ClfImg CNN (labelled images)", column=column, seed=seed,
                     value=float((cnn.predict(test.values["image"]) == y_test).float().mean()))
-            weights = {} if args.weights is None else {"weights": args.weights}
-            models = {"MVAE cross=True": pm.MVAE(data.schema, cross=True, **weights), "MEME": pm.MEME(data.schema, **weights)}
-            for name, model in models.items():
+            for (name, build), weights in itertools.product(builders.items(), settings):
                 torch.manual_seed(seed)
+                model = build(data.schema, **({} if weights is None else {"weights": weights}))
+                if len(settings) > 1:
+                    name = f"{name}, weights {weights_text(weights)}"
                 pm.Trainer(model, epochs=args.epochs, batch_size=64, seed=seed, device=args.device, progress=False).fit(data)
                 model.cpu()
                 accuracy = pm.metrics.accuracy(model.predict(test, "label", ["image"]).cpu(), y_test)
@@ -469,8 +484,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--name", default=None, help="the record's run name (default: the part)")
     parser.add_argument("--note", action="append", default=[], metavar="TEXT", help="a note for the record (repeatable)")
-    parser.add_argument("--weights", type=weights_option, default=None,
-                        help="labels part: the models' weights, auto or name=value pairs (default: each model's)")
+    parser.add_argument("--weights", type=weights_option, nargs="+", default=None,
+                        help="labels part: the models' weights, auto or name=value pairs (default: each model's); "
+                             "several train each model once per setting")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.02, 0.05],
+                        help="labels part: the fractions of training labels kept")
     args = parser.parse_args()
     if args.epochs < (2 if args.part == "speed" else 1):
         parser.error("--epochs: the speed part needs at least 2 (the first is not timed)")
