@@ -13,7 +13,8 @@ the other modalities' encoders as the conditional prior; K = 10) (``--models``),
 -> 128, a linear layer to 512 and the Gaussian head; the decoder the mirror image; ReLU;
 latent 512), a Laplace likelihood of scale 0.75, β = 1, Adam at lr 1e-3 and batches of 256
 (MultiVae's benchmark; its own runs use β = 2.5 for MVAE, MoPoE and MVTCAE, K = 10 for MMVAE,
-and 100 to 800 epochs of 54,000 tuples). Scores, on the complete test tuples, the same
+and 100 to 800 epochs of 54,000 tuples). ``--batch-size`` changes the batch for both libraries
+alike: a smaller one takes more Adam steps in the same CPU time. Scores, on the complete test tuples, the same
 code for both libraries:
 
 - conditional coherence given n = 1..4 observed modalities: for every subset S of n
@@ -120,9 +121,9 @@ class Polymodal:
         self.precision = precision
         self.losses: list[float] = []
 
-    def fit(self, data: pm.Batch, epochs: int, seed: int, device: str) -> list[float]:
+    def fit(self, data: pm.Batch, epochs: int, seed: int, device: str, batch: int = BATCH) -> list[float]:
         """Train; the seconds of each epoch (``losses`` keeps each epoch's mean training loss)."""
-        history = pm.Trainer(self.model, epochs=epochs, batch_size=BATCH, lr=LR, seed=seed, device=device,
+        history = pm.Trainer(self.model, epochs=epochs, batch_size=batch, lr=LR, seed=seed, device=device,
                              precision=self.precision, progress=False).fit(data)
         self.model.cpu()
         self.losses = [h["loss"] for h in history]
@@ -189,7 +190,7 @@ class MultiVae:
         return IncompleteDataset(data={n: batch.values[n][rows].to(device) * present[n].view(-1, 1, 1, 1) for n in present},
                                  masks=present)
 
-    def fit(self, data: pm.Batch, epochs: int, seed: int, device: str) -> list[float]:
+    def fit(self, data: pm.Batch, epochs: int, seed: int, device: str, batch: int = BATCH) -> list[float]:
         torch.manual_seed(seed)
         model = self.model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=LR)
@@ -198,7 +199,7 @@ class MultiVae:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             model.train()
-            for rows in torch.randperm(len(data), generator=order).split(BATCH):
+            for rows in torch.randperm(len(data), generator=order).split(batch):
                 loss = model(self.dataset(data, rows, device), epoch=epoch).loss
                 optimizer.zero_grad()
                 loss.backward()
@@ -345,7 +346,7 @@ def run_coherence(args, run: Run) -> None:
     for eta in args.eta:
         table = f"η = {eta:g}"
         run.table(table, f"coherence given 1-4 modalities, joint coherence, latent probes, training speed; "
-                         f"{args.epochs} epochs, batch {BATCH}, lr {LR:g}")
+                         f"{args.epochs} epochs, batch {args.batch_size}, lr {LR:g}")
         for seed in args.seeds:
             part, _, _, _ = pm.load_polymnist(missing=eta, seed=seed)
             part = limited(part, args.limit)
@@ -357,7 +358,7 @@ def run_coherence(args, run: Run) -> None:
                     torch.manual_seed(seed)
                     model = side(name, data.schema)
                     row = f"{name} ({side.library}){suffix}"
-                    seconds = model.fit(data, args.epochs, seed, args.device)
+                    seconds = model.fit(data, args.epochs, seed, args.device, args.batch_size)
                     scores = {**coherences(model, test, y_test, classifiers), **probes(model, part, test, y_train, y_test),
                               "samples/s": len(data) * len(seconds) / sum(seconds)}
                     for column, value in scores.items():
@@ -426,7 +427,7 @@ def run_speed(args, run: Run) -> None:
     train, _, _, _ = pm.load_polymnist()
     train = limited(train, args.limit)
     device = pm.training.resolve_device(args.device)
-    median = f"median of epochs 2..{args.epochs} ({len(train)} tuples), batch {BATCH}, MultiVae's PolyMNIST nets"
+    median = f"median of epochs 2..{args.epochs} ({len(train)} tuples), batch {args.batch_size}, MultiVae's PolyMNIST nets"
     table, losses = f"training samples/s on {device.type}", "polymodal's final training loss"
     run.table(table, f"{median}; each model's runs one right after the other; polymodal at precision "
               f"{', '.join(args.precision)} (Trainer(precision=...)), MultiVae in fp32 (it has no other); "
@@ -441,7 +442,7 @@ def run_speed(args, run: Run) -> None:
             torch.manual_seed(0)  # each precision starts from the same weights
             side = build()
             column = side.library if side.library == "MultiVae" or side.precision == "fp32" else f"polymodal {side.precision}"
-            seconds = side.fit(train, args.epochs, 0, args.device)
+            seconds = side.fit(train, args.epochs, 0, args.device, args.batch_size)
             speeds[column] = statistics.median(len(train) / s for s in seconds[1:])
             run.add(table, row=name, column=column, value=speeds[column])
             if side.library == "polymodal":
@@ -458,8 +459,8 @@ def run_speed(args, run: Run) -> None:
     for precision, check_every in itertools.product(["fp32", "bf16"], (1, 50)):
         torch.manual_seed(0)
         model = multivae_nets(BUILDERS["MVAE"](train.schema))
-        history = pm.Trainer(model, epochs=args.epochs, batch_size=BATCH, lr=LR, device=args.device, precision=precision,
-                             check_every=check_every, progress=False).fit(train)
+        history = pm.Trainer(model, epochs=args.epochs, batch_size=args.batch_size, lr=LR, device=args.device,
+                             precision=precision, check_every=check_every, progress=False).fit(train)
         speeds[precision, check_every] = statistics.median(len(train) / h["seconds"] for h in history[1:])
         row = f"precision={precision}, check_every={check_every}"
         run.add(table, row=row, column="samples/s", value=speeds[precision, check_every])
@@ -479,6 +480,8 @@ def main() -> None:
     parser.add_argument("--complete", action="store_true", help="at η > 0 also train on the complete tuples only")
     parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
                         help="speed part: polymodal's Trainer precision(s); bf16 needs a GPU or a CPU with native bf16")
+    parser.add_argument("--batch-size", type=int, default=BATCH,
+                        help="coherence and speed parts: both libraries' batch (MultiVae's protocol: 256)")
     parser.add_argument("--clf-epochs", type=int, default=10, help="epochs of the digit classifiers")
     parser.add_argument("--limit", type=int, default=None, help="keep the first N training and test samples")
     parser.add_argument("--device", default="cpu")
