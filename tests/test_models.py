@@ -139,15 +139,15 @@ def test_miwae_with_mask_input_tells_a_missing_entry_from_an_observed_zero():
         assert (not torch.allclose(q.mean[0], q.mean[1])) is differ
 
 
-def test_auto_weights_scale_each_modality_to_the_entries_of_the_largest(tmp_path):
-    schema = pm.Schema([pm.Modality("image", (3, 4, 4), "bernoulli"), pm.Modality("vector", (6,)),
+def test_auto_weights_scale_each_modality_to_the_spread_of_the_largest(tmp_path):
+    schema = pm.Schema([pm.Modality("image", (1, 8, 8), "bernoulli"), pm.Modality("vector", (4,)),
                         pm.Modality("label", (), "categorical", num_classes=10)])
-    assert pm.auto_weights(schema) == {"image": 1.0, "vector": 8.0, "label": 48.0}  # max_k D_k / D_m
+    assert pm.auto_weights(schema) == {"image": 1.0, "vector": 4.0, "label": 8.0}  # sqrt(max_k D_k / D_m)
     g = torch.Generator().manual_seed(0)
-    batch = pm.Batch.from_data(schema, {"image": torch.rand(5, 3, 4, 4, generator=g).round(),
-                                        "vector": torch.randn(5, 6, generator=g), "label": torch.arange(5)})
+    batch = pm.Batch.from_data(schema, {"image": torch.rand(5, 1, 8, 8, generator=g).round(),
+                                        "vector": torch.randn(5, 4, generator=g), "label": torch.arange(5)})
     losses = []
-    for weights in ("auto", {"image": 1.0, "vector": 8.0, "label": 48.0}):
+    for weights in ("auto", {"image": 1.0, "vector": 4.0, "label": 8.0}):
         torch.manual_seed(0)
         model = pm.MVAE(schema, latent_dim=2, hidden=(8,), weights=weights)
         losses.append(model.loss(batch).loss)
@@ -164,7 +164,7 @@ def test_auto_weights_scale_each_modality_to_the_entries_of_the_largest(tmp_path
 def test_auto_weights_of_scalar_columns_are_ones_and_of_sequences_count_one_step():
     columns = pm.Schema([pm.Modality("x"), pm.Modality("y", (), "categorical", num_classes=3)])
     assert pm.auto_weights(columns) == {"x": 1.0, "y": 1.0}
-    steps = pm.Schema([pm.Modality("x", (2,), sequential=True), pm.Modality("y", (), sequential=True)])
+    steps = pm.Schema([pm.Modality("x", (4,), sequential=True), pm.Modality("y", (), sequential=True)])
     assert pm.MDMM(steps, weights="auto").lambdas == {"x": 1.0, "y": 2.0}  # entries of one step
 
 

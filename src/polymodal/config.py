@@ -89,7 +89,8 @@ NON_NEGATIVE = Range(0)
 AT_LEAST_ONE = Range(1)
 FRACTION = Range(0, 1)
 # The likelihood weights lambda_m of a model's config: non-negative numbers by modality name,
-# or "auto" (each modality's log-likelihood scaled by the largest modality's entries over its own).
+# or "auto" (each modality's log-likelihood scaled by the square root of the largest modality's
+# entries over its own).
 WEIGHTS = OrWords(NON_NEGATIVE, ("auto",))
 Weights = dict[str, float] | str
 

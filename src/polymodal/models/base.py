@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import numbers
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -531,13 +532,16 @@ class PerModality(Model):
 
 
 def auto_weights(schema: Schema) -> dict[str, float]:
-    """lambda_m = max_k D_k / D_m, with D_m the entries of one sample of modality m (of one
-    step, for a sequence; 1 for a class label): each modality's log-likelihood counts as much
-    as the largest one's would over as many entries, and the largest keeps weight 1, so its
-    ELBO and its balance against the KL are unchanged. A 10-class label beside a 28 x 28
-    image gets 784; modalities of one size (a table's columns) all get 1."""
+    """lambda_m = sqrt(max_k D_k / D_m), with D_m the entries of one sample of modality m (of
+    one step, for a sequence; 1 for a class label). A log-likelihood summed over D independent
+    entries spreads over samples as sqrt(D), so each modality's weighted log-likelihood then
+    spreads as much as the largest one's, which keeps weight 1 (its ELBO and its balance
+    against the KL are unchanged). Matching the sums themselves (max_k D_k / D_m) overweighs
+    a small modality: an image's pixels are far from independent. A class label beside a
+    28 x 28 image gets 28, beside an 8 x 8 one 8; modalities of one size (a table's columns)
+    all get 1."""
     largest = max(mod.size for mod in schema)
-    return {mod.name: largest / mod.size for mod in schema}
+    return {mod.name: math.sqrt(largest / mod.size) for mod in schema}
 
 
 def schema_difference(given: Schema, expected: Schema) -> str:

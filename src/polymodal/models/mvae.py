@@ -41,12 +41,13 @@ Where we differ from the reference code, and why:
 * Random subsets are uniform over subsets of size 2 .. M-1 (the CelebA-19 code first draws a
   size uniformly), and every term uses the lambda weights (the code forgets them in some).
 * The lambda weights default to ``"auto"`` (:func:`~polymodal.models.base.auto_weights`:
-  max_k D_k / D_m, e.g. 784 for a label beside a 28 x 28 image), not 1: the paper tunes
+  sqrt(max_k D_k / D_m), e.g. 28 for a label beside a 28 x 28 image), not 1: the paper tunes
   lambda_label = 50 by hand, and with 1 a label weighs too little to be read from an image.
-  On MNIST with few labels ``cross=True`` reads it better with "auto" than with 1 (0.66 /
-  0.71 / 0.81 against 0.55 / 0.70 / 0.73 at 1 / 2 / 5% labelled), and on the scikit-learn
-  digits within one SD of 50 (0.973 / 0.890 against 0.979 / 0.897 with all / 10% paired;
-  docs/guides/models.md gives the commands). ``weights={}`` is the ELBO.
+  On MNIST with 2% / 5% of the labels ``cross=True`` reads the label from the image at 0.765 /
+  0.839 with it (5 seeds), against 0.732 / 0.841 with the entries' ratio max_k D_k / D_m
+  (784) and 0.741 / 0.811 for logistic regression on the labelled images; on the scikit-learn
+  digits it is within one SD of 50 (0.971 / 0.886 against 0.979 / 0.897 with all / 10%
+  paired). docs/guides/models.md gives the commands. ``weights={}`` is the ELBO.
 """
 
 from __future__ import annotations
