@@ -495,6 +495,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.epochs < (2 if args.part == "speed" else 1):
         parser.error("--epochs: the speed part needs at least 2 (the first is not timed)")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not all(0 < f <= 1 for f in args.fractions):
+        parser.error(f"--fractions must be in (0, 1], got {args.fractions}")
+    if args.part == "labels" and not {name.split()[0] for name in LABEL_MODELS} & set(args.models):
+        parser.error(f"--models: the labels part runs MVAE and MEME, got {args.models}")
     torch.set_num_threads(1)
     titles = {"coherence": "PolyMNIST on MultiVae's protocol", "labels": "MNIST with few labels",
               "speed": "Training speed with MultiVae's PolyMNIST nets"}
