@@ -14,7 +14,8 @@ the other modalities' encoders as the conditional prior; K = 10) (``--models``),
 latent 512), a Laplace likelihood of scale 0.75, β = 1, Adam at lr 1e-3 and batches of 256
 (MultiVae's benchmark; its own runs use β = 2.5 for MVAE, MoPoE and MVTCAE, K = 10 for MMVAE,
 and 100 to 800 epochs of 54,000 tuples). ``--batch-size`` changes the batch for both libraries
-alike: a smaller one takes more Adam steps in the same CPU time. Scores, on the complete test tuples, the same
+alike: a smaller one takes more Adam steps in the same CPU time; ``--precision bf16`` trains
+polymodal's models in bf16 (a row each precision; MultiVae has only fp32). Scores, on the complete test tuples, the same
 code for both libraries:
 
 - conditional coherence given n = 1..4 observed modalities: for every subset S of n
@@ -47,7 +48,9 @@ Part ``speed``: training samples/s on PolyMNIST with the nets above, the median 
 after the first: each of ``--models`` in polymodal, at each ``--precision`` (fp32; bf16 on a
 GPU or a CPU with native bf16, where the convolutions run in bfloat16), and, for those also in
 ``--multivae``, in MultiVae (fp32, it has no other) right after it (same data, seed and
-device); with polymodal's final training loss at each precision. On CUDA also MVAE with the ``Trainer``
+device); with polymodal's final training loss at each precision. ``--compile`` trains polymodal's
+models with ``Trainer(compile=True)`` (``torch.compile``; in the speed part the first epoch, which compiles, is
+not timed), in either part. On CUDA also MVAE with the ``Trainer``
 options ``precision`` fp32 and bf16 and ``check_every`` 1 and 50 (``benchmarks/gpu_check.sh``
 runs this part on a GPU).
 
@@ -116,15 +119,20 @@ class Polymodal:
 
     library = "polymodal"
 
-    def __init__(self, name: str, schema: pm.Schema, precision: str = "fp32"):
+    def __init__(self, name: str, schema: pm.Schema, precision: str = "fp32", compile: bool = False):
         self.model = multivae_nets(BUILDERS[name](schema))
-        self.precision = precision
+        self.precision, self.compile = precision, compile
         self.losses: list[float] = []
+
+    @property
+    def label(self) -> str:
+        """The library with the options that differ from the defaults ("polymodal bf16 compiled")."""
+        return " ".join([self.library] + [self.precision] * (self.precision != "fp32") + ["compiled"] * self.compile)
 
     def fit(self, data: pm.Batch, epochs: int, seed: int, device: str, batch: int = BATCH) -> list[float]:
         """Train; the seconds of each epoch (``losses`` keeps each epoch's mean training loss)."""
         history = pm.Trainer(self.model, epochs=epochs, batch_size=batch, lr=LR, seed=seed, device=device,
-                             precision=self.precision, progress=False).fit(data)
+                             precision=self.precision, compile=self.compile, progress=False).fit(data)
         self.model.cpu()
         self.losses = [h["loss"] for h in history]
         return [h["seconds"] for h in history]
@@ -152,7 +160,7 @@ class MultiVae:
     posteriors and the IWAE bound, MVTCAE's α = 5/6. Missing images are zeros, as
     MultiVae's dataset gives them."""
 
-    library = "MultiVae"
+    library = label = "MultiVae"
 
     def __init__(self, name: str, schema: pm.Schema):
         use_torchvision_stand_in()
@@ -342,7 +350,9 @@ def run_coherence(args, run: Run) -> None:
     for name, clf in classifiers.items():
         accuracy = macro_accuracy(clf.predict(test.values[name]), y_test)
         run.add("classifiers", row="ClfImg test accuracy", column=name, value=accuracy)
-    sides = [(Polymodal, name) for name in args.models] + [(MultiVae, name) for name in args.multivae]
+    sides = [functools.partial(Polymodal, name, precision=p, compile=args.compile)
+             for name in args.models for p in args.precision]
+    sides += [functools.partial(MultiVae, name) for name in args.multivae]
     for eta in args.eta:
         table = f"η = {eta:g}"
         run.table(table, f"coherence given 1-4 modalities, joint coherence, latent probes, training speed; "
@@ -354,10 +364,10 @@ def run_coherence(args, run: Run) -> None:
             if args.complete and eta > 0:
                 sets[" (complete only)"] = part.select(part.presence().all(0))
             for suffix, data in sets.items():
-                for side, name in sides:
+                for side in sides:
                     torch.manual_seed(seed)
-                    model = side(name, data.schema)
-                    row = f"{name} ({side.library}){suffix}"
+                    model, name = side(schema=data.schema), side.args[0]
+                    row = f"{name} ({model.label}){suffix}"
                     seconds = model.fit(data, args.epochs, seed, args.device, args.batch_size)
                     scores = {**coherences(model, test, y_test, classifiers), **probes(model, part, test, y_train, y_test),
                               "samples/s": len(data) * len(seconds) / sum(seconds)}
@@ -365,7 +375,8 @@ def run_coherence(args, run: Run) -> None:
                         run.add(table, row=row, column=column, value=value, seed=seed)
                     print(table, row, seed, {k: round(v, 3) for k, v in scores.items()}, flush=True)
                     if seed == args.seeds[0] and eta == args.eta[0] and not suffix:
-                        stem = f"polymnist_cross_{name.lower().replace('+', 'plus')}" + ("_multivae" if side is MultiVae else "")
+                        stem = "_".join(["polymnist_cross", name.lower().replace("+", "plus")] + model.label.lower().split()[1:]
+                                        + ["multivae"] * (model.library == "MultiVae"))
                         path = cross_figure(model, test, y_test, run.figure_path(stem))
                         run.figure(path, f"{row}, η = {eta:g}, seed {seed}: test m0 (top row) and m1-m4 generated from it")
 
@@ -435,13 +446,13 @@ def run_speed(args, run: Run) -> None:
     run.table(losses, f"the mean loss of epoch {args.epochs}, by precision (the bf16 runs should learn as fp32 does)")
     for name in args.models:
         speeds = {}
-        builders = [functools.partial(Polymodal, name, train.schema, precision) for precision in args.precision]
+        builders = [functools.partial(Polymodal, name, train.schema, precision, args.compile) for precision in args.precision]
         if name in args.multivae:
             builders.append(functools.partial(MultiVae, name, train.schema))
         for build in builders:
             torch.manual_seed(0)  # each precision starts from the same weights
             side = build()
-            column = side.library if side.library == "MultiVae" or side.precision == "fp32" else f"polymodal {side.precision}"
+            column = side.label
             seconds = side.fit(train, args.epochs, 0, args.device, args.batch_size)
             speeds[column] = statistics.median(len(train) / s for s in seconds[1:])
             run.add(table, row=name, column=column, value=speeds[column])
@@ -474,12 +485,14 @@ def main() -> None:
     parser.add_argument("--eta", type=float, nargs="+", default=[0.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--models", nargs="+", choices=list(BUILDERS), default=list(BUILDERS), help="polymodal's")
+    parser.add_argument("--models", nargs="*", choices=list(BUILDERS), default=list(BUILDERS),
+                        help="polymodal's (none: only --multivae's)")
     parser.add_argument("--multivae", nargs="*", choices=MULTIVAE, default=[],
                         help="MultiVae 1.0.3's models on the same work (needs .venv-bench)")
     parser.add_argument("--complete", action="store_true", help="at η > 0 also train on the complete tuples only")
     parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
-                        help="speed part: polymodal's Trainer precision(s); bf16 needs a GPU or a CPU with native bf16")
+                        help="polymodal's Trainer precision(s), a row each; bf16 needs a GPU or a CPU with native bf16")
+    parser.add_argument("--compile", action="store_true", help="polymodal's Trainer(compile=True) (torch.compile)")
     parser.add_argument("--batch-size", type=int, default=BATCH,
                         help="coherence and speed parts: both libraries' batch (MultiVae's protocol: 256)")
     parser.add_argument("--clf-epochs", type=int, default=10, help="epochs of the digit classifiers")
