@@ -59,6 +59,7 @@ training and test tuples (a smoke run).
 
     python -m benchmarks.polymnist [--eta 0 0.5] [--seeds 0 1] [--epochs 30] [--models MVAE MoPoE] [--complete]
     .venv-bench/bin/python -m benchmarks.polymnist [...] --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
+    .venv-bench/bin/python -m benchmarks.polymnist --epochs 100 --batch-size 64 --models --multivae MoPoE  # MultiVae's side alone
     python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30] [--weights auto label=50] [--models MVAE]
     python -m benchmarks.polymnist --part speed --device cuda [--epochs 6]
     .venv-bench/bin/python -m benchmarks.polymnist --part speed --epochs 3 --precision fp32 bf16 \
