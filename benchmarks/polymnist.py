@@ -513,6 +513,10 @@ def main() -> None:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
     if not all(0 < f <= 1 for f in args.fractions):
         parser.error(f"--fractions must be in (0, 1], got {args.fractions}")
+    if args.part == "coherence" and not args.models + args.multivae:
+        parser.error("--models and --multivae are both empty: nothing to train")
+    if args.part == "speed" and not args.models:
+        parser.error("--models: the speed part times polymodal's models (and MultiVae's of the same names), got none")
     if args.part == "labels" and not {name.split()[0] for name in LABEL_MODELS} & set(args.models):
         parser.error(f"--models: the labels part runs MVAE and MEME, got {args.models}")
     torch.set_num_threads(1)
