@@ -4,6 +4,7 @@ import torch
 import polymodal as pm
 from polymodal import metrics
 from polymodal.gaussian import log_mean_exp
+from polymodal.models import mmvae
 
 
 def tiny(n=6, seed=0):
@@ -25,6 +26,23 @@ def test_a_sample_with_one_modality_scores_that_modalitys_iwae_bound():
     log_px = model.decode(z)["a"].log_prob(batch.values["a"])
     bound = log_mean_exp(model.prior((4, 5)).log_prob(z) + log_px - q.log_prob(z), 0)
     torch.testing.assert_close(loss, -bound.mean())
+
+
+def test_decoding_components_together_or_apart_gives_the_same_loss_and_gradient(monkeypatch):
+    torch.manual_seed(0)
+    batch = tiny(4).with_observed({"b": torch.tensor([True, False, True, True])})
+    model = pm.MMVAE(batch.schema, latent_dim=2, hidden=(8,), samples=2)
+
+    def loss_and_grads(rows):
+        monkeypatch.setattr(mmvae, "DECODE_ROWS", rows)
+        torch.manual_seed(1)
+        loss = model.loss(batch).loss
+        return loss, torch.autograd.grad(loss, list(model.parameters()))
+
+    (loss, grads), (apart, apart_grads) = loss_and_grads(1000), loss_and_grads(0)
+    torch.testing.assert_close(loss, apart)
+    for a, b in zip(grads, apart_grads):
+        torch.testing.assert_close(a, b)
 
 
 def test_two_modalities_use_the_whole_mixture_in_the_denominator():

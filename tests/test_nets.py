@@ -5,6 +5,7 @@ from torch import nn
 from polymodal.modalities import Modality
 from polymodal.nets import (
     MLP,
+    CroppedConvTranspose2d,
     Decoder,
     Encoder,
     ExpertHead,
@@ -220,6 +221,24 @@ def test_conv_nets_take_the_activation():
     default = Decoder(image, 8, channels=(4, 8, 16))
     assert SiLU in {type(m) for m in default.modules()}
     assert default(torch.zeros(2, 8)).shape == (2, 3, 28, 28, 1)  # MultiVae's 28 -> 14 -> 7 -> 4 and back
+
+
+@pytest.mark.parametrize("size, padding", [((4, 4), (0, 0)), ((4, 5), (0, 1)), ((3, 7), (1, 0))])
+def test_cropped_transposed_conv_equals_the_plain_layer_in_fp32_and_bf16(size, padding):
+    plain = nn.ConvTranspose2d(6, 5, 3, stride=2, padding=1, output_padding=padding)
+    cropped = CroppedConvTranspose2d(6, 5, 3, stride=2, padding=1, output_padding=padding)
+    cropped.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 6, *size, requires_grad=True)
+    for bf16 in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            ys = [layer(x) for layer in (plain, cropped)]
+        assert ys[1].shape == ys[0].shape == (3, 5, 2 * size[0] - 1 + padding[0], 2 * size[1] - 1 + padding[1])
+        grads = [torch.autograd.grad(y.float().square().sum(), [x, cropped.weight if y is ys[1] else plain.weight])
+                 for y in ys]
+        tol = dict(atol=2e-2, rtol=2e-2) if bf16 else dict(atol=0, rtol=0)
+        torch.testing.assert_close(ys[1].float(), ys[0].float(), **tol)
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, **(dict(atol=0.1, rtol=2e-2) if bf16 else tol))
 
 
 def test_masked_encoder_reads_the_observed_entries_and_tells_a_gap_from_a_zero():

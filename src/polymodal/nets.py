@@ -78,6 +78,24 @@ class ConvEncoder(nn.Module):
         return self.head(self.convs(x).flatten(1))
 
 
+class CroppedConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` that, in bf16 on the CPU, computes an output cut short of the
+    full ``stride * n`` size (``output_padding < stride - 1``) as the full one cropped.
+    ``output_padding`` only appends rows and columns, so the values are the same; but oneDNN's
+    bf16 kernel for the short size is slow (PyTorch 2.13: 5.7 ms against 1.1 ms for a batch of
+    64 from 128 x 4 x 4 to 64 x 7 x 7), and cropping makes a step of MultiVae's PolyMNIST
+    nets 1.07-1.16x faster. In fp32, and on CUDA, the layer's own kernel is as fast or faster."""
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        short = [s - 1 - p for s, p in zip(self.stride, self.output_padding)]
+        bf16 = x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")
+        if output_size is not None or x.device.type != "cpu" or not bf16 or not any(short):
+            return super().forward(x, output_size)
+        full = [s - 1 for s in self.stride]
+        y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, full, self.groups, self.dilation)
+        return y[..., : y.shape[-2] - short[0], : y.shape[-1] - short[1]]
+
+
 class ConvDecoder(nn.Module):
     """A linear layer, then stride-2 transposed convolutions back to the exact image size,
     ``activation`` between them."""
@@ -97,7 +115,7 @@ class ConvDecoder(nn.Module):
         for i, c_out in enumerate(outs):
             level = len(channels) - 1 - i  # size index we upsample to
             pad = (1 - hs[level] % 2, 1 - ws[level] % 2)
-            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad))
+            layers.append(CroppedConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad))
             if i < len(outs) - 1:
                 layers.append(activation())
             c_in = c_out

