@@ -51,3 +51,6 @@ if __name__ == "__main__":
     torch.save(model.state_dict(), f"{folder}/rank{trainer.rank}.pt")
     with open(f"{folder}/rank{trainer.rank}.json", "w") as f:
         json.dump({"world": trainer.world, "history": history}, f)
+    # left to interpreter exit, gloo's threads sometimes aborted a rank ("terminate called without an active exception")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
