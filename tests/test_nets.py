@@ -241,6 +241,26 @@ def test_cropped_transposed_conv_equals_the_plain_layer_in_fp32_and_bf16(size, p
             torch.testing.assert_close(a, b, **(dict(atol=0.1, rtol=2e-2) if bf16 else tol))
 
 
+def test_cropped_transposed_conv_runs_the_full_size_kernel_only_in_bf16_on_the_cpu(monkeypatch):
+    kernel, sizes = torch.nn.functional.conv_transpose2d, []
+
+    def recorded(*args, **kwargs):
+        y = kernel(*args, **kwargs)
+        sizes.append(tuple(y.shape[-2:]))
+        return y
+
+    monkeypatch.setattr(torch.nn.functional, "conv_transpose2d", recorded)
+    layer = CroppedConvTranspose2d(6, 5, 3, stride=2, padding=1, output_padding=(0, 1))
+    x = torch.randn(2, 6, 4, 4)
+    for bf16, computed in ((False, (7, 8)), (True, (8, 8))):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            assert layer(x).shape[-2:] == (7, 8)
+        assert sizes.pop() == computed
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x, output_size=[7, 8]).shape[-2:] == (7, 8)  # an explicit size keeps the plain kernel
+    assert sizes.pop() == (7, 8)
+
+
 def test_masked_encoder_reads_the_observed_entries_and_tells_a_gap_from_a_zero():
     encoder = Encoder(MODALITIES["vector"], LATENT, **SMALL, with_mask=True)
     x, observed = torch.randn(3, 5), torch.tensor([True, False, True, True, False]).expand(3, 5)
