@@ -54,6 +54,12 @@ not timed), in either part. On CUDA also MVAE with the ``Trainer``
 options ``precision`` fp32 and bf16 and ``check_every`` 1 and 50 (``benchmarks/gpu_check.sh``
 runs this part on a GPU).
 
+Part ``grid`` trains nothing: it pools the committed coherence records at ``--epochs`` and
+``--batch-size`` (whole data) by model, side and seed (a rerun of a seed replaces it), gives
+each table's mean ± SD over seeds, polymodal's gap to MultiVae given 1-4 modalities with a
+verdict (given n, ahead or behind by more than one SD over seeds, else a tie), and a figure of
+the whole grid, a panel per η and model.
+
 MultiVae's side needs ``.venv-bench`` (``make bench-env``). ``--limit N`` keeps the first N
 training and test tuples (a smoke run).
 
@@ -62,6 +68,7 @@ training and test tuples (a smoke run).
     .venv-bench/bin/python -m benchmarks.polymnist --epochs 100 --batch-size 64 --models --multivae MoPoE  # MultiVae's side alone
     python -m benchmarks.polymnist --part labels [--seeds 0] [--epochs 30] [--weights auto label=50] [--models MVAE]
     python -m benchmarks.polymnist --part speed --device cuda [--epochs 6]
+    python -m benchmarks.polymnist --part grid --epochs 100 --batch-size 64 --name pooled_batch64_100_epochs
     .venv-bench/bin/python -m benchmarks.polymnist --part speed --epochs 3 --precision fp32 bf16 \
         --multivae MVAE MMVAE MoPoE MVTCAE MMVAE+
 """
@@ -82,7 +89,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor, nn
 
 import polymodal as pm
-from benchmarks.results import Run, weights_option
+from benchmarks.results import Run, load_records, weights_option
 from benchmarks.stubs import use_torchvision_stand_in
 from polymodal.nets import Decoder, Encoder
 from polymodal.report import plot_modalities
@@ -480,9 +487,136 @@ def run_speed(args, run: Run) -> None:
         run.add(table, row=row, column="final loss", value=history[-1]["loss"])
 
 
+GIVEN = ("given 1", "given 2", "given 3", "given 4")
+Cells = dict[str, dict[str, dict[str, dict[int, float]]]]
+
+
+def pooled(records: Sequence[dict], epochs: int, batch: int) -> Cells:
+    """The coherence part's values at ``epochs`` and ``batch`` on the whole data, from every
+    record: ``{table: {row: {column: {seed: value}}}}``; a later record's value for a seed
+    replaces an earlier one's (a rerun)."""
+    cells: Cells = {}
+    for record in sorted(records, key=lambda r: r["started"]):
+        arguments = record["arguments"]
+        if (record["benchmark"], arguments.get("part", "coherence"), arguments.get("epochs"), arguments.get("batch_size"),
+                arguments.get("limit")) != ("polymnist", "coherence", epochs, batch, None):
+            continue
+        for table, entry in record["tables"].items():
+            for row, columns in entry["rows"].items() if table.startswith("η") else ():
+                for column, cell in columns.items():
+                    cells.setdefault(table, {}).setdefault(row, {}).setdefault(column, {}).update(
+                        zip(cell["seeds"], cell["values"]))
+    return cells
+
+
+def noise(cells: Cells) -> float:
+    """The seeds' typical spread: the median SD of the coherence given n over the cells with several seeds."""
+    sds = [statistics.stdev(seeds.values()) for rows in cells.values() for columns in rows.values()
+           for column, seeds in columns.items() if column in GIVEN and len(seeds) > 1]
+    return statistics.median(sds) if sds else float("nan")
+
+
+def verdict(ours: dict[str, dict[int, float]], theirs: dict[str, dict[int, float]], spread: float) -> str:
+    """Given each n, polymodal is "ahead" when its mean is above MultiVae's by more than one SD,
+    "behind" when below by more than one SD, else in a "tie"; the SD is the larger of the two
+    sides' over seeds where both have several, else ``spread``. One word when n does not
+    matter, else each word with its n: ``ahead given 2-4; tie given 1``."""
+    words = []
+    for column in GIVEN:
+        a, b = list(ours[column].values()), list(theirs[column].values())
+        sd = max(statistics.stdev(a), statistics.stdev(b)) if min(len(a), len(b)) > 1 else spread
+        gap = statistics.mean(a) - statistics.mean(b)
+        words.append("ahead" if gap > sd else "behind" if gap < -sd else "tie")
+    if len(set(words)) == 1:
+        return words[0]
+    parts = []
+    for word in ("ahead", "tie", "behind"):
+        ns = [n for n, w in enumerate(words, 1) if w == word]
+        if ns:
+            contiguous = len(ns) > 2 and ns[-1] - ns[0] == len(ns) - 1
+            parts.append(f"{word} given " + (f"{ns[0]}-{ns[-1]}" if contiguous else " and ".join(map(str, ns))))
+    return "; ".join(parts)
+
+
+def side(row: str) -> tuple[str, str]:
+    """A coherence row's model and side: ``MoPoE (polymodal bf16) (complete only)`` -> ``MoPoE``, ``complete only``."""
+    model = row.split(" (")[0]
+    return model, "complete only" if row.endswith("(complete only)") else "MultiVae" if "(MultiVae)" in row else "polymodal"
+
+
+def grid_figure(cells: Cells, verdicts: dict[tuple[str, str], str], models: Sequence[str], path: Path) -> Path:
+    """A panel per η (rows) and model (columns): coherence given 1-4 modalities, mean ± SD over
+    seeds, polymodal against MultiVae (and polymodal on the complete tuples only, where run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {"polymodal": ("-", "o", "C0"), "MultiVae": ("--", "s", "C1"), "complete only": (":", "^", "0.5")}
+    figure, axes = plt.subplots(len(cells), len(models), figsize=(2.6 * len(models), 2.3 * len(cells)),
+                                sharex=True, sharey=True, squeeze=False)
+    for (table, rows), line in zip(cells.items(), axes):
+        for model, ax in zip(models, line):
+            ax.set_title(f"{model}, {table}" + (f"\n{verdicts[table, model]}" if (table, model) in verdicts else ""), fontsize=8)
+            drawn = {side(row)[1]: columns for row, columns in rows.items() if side(row)[0] == model}
+            for name, (style, marker, colour) in styles.items():
+                if name not in drawn:
+                    continue
+                values = [list(drawn[name][c].values()) for c in GIVEN]
+                ax.errorbar(range(1, 5), [statistics.mean(v) for v in values],
+                            [statistics.stdev(v) if len(v) > 1 else 0 for v in values], linestyle=style, marker=marker,
+                            color=colour, markersize=4, capsize=2,
+                            label=f"{name} ({len(values[0])} seed{'s' * (len(values[0]) > 1)})")
+            if drawn:
+                ax.legend(fontsize=6, loc="lower right")
+            else:
+                ax.text(2.5, 0.35, "not run", ha="center", color="0.5")
+    for ax in axes[-1]:
+        ax.set_xlabel("modalities given")
+        ax.set_xticks(range(1, 5))
+    for ax in axes[:, 0]:
+        ax.set_ylabel("coherence")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def run_grid(args, run: Run) -> None:
+    cells = dict(sorted(pooled(load_records(), args.epochs, args.batch_size).items()))
+    if not cells:
+        raise SystemExit(f"no coherence records at --epochs {args.epochs} and --batch-size {args.batch_size}")
+    spread = noise(cells)
+    models = [m for m in BUILDERS if any(side(row)[0] == m for rows in cells.values() for row in rows)]
+    gaps, verdicts = "polymodal − MultiVae", {}
+    run.table(gaps, f"the gap of the means given 1-4 modalities; given n, ahead: above by more than one SD, behind: "
+                    f"below by more than one SD, else a tie (the SD: the larger side's over seeds where both ran "
+                    f"several, else the grid's median SD over seeds, {spread:.3f})")
+    for table, rows in cells.items():
+        run.table(table, f"mean ± SD over the seeds run (coherence given 1-4 modalities, joint coherence, latent probes, "
+                         f"training samples/s); {args.epochs} epochs, batch {args.batch_size}")
+        for row in sorted(rows, key=lambda r: (models.index(side(r)[0]), r)):
+            for column, seeds in rows[row].items():
+                for seed, value in seeds.items():
+                    run.add(table, row=row, column=column, value=value, seed=seed)
+            run.add(table, row=row, column="seeds", value=len(rows[row]["given 1"]))
+        for model in models:
+            both = {side(r)[1]: columns for r, columns in rows.items() if side(r)[0] == model}
+            if "polymodal" not in both or "MultiVae" not in both:
+                continue
+            ours, theirs = both["polymodal"], both["MultiVae"]
+            verdicts[table, model] = verdict(ours, theirs, spread)
+            for column in GIVEN:
+                run.add(gaps, row=f"{model}, {table}: {verdicts[table, model]}", column=column,
+                        value=statistics.mean(ours[column].values()) - statistics.mean(theirs[column].values()))
+    run.figure(grid_figure(cells, verdicts, models, run.figure_path("polymnist_grid")),
+               f"Coherence given 1-4 modalities against MultiVae, mean ± SD over seeds; {args.epochs} epochs at batch "
+               f"{args.batch_size}; the panel's title gives the verdict of the table above")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["coherence", "labels", "speed"], default="coherence")
+    parser.add_argument("--part", choices=["coherence", "labels", "speed", "grid"], default="coherence")
     parser.add_argument("--eta", type=float, nargs="+", default=[0.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=30)
@@ -521,9 +655,9 @@ def main() -> None:
         parser.error(f"--models: the labels part runs MVAE and MEME, got {args.models}")
     torch.set_num_threads(1)
     titles = {"coherence": "PolyMNIST on MultiVae's protocol", "labels": "MNIST with few labels",
-              "speed": "Training speed with MultiVae's PolyMNIST nets"}
+              "speed": "Training speed with MultiVae's PolyMNIST nets", "grid": "PolyMNIST against MultiVae, the runs pooled"}
     run = Run("polymnist", args, title=titles[args.part], libraries=["mlxtend"], name=args.name)
-    {"coherence": run_coherence, "labels": run_labels, "speed": run_speed}[args.part](args, run)
+    {"coherence": run_coherence, "labels": run_labels, "speed": run_speed, "grid": run_grid}[args.part](args, run)
     run.save(args.name or args.part)
 
 
