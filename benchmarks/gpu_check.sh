@@ -4,7 +4,8 @@
 # step and every 50 steps), recorded through benchmarks/results.py as benchmarks/results/polymnist/speed_cuda.json.
 # Where MultiVae is installed (make bench-env, or its wheels), its models run beside polymodal's. With GRID=1 it
 # then runs the coherence grid (every model, eta 0, 0.2 and 0.5, training on all tuples and on the complete ones,
-# 3 seeds, EPOCHS epochs, default 100) into benchmarks/results/polymnist/grid_cuda.json.
+# 3 seeds, EPOCHS epochs, default 100) into benchmarks/results/polymnist/grid_cuda.json, pooled with its verdicts
+# and figure into pooled_cuda.json.
 #   [GRID=1] [EPOCHS=N] benchmarks/gpu_check.sh [PYTHON]   (default .venv/bin/python; needs the mnist extra)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,5 @@ fi
 if [ "${GRID:-0}" = 1 ]; then
   "$PY" -m benchmarks.polymnist --device cuda --epochs "${EPOCHS:-100}" --eta 0 0.2 0.5 --seeds 0 1 2 --complete \
     "${MULTIVAE[@]}" --name grid_cuda
+  "$PY" -m benchmarks.polymnist --part grid --device cuda --epochs "${EPOCHS:-100}" --batch-size 256 --name pooled_cuda
 fi

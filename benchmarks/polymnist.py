@@ -54,8 +54,8 @@ not timed), in either part. On CUDA also MVAE with the ``Trainer``
 options ``precision`` fp32 and bf16 and ``check_every`` 1 and 50 (``benchmarks/gpu_check.sh``
 runs this part on a GPU).
 
-Part ``grid`` trains nothing: it pools the committed coherence records at ``--epochs`` and
-``--batch-size`` (whole data) by model, side and seed (a rerun of a seed replaces it), gives
+Part ``grid`` trains nothing: it pools the committed coherence records at ``--epochs``,
+``--batch-size`` and ``--device`` (whole data) by model, side and seed (a rerun of a seed replaces it), gives
 each table's mean ± SD over seeds, polymodal's gap to MultiVae given 1-4 modalities with a
 verdict (given n, ahead or behind by more than one SD over seeds, else a tie), and a figure of
 the whole grid, a panel per η and model.
@@ -491,15 +491,16 @@ GIVEN = ("given 1", "given 2", "given 3", "given 4")
 Cells = dict[str, dict[str, dict[str, dict[int, float]]]]
 
 
-def pooled(records: Sequence[dict], epochs: int, batch: int) -> Cells:
-    """The coherence part's values at ``epochs`` and ``batch`` on the whole data, from every
-    record: ``{table: {row: {column: {seed: value}}}}``; a later record's value for a seed
-    replaces an earlier one's (a rerun)."""
+def pooled(records: Sequence[dict], epochs: int, batch: int, device: str = "cpu") -> Cells:
+    """The coherence part's values at ``epochs`` and ``batch`` on the whole data and on ``device``
+    (``cuda`` also matches ``cuda:1``), from every record: ``{table: {row: {column: {seed: value}}}}``;
+    a later record's value for a seed replaces an earlier one's (a rerun)."""
     cells: Cells = {}
     for record in sorted(records, key=lambda r: r["started"]):
         arguments = record["arguments"]
         if (record["benchmark"], arguments.get("part", "coherence"), arguments.get("epochs"), arguments.get("batch_size"),
-                arguments.get("limit")) != ("polymnist", "coherence", epochs, batch, None):
+                arguments.get("limit"), arguments.get("device", "cpu").split(":")[0]) != (
+                "polymnist", "coherence", epochs, batch, None, device.split(":")[0]):
             continue
         for table, entry in record["tables"].items():
             for row, columns in entry["rows"].items() if table.startswith("η") else ():
@@ -539,36 +540,40 @@ def verdict(ours: dict[str, dict[int, float]], theirs: dict[str, dict[int, float
 
 
 def side(row: str) -> tuple[str, str]:
-    """A coherence row's model and side: ``MoPoE (polymodal bf16) (complete only)`` -> ``MoPoE``, ``complete only``."""
-    model = row.split(" (")[0]
-    return model, "complete only" if row.endswith("(complete only)") else "MultiVae" if "(MultiVae)" in row else "polymodal"
+    """A coherence row's model and side: ``MoPoE (polymodal bf16) (complete only)`` -> ``MoPoE``,
+    ``polymodal bf16, complete only``."""
+    model, _, rest = row.partition(" (")
+    return model, rest.split(")")[0] + (", complete only" if row.endswith("(complete only)") else "")
 
 
-def grid_figure(cells: Cells, verdicts: dict[tuple[str, str], str], models: Sequence[str], path: Path) -> Path:
+def grid_figure(cells: Cells, verdicts: dict[tuple[str, str], list[str]], models: Sequence[str], path: Path) -> Path:
     """A panel per η (rows) and model (columns): coherence given 1-4 modalities, mean ± SD over
-    seeds, polymodal against MultiVae (and polymodal on the complete tuples only, where run)."""
+    seeds, polymodal (solid) against MultiVae (dashed), and each on the complete tuples only
+    (dotted), where run; the verdicts in the panel's title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    styles = {"polymodal": ("-", "o", "C0"), "MultiVae": ("--", "s", "C1"), "complete only": (":", "^", "0.5")}
     figure, axes = plt.subplots(len(cells), len(models), figsize=(2.6 * len(models), 2.3 * len(cells)),
                                 sharex=True, sharey=True, squeeze=False)
     for (table, rows), line in zip(cells.items(), axes):
+        sides = sorted({side(row)[1].removesuffix(", complete only") for row in rows}, key=lambda s: (s == "MultiVae", s))
+        colours = {name: "C1" if name == "MultiVae" else f"C{2 * i}" for i, name in enumerate(sides)}
         for model, ax in zip(models, line):
-            ax.set_title(f"{model}, {table}" + (f"\n{verdicts[table, model]}" if (table, model) in verdicts else ""), fontsize=8)
+            ax.set_title("\n".join([f"{model}, {table}", *verdicts.get((table, model), [])]), fontsize=8)
             drawn = {side(row)[1]: columns for row, columns in rows.items() if side(row)[0] == model}
-            for name, (style, marker, colour) in styles.items():
-                if name not in drawn:
-                    continue
+            for name in sorted(drawn, key=lambda s: (s.startswith("MultiVae"), s)):
+                complete, library = name.endswith("complete only"), name.removesuffix(", complete only")
                 values = [list(drawn[name][c].values()) for c in GIVEN]
                 ax.errorbar(range(1, 5), [statistics.mean(v) for v in values],
-                            [statistics.stdev(v) if len(v) > 1 else 0 for v in values], linestyle=style, marker=marker,
-                            color=colour, markersize=4, capsize=2,
+                            [statistics.stdev(v) if len(v) > 1 else 0 for v in values],
+                            linestyle=":" if complete else "--" if library == "MultiVae" else "-",
+                            marker="^" if complete else "s" if library == "MultiVae" else "o", color=colours[library],
+                            alpha=0.6 if complete else 1, markersize=4, capsize=2,
                             label=f"{name} ({len(values[0])} seed{'s' * (len(values[0]) > 1)})")
             if drawn:
-                ax.legend(fontsize=6, loc="lower right")
+                ax.legend(fontsize=6, loc="upper left")
             else:
                 ax.text(2.5, 0.35, "not run", ha="center", color="0.5")
     for ax in axes[-1]:
@@ -576,6 +581,7 @@ def grid_figure(cells: Cells, verdicts: dict[tuple[str, str], str], models: Sequ
         ax.set_xticks(range(1, 5))
     for ax in axes[:, 0]:
         ax.set_ylabel("coherence")
+    axes[0, 0].set_ylim(0, 1)  # shared: room for the legends above the lines
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -583,9 +589,10 @@ def grid_figure(cells: Cells, verdicts: dict[tuple[str, str], str], models: Sequ
 
 
 def run_grid(args, run: Run) -> None:
-    cells = dict(sorted(pooled(load_records(), args.epochs, args.batch_size).items()))
+    cells = dict(sorted(pooled(load_records(), args.epochs, args.batch_size, args.device).items()))
     if not cells:
-        raise SystemExit(f"no coherence records at --epochs {args.epochs} and --batch-size {args.batch_size}")
+        raise SystemExit(f"no coherence records at --epochs {args.epochs} and --batch-size {args.batch_size} "
+                         f"on --device {args.device}")
     spread = noise(cells)
     models = [m for m in BUILDERS if any(side(row)[0] == m for rows in cells.values() for row in rows)]
     gaps, verdicts = "polymodal − MultiVae", {}
@@ -601,18 +608,18 @@ def run_grid(args, run: Run) -> None:
                     run.add(table, row=row, column=column, value=value, seed=seed)
             run.add(table, row=row, column="seeds", value=len(rows[row]["given 1"]))
         for model in models:
-            both = {side(r)[1]: columns for r, columns in rows.items() if side(r)[0] == model}
-            if "polymodal" not in both or "MultiVae" not in both:
-                continue
-            ours, theirs = both["polymodal"], both["MultiVae"]
-            verdicts[table, model] = verdict(ours, theirs, spread)
-            for column in GIVEN:
-                run.add(gaps, row=f"{model}, {table}: {verdicts[table, model]}", column=column,
-                        value=statistics.mean(ours[column].values()) - statistics.mean(theirs[column].values()))
+            sides = {side(r)[1]: columns for r, columns in rows.items() if side(r)[0] == model}
+            theirs = sides.get("MultiVae")
+            ours = {name: columns for name, columns in sides.items() if name.startswith("polymodal") and "complete" not in name}
+            for name, columns in ours.items() if theirs else ():
+                word = verdict(columns, theirs, spread)
+                verdicts.setdefault((table, model), []).append(word if len(ours) == 1 else f"{name.split()[-1]}: {word}")
+                for column in GIVEN:
+                    run.add(gaps, row=f"{model} ({name}), {table}: {word}", column=column,
+                            value=statistics.mean(columns[column].values()) - statistics.mean(theirs[column].values()))
     run.figure(grid_figure(cells, verdicts, models, run.figure_path("polymnist_grid")),
                f"Coherence given 1-4 modalities against MultiVae, mean ± SD over seeds; {args.epochs} epochs at batch "
-               f"{args.batch_size}; the panel's title gives the verdict of the table above")
-
+               f"{args.batch_size}; each panel's title gives the verdict of the table above")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -28,10 +28,12 @@ def test_pooled_gathers_seeds_from_separate_records_and_a_rerun_replaces_its_see
                record("MoPoE (MultiVae)", 0, 0.42, started="2026-02-01"),
                record("MoPoE (MultiVae)", 2, 0.9, epochs=20), record("MoPoE (MultiVae)", 3, 0.9, limit=1000),
                record("MoPoE (MultiVae)", 4, 0.9, part="labels"), record("MoPoE (MultiVae)", 5, 0.9, batch_size=256),
+               record("MoPoE (MultiVae)", 6, 0.9, device="cuda"),
                {"benchmark": "imputer", "started": "2026-01-01", "arguments": {}, "tables": {}}]
     cells = pooled(records, epochs=100, batch=64)
     assert list(cells) == ["η = 0.5"]  # the classifiers' table is not a coherence table
     assert cells["η = 0.5"]["MoPoE (MultiVae)"]["given 3"] == {0: 0.42, 1: 0.44}
+    assert pooled(records, epochs=100, batch=64, device="cuda:0")["η = 0.5"]["MoPoE (MultiVae)"]["given 1"] == {6: 0.9}
 
 
 def test_noise_is_the_median_sd_over_the_cells_with_several_seeds():
@@ -59,20 +61,22 @@ def test_verdict_names_the_n_where_the_words_differ():
 
 
 def test_side_reads_the_model_and_the_side_from_a_row():
-    assert side("MMVAE+ (polymodal bf16)") == ("MMVAE+", "polymodal")
+    assert side("MMVAE+ (polymodal bf16)") == ("MMVAE+", "polymodal bf16")
     assert side("MoPoE (MultiVae)") == ("MoPoE", "MultiVae")
-    assert side("MVTCAE (polymodal bf16) (complete only)") == ("MVTCAE", "complete only")
+    assert side("MVTCAE (polymodal bf16) (complete only)") == ("MVTCAE", "polymodal bf16, complete only")
+    assert side("MoPoE (MultiVae) (complete only)") == ("MoPoE", "MultiVae, complete only")
 
 
 def test_the_grid_figure_has_a_panel_per_eta_and_model(tmp_path):
     cells = {"η = 0": {"MoPoE (polymodal bf16)": cell(0.5, 0.55), "MoPoE (MultiVae)": cell(0.45)},
-             "η = 0.5": {"MVAE (MultiVae)": cell(0.1)}}
-    path = grid_figure(cells, {("η = 0", "MoPoE"): "ahead"}, ["MVAE", "MoPoE"], tmp_path / "grid.png")
+             "η = 0.5": {"MVAE (MultiVae)": cell(0.1), "MVAE (MultiVae) (complete only)": cell(0.1),
+                         "MVAE (polymodal fp32) (complete only)": cell(0.1)}}
+    path = grid_figure(cells, {("η = 0", "MoPoE"): ["ahead"]}, ["MVAE", "MoPoE"], tmp_path / "grid.png")
     height, width, _ = imread(path).shape
     assert width > height  # two rows of two panels, each wider than tall
 
 
 def test_the_grid_part_refuses_a_budget_no_record_has(monkeypatch):
     monkeypatch.setattr(polymnist, "load_records", lambda: [record("MoPoE (MultiVae)", 0, 0.4)])
-    with pytest.raises(SystemExit, match="no coherence records at --epochs 7 and --batch-size 64"):
-        polymnist.run_grid(type("Args", (), {"epochs": 7, "batch_size": 64})(), run=None)
+    with pytest.raises(SystemExit, match="no coherence records at --epochs 7 and --batch-size 64 on --device cpu"):
+        polymnist.run_grid(type("Args", (), {"epochs": 7, "batch_size": 64, "device": "cpu"})(), run=None)
