@@ -621,6 +621,7 @@ def run_grid(args, run: Run) -> None:
                f"Coherence given 1-4 modalities against MultiVae, mean ± SD over seeds; {args.epochs} epochs at batch "
                f"{args.batch_size}; each panel's title gives the verdict of the table above")
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["coherence", "labels", "speed", "grid"], default="coherence")

@@ -72,8 +72,9 @@ def test_the_grid_figure_has_a_panel_per_eta_and_model(tmp_path):
              "η = 0.5": {"MVAE (MultiVae)": cell(0.1), "MVAE (MultiVae) (complete only)": cell(0.1),
                          "MVAE (polymodal fp32) (complete only)": cell(0.1)}}
     path = grid_figure(cells, {("η = 0", "MoPoE"): ["ahead"]}, ["MVAE", "MoPoE"], tmp_path / "grid.png")
-    height, width, _ = imread(path).shape
-    assert width > height  # two rows of two panels, each wider than tall
+    pixels = imread(path)
+    assert pixels.shape[:2] == (round(2 * 2.3 * 110), round(2 * 2.6 * 110))  # two η rows, two model columns, 110 dpi
+    assert pixels[..., :3].std() > 0.05  # lines and text drawn, not a blank canvas
 
 
 def test_the_grid_part_refuses_a_budget_no_record_has(monkeypatch):
