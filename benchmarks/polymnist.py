@@ -13,7 +13,8 @@ the other modalities' encoders as the conditional prior; K = 10) (``--models``),
 -> 128, a linear layer to 512 and the Gaussian head; the decoder the mirror image; ReLU;
 latent 512), a Laplace likelihood of scale 0.75, β = 1, Adam at lr 1e-3 and batches of 256
 (MultiVae's benchmark; its own runs use β = 2.5 for MVAE, MoPoE and MVTCAE, K = 10 for MMVAE,
-and 100 to 800 epochs of 54,000 tuples). ``--batch-size`` changes the batch for both libraries
+and 100 to 800 epochs of 54,000 tuples; ``--multivae-recipe`` runs MultiVae's MVAE as that
+case study does on partial data: the joint ELBO alone, β = 2.5, lr 5e-4). ``--batch-size`` changes the batch for both libraries
 alike: a smaller one takes more Adam steps in the same CPU time; ``--precision bf16`` trains
 polymodal's models in bf16 (a row each precision; MultiVae has only fp32). Scores, on the complete test tuples, the same
 code for both libraries:
@@ -56,8 +57,9 @@ runs this part on a GPU).
 
 Part ``grid`` trains nothing: it pools the committed coherence records at ``--epochs``,
 ``--batch-size`` and ``--device`` (whole data) by model, side and seed (a rerun of a seed replaces it), gives
-each table's mean ± SD over seeds, polymodal's gap to MultiVae given 1-4 modalities with a
-verdict (given n, ahead or behind by more than one SD over seeds, else a tie), and a figure of
+each table's mean ± SD over seeds, polymodal's gap to MultiVae (and to "MultiVae recipe", where
+run) given 1-4 modalities with a verdict (given n, ahead or behind by more than one SD over
+seeds, else a tie), and a figure of
 the whole grid, a panel per η and model.
 
 MultiVae's side needs ``.venv-bench`` (``make bench-env``). ``--limit N`` keeps the first N
@@ -166,11 +168,17 @@ class MultiVae:
     trainer would add its evaluation and checkpoints). Options match polymodal's rows: MVAE
     with one random subset (``k=1``) and no warm-up, MMVAE and MMVAE+ with K = 1, Gaussian
     posteriors and the IWAE bound, MVTCAE's α = 5/6. Missing images are zeros, as
-    MultiVae's dataset gives them."""
+    MultiVae's dataset gives them. With ``recipe``, the model's ``RECIPES`` entry replaces
+    those settings (the rows' label: "MultiVae recipe")."""
 
-    library = label = "MultiVae"
+    library = "MultiVae"
+    #: where MultiVae's partial-PolyMNIST case study departs from the shared settings "to avoid
+    #: crashing" (``examples/case_studies/benchmarking_on_partial_polymnist``): MVAE keeping the
+    #: incomplete tuples trains on the joint ELBO alone, with β = 2.5 and lr 5e-4 (its 500 epochs
+    #: and ``drop_last`` are not taken: the budget and batches stay the grid's)
+    RECIPES = {"MVAE": (dict(use_subsampling=False, beta=2.5), 5e-4)}
 
-    def __init__(self, name: str, schema: pm.Schema):
+    def __init__(self, name: str, schema: pm.Schema, recipe: bool = False):
         use_torchvision_stand_in()
         try:
             from multivae import models
@@ -184,6 +192,8 @@ class MultiVae:
         names = schema.names
         base = dict(n_modalities=len(names), latent_dim=LATENT - private, input_dims={m.name: m.shape for m in schema},
                     decoders_dist={n: "laplace" for n in names}, decoder_dist_params={n: {"scale": 0.75} for n in names})
+        overrides, self.lr = self.RECIPES[name] if recipe else ({}, LR)
+        base.update(overrides)
         nets = BaseAEConfig(latent_dim=LATENT, input_dim=(3, 28, 28))
         encoders = {n: split_encoder(nets, private) for n in names}
         decoders = {n: DecoderConvMMNIST(nets) for n in names}
@@ -196,6 +206,7 @@ class MultiVae:
             "MMVAE+": lambda: models.MMVAEPlusConfig(**base, K=1, prior_and_posterior_dist="normal",
                                                      modalities_specific_dim=private, loss="iwae_looser"),
         }[name]()
+        self.label = "MultiVae recipe" if recipe else "MultiVae"
         kind = {"MMVAE+": models.MMVAEPlus}.get(name) or getattr(models, name)
         self.model = kind(config, encoders=encoders, decoders=decoders)
 
@@ -209,7 +220,7 @@ class MultiVae:
     def fit(self, data: pm.Batch, epochs: int, seed: int, device: str, batch: int = BATCH) -> list[float]:
         torch.manual_seed(seed)
         model = self.model.to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         order = torch.Generator().manual_seed(seed)
         seconds = []
         for epoch in range(1, epochs + 1):
@@ -360,7 +371,7 @@ def run_coherence(args, run: Run) -> None:
         run.add("classifiers", row="ClfImg test accuracy", column=name, value=accuracy)
     sides = [functools.partial(Polymodal, name, precision=p, compile=args.compile)
              for name in args.models for p in args.precision]
-    sides += [functools.partial(MultiVae, name) for name in args.multivae]
+    sides += [functools.partial(MultiVae, name, recipe=args.multivae_recipe) for name in args.multivae]
     for eta in args.eta:
         table = f"η = {eta:g}"
         run.table(table, f"coherence given 1-4 modalities, joint coherence, latent probes, training speed; "
@@ -560,6 +571,7 @@ def grid_figure(cells: Cells, verdicts: dict[tuple[str, str], list[str]], models
     for (table, rows), line in zip(cells.items(), axes):
         sides = sorted({side(row)[1].removesuffix(", complete only") for row in rows}, key=lambda s: (s == "MultiVae", s))
         colours = {name: "C1" if name == "MultiVae" else f"C{2 * i}" for i, name in enumerate(sides)}
+        mark = {name: "o" if name.startswith("polymodal") else "s" if name == "MultiVae" else "D" for name in sides}
         for model, ax in zip(models, line):
             ax.set_title("\n".join([f"{model}, {table}", *verdicts.get((table, model), [])]), fontsize=8)
             drawn = {side(row)[1]: columns for row, columns in rows.items() if side(row)[0] == model}
@@ -568,8 +580,8 @@ def grid_figure(cells: Cells, verdicts: dict[tuple[str, str], list[str]], models
                 values = [list(drawn[name][c].values()) for c in GIVEN]
                 ax.errorbar(range(1, 5), [statistics.mean(v) for v in values],
                             [statistics.stdev(v) if len(v) > 1 else 0 for v in values],
-                            linestyle=":" if complete else "--" if library == "MultiVae" else "-",
-                            marker="^" if complete else "s" if library == "MultiVae" else "o", color=colours[library],
+                            linestyle=":" if complete else "-" if library.startswith("polymodal") else "--",
+                            marker="^" if complete else mark[library], color=colours[library],
                             alpha=0.6 if complete else 1, markersize=4, capsize=2,
                             label=f"{name} ({len(values[0])} seed{'s' * (len(values[0]) > 1)})")
             if drawn:
@@ -608,15 +620,17 @@ def run_grid(args, run: Run) -> None:
                     run.add(table, row=row, column=column, value=value, seed=seed)
             run.add(table, row=row, column="seeds", value=len(rows[row]["given 1"]))
         for model in models:
-            sides = {side(r)[1]: columns for r, columns in rows.items() if side(r)[0] == model}
-            theirs = sides.get("MultiVae")
-            ours = {name: columns for name, columns in sides.items() if name.startswith("polymodal") and "complete" not in name}
-            for name, columns in ours.items() if theirs else ():
-                word = verdict(columns, theirs, spread)
-                verdicts.setdefault((table, model), []).append(word if len(ours) == 1 else f"{name.split()[-1]}: {word}")
+            sides = {side(r)[1]: columns for r, columns in rows.items() if side(r)[0] == model and "complete" not in r}
+            ours = {name: columns for name, columns in sides.items() if name.startswith("polymodal")}
+            theirs = {name: columns for name, columns in sides.items() if name.startswith("MultiVae")}
+            for (name, columns), (their, other) in itertools.product(ours.items(), theirs.items()):
+                word = verdict(columns, other, spread)
+                who = [name.split()[-1]] * (len(ours) > 1) + [f"vs {their}"] * (len(theirs) > 1)
+                verdicts.setdefault((table, model), []).append(f"{' '.join(who)}: {word}" if who else word)
+                pair = name if their == "MultiVae" else f"{name} − {their}"
                 for column in GIVEN:
-                    run.add(gaps, row=f"{model} ({name}), {table}: {word}", column=column,
-                            value=statistics.mean(columns[column].values()) - statistics.mean(theirs[column].values()))
+                    run.add(gaps, row=f"{model} ({pair}), {table}: {word}", column=column,
+                            value=statistics.mean(columns[column].values()) - statistics.mean(other[column].values()))
     run.figure(grid_figure(cells, verdicts, models, run.figure_path("polymnist_grid")),
                f"Coherence given 1-4 modalities against MultiVae, mean ± SD over seeds; {args.epochs} epochs at batch "
                f"{args.batch_size}; each panel's title gives the verdict of the table above")
@@ -632,6 +646,9 @@ def main() -> None:
                         help="polymodal's (none: only --multivae's)")
     parser.add_argument("--multivae", nargs="*", choices=MULTIVAE, default=[],
                         help="MultiVae 1.0.3's models on the same work (needs .venv-bench)")
+    parser.add_argument("--multivae-recipe", action="store_true",
+                        help="--multivae's MVAE as MultiVae's partial-PolyMNIST case study runs it when it keeps the "
+                             "incomplete tuples: the joint ELBO alone, β = 2.5, lr 5e-4 (rows 'MultiVae recipe'; η > 0)")
     parser.add_argument("--complete", action="store_true", help="at η > 0 also train on the complete tuples only")
     parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
                         help="polymodal's Trainer precision(s), a row each; bf16 needs a GPU or a CPU with native bf16")
@@ -657,6 +674,10 @@ def main() -> None:
         parser.error(f"--fractions must be in (0, 1], got {args.fractions}")
     if args.part == "coherence" and not args.models + args.multivae:
         parser.error("--models and --multivae are both empty: nothing to train")
+    if args.multivae_recipe and (set(args.multivae) - set(MultiVae.RECIPES) or min(args.eta) == 0):
+        parser.error(f"--multivae-recipe: MultiVae's case study has a partial-data recipe for "
+                     f"{', '.join(MultiVae.RECIPES)} at η > 0 only, got --multivae {' '.join(args.multivae)} "
+                     f"--eta {' '.join(map(str, args.eta))}")
     if args.part == "speed" and not args.models:
         parser.error("--models: the speed part times polymodal's models (and MultiVae's of the same names), got none")
     if args.part == "labels" and not {name.split()[0] for name in LABEL_MODELS} & set(args.models):

@@ -81,3 +81,37 @@ def test_the_grid_part_refuses_a_budget_no_record_has(monkeypatch):
     monkeypatch.setattr(polymnist, "load_records", lambda: [record("MoPoE (MultiVae)", 0, 0.4)])
     with pytest.raises(SystemExit, match="no coherence records at --epochs 7 and --batch-size 64 on --device cpu"):
         polymnist.run_grid(type("Args", (), {"epochs": 7, "batch_size": 64, "device": "cpu"})(), run=None)
+
+
+class Recorder:
+    """The part of ``benchmarks.results.Run`` the grid part writes through, keeping the cells."""
+
+    def __init__(self, folder):
+        self.folder, self.cells, self.figures = folder, {}, []
+
+    def table(self, name, caption):
+        self.cells.setdefault(name, {})
+
+    def add(self, table, row, column, value, seed=None):
+        self.cells[table].setdefault(row, {})[column] = value
+
+    def figure_path(self, stem):
+        return self.folder / f"{stem}.png"
+
+    def figure(self, path, caption):
+        self.figures.append(path)
+
+
+def test_the_grid_part_compares_polymodal_with_each_multivae_side(monkeypatch, tmp_path):
+    rows = [("MVAE (polymodal bf16)", 0.40), ("MVAE (MultiVae)", 0.10), ("MVAE (MultiVae recipe)", 0.45),
+            ("MVAE (polymodal bf16) (complete only)", 0.10)]
+    monkeypatch.setattr(polymnist, "load_records", lambda: [record(row, seed, value + 0.001 * seed)
+                                                            for row, value in rows for seed in (0, 1)])
+    run = Recorder(tmp_path)
+    polymnist.run_grid(type("Args", (), {"epochs": 100, "batch_size": 64, "device": "cpu"})(), run)
+    gaps = run.cells["polymodal − MultiVae"]
+    assert set(gaps) == {"MVAE (polymodal bf16), η = 0.5: ahead",
+                         "MVAE (polymodal bf16 − MultiVae recipe), η = 0.5: behind"}
+    assert gaps["MVAE (polymodal bf16 − MultiVae recipe), η = 0.5: behind"]["given 2"] == pytest.approx(-0.05)
+    assert run.cells["η = 0.5"]["MVAE (MultiVae recipe)"]["seeds"] == 2
+    assert run.figures == [tmp_path / "polymnist_grid.png"] and run.figures[0].exists()
