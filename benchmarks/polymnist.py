@@ -375,7 +375,10 @@ def run_coherence(args, run: Run) -> None:
     for eta in args.eta:
         table = f"η = {eta:g}"
         run.table(table, f"coherence given 1-4 modalities, joint coherence, latent probes, training speed; "
-                         f"{args.epochs} epochs, batch {args.batch_size}, lr {LR:g}")
+                         f"{args.epochs} epochs, batch {args.batch_size}, lr {LR:g}"
+                         + "".join(f"; {name} (MultiVae recipe): {', '.join(f'{k}={v}' for k, v in overrides.items())}, "
+                                   f"lr {lr:g}" for name, (overrides, lr) in MultiVae.RECIPES.items()
+                                   if args.multivae_recipe and name in args.multivae))
         for seed in args.seeds:
             part, _, _, _ = pm.load_polymnist(missing=eta, seed=seed)
             part = limited(part, args.limit)
