@@ -572,7 +572,8 @@ def grid_figure(cells: Cells, verdicts: dict[tuple[str, str], list[str]], models
     figure, axes = plt.subplots(len(cells), len(models), figsize=(2.6 * len(models), 2.3 * len(cells)),
                                 sharex=True, sharey=True, squeeze=False)
     for (table, rows), line in zip(cells.items(), axes):
-        sides = sorted({side(row)[1].removesuffix(", complete only") for row in rows}, key=lambda s: (s == "MultiVae", s))
+        sides = sorted({side(row)[1].removesuffix(", complete only") for row in rows},
+                       key=lambda s: (not s.startswith("polymodal"), s == "MultiVae", s))
         colours = {name: "C1" if name == "MultiVae" else f"C{2 * i}" for i, name in enumerate(sides)}
         mark = {name: "o" if name.startswith("polymodal") else "s" if name == "MultiVae" else "D" for name in sides}
         for model, ax in zip(models, line):
