@@ -178,6 +178,12 @@ class MultiVae:
     #: and ``drop_last`` are not taken: the budget and batches stay the grid's)
     RECIPES = {"MVAE": (dict(use_subsampling=False, beta=2.5), 5e-4)}
 
+    @classmethod
+    def recipes(cls, names) -> str:
+        """The settings of the recipes for ``names``, as captions and help name them."""
+        return "; ".join(f"{name} (MultiVae recipe): {', '.join(f'{k}={v}' for k, v in overrides.items())}, lr {lr:g}"
+                         for name, (overrides, lr) in cls.RECIPES.items() if name in names)
+
     def __init__(self, name: str, schema: pm.Schema, recipe: bool = False):
         use_torchvision_stand_in()
         try:
@@ -374,11 +380,9 @@ def run_coherence(args, run: Run) -> None:
     sides += [functools.partial(MultiVae, name, recipe=args.multivae_recipe) for name in args.multivae]
     for eta in args.eta:
         table = f"η = {eta:g}"
+        recipes = MultiVae.recipes(args.multivae) if args.multivae_recipe else ""
         run.table(table, f"coherence given 1-4 modalities, joint coherence, latent probes, training speed; "
-                         f"{args.epochs} epochs, batch {args.batch_size}, lr {LR:g}"
-                         + "".join(f"; {name} (MultiVae recipe): {', '.join(f'{k}={v}' for k, v in overrides.items())}, "
-                                   f"lr {lr:g}" for name, (overrides, lr) in MultiVae.RECIPES.items()
-                                   if args.multivae_recipe and name in args.multivae))
+                         f"{args.epochs} epochs, batch {args.batch_size}, lr {LR:g}" + (f"; {recipes}" if recipes else ""))
         for seed in args.seeds:
             part, _, _, _ = pm.load_polymnist(missing=eta, seed=seed)
             part = limited(part, args.limit)
@@ -651,8 +655,8 @@ def main() -> None:
     parser.add_argument("--multivae", nargs="*", choices=MULTIVAE, default=[],
                         help="MultiVae 1.0.3's models on the same work (needs .venv-bench)")
     parser.add_argument("--multivae-recipe", action="store_true",
-                        help="--multivae's MVAE as MultiVae's partial-PolyMNIST case study runs it when it keeps the "
-                             "incomplete tuples: the joint ELBO alone, β = 2.5, lr 5e-4 (rows 'MultiVae recipe'; η > 0)")
+                        help="--multivae's models as MultiVae's partial-PolyMNIST case study runs them when it keeps "
+                             f"the incomplete tuples ({MultiVae.recipes(MultiVae.RECIPES)}; η > 0)")
     parser.add_argument("--complete", action="store_true", help="at η > 0 also train on the complete tuples only")
     parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
                         help="polymodal's Trainer precision(s), a row each; bf16 needs a GPU or a CPU with native bf16")

@@ -115,3 +115,22 @@ def test_the_grid_part_compares_polymodal_with_each_multivae_side(monkeypatch, t
     assert gaps["MVAE (polymodal bf16 − MultiVae recipe), η = 0.5: behind"]["given 2"] == pytest.approx(-0.05)
     assert run.cells["η = 0.5"]["MVAE (MultiVae recipe)"]["seeds"] == 2
     assert run.figures == [tmp_path / "polymnist_grid.png"] and run.figures[0].exists()
+
+
+@pytest.mark.parametrize("argv, got", [
+    (["--multivae", "MoPoE", "--eta", "0.5"], "got --multivae MoPoE --eta 0.5"),
+    (["--multivae", "MVAE", "--eta", "0.0", "0.5"], "got --multivae MVAE --eta 0.0 0.5"),
+])
+def test_the_multivae_recipe_is_refused_where_multivae_has_none(monkeypatch, capsys, argv, got):
+    monkeypatch.setattr("sys.argv", ["polymnist", "--multivae-recipe", *argv])
+    with pytest.raises(SystemExit) as exit:
+        polymnist.main()
+    assert exit.value.code == 2
+    assert f"--multivae-recipe: MultiVae's case study has a partial-data recipe for MVAE at η > 0 only, {got}" \
+        in capsys.readouterr().err
+
+
+def test_the_recipes_name_their_settings_for_the_models_asked():
+    assert polymnist.MultiVae.recipes(["MVAE", "MoPoE"]) == \
+        "MVAE (MultiVae recipe): use_subsampling=False, beta=2.5, lr 0.0005"
+    assert polymnist.MultiVae.recipes(["MoPoE"]) == ""
