@@ -179,7 +179,7 @@ class MultiVae:
     RECIPES = {"MVAE": (dict(use_subsampling=False, beta=2.5), 5e-4)}
 
     @classmethod
-    def recipes(cls, names) -> str:
+    def recipes(cls, names: Sequence[str] | dict) -> str:
         """The settings of the recipes for ``names``, as captions and help name them."""
         return "; ".join(f"{name} (MultiVae recipe): {', '.join(f'{k}={v}' for k, v in overrides.items())}, lr {lr:g}"
                          for name, (overrides, lr) in cls.RECIPES.items() if name in names)

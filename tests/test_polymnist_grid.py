@@ -123,9 +123,9 @@ def test_the_grid_part_compares_polymodal_with_each_multivae_side(monkeypatch, t
 ])
 def test_the_multivae_recipe_is_refused_where_multivae_has_none(monkeypatch, capsys, argv, got):
     monkeypatch.setattr("sys.argv", ["polymnist", "--multivae-recipe", *argv])
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as refused:
         polymnist.main()
-    assert exit.value.code == 2
+    assert refused.value.code == 2
     assert f"--multivae-recipe: MultiVae's case study has a partial-data recipe for MVAE at η > 0 only, {got}" \
         in capsys.readouterr().err
 
